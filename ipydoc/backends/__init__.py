@@ -1,0 +1,1 @@
+"""Backends run one Jupyter server per user; see :mod:`ipydoc.backends.base`."""

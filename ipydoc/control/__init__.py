@@ -1,0 +1,1 @@
+"""The AMP control channel: commands, the daemon's responder, and the CLI's client."""

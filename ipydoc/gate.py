@@ -1,0 +1,106 @@
+"""The gate in front of user servers: who may reach ``/user/<name>/``, and where it goes.
+
+Rules, in order: the path names a valid user; the request carries a live session; the
+session's user owns the route; a state-changing method or WebSocket upgrade comes from
+this site (``Origin``); the server runs.  Browsers get redirects and pages, API clients
+and WebSockets get 401/403/503 with a JSON message.  Activity is kept in memory and
+written to Redis in batches, so traffic costs no Redis write per request.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from twisted.web.iweb import IRequest
+
+from ipydoc.names import InvalidName, validate_name
+from ipydoc.proxy.gate import Forward, Reply
+from ipydoc.sessions import Sessions
+from ipydoc.spawner import ServerManager
+
+SAFE_METHODS = {b"GET", b"HEAD", b"OPTIONS"}
+PREFIX = b"/user/"
+
+
+def is_websocket(request: IRequest) -> bool:
+    upgrade = request.getHeader(b"upgrade") or b""
+    return upgrade.lower() == b"websocket"
+
+
+def wants_html(request: IRequest) -> bool:
+    accept = request.getHeader(b"accept") or b""
+    return b"text/html" in accept and not is_websocket(request)
+
+
+def request_origin(request: IRequest) -> str:
+    host = (request.getHeader(b"host") or b"").decode("latin-1").lower()
+    return f"{'https' if request.isSecure() else 'http'}://{host}"
+
+
+def json_reply(code: int, message: str, **extra: Any) -> Reply:
+    body = json.dumps({"status": code, "message": message, **extra}).encode()
+    return Reply(code, body, "application/json")
+
+
+def redirect(location: str) -> Reply:
+    return Reply(302, b"", "text/plain; charset=utf-8", {"Location": location})
+
+
+class UserGate:
+    def __init__(self, sessions: Sessions, manager: ServerManager,
+                 public_url: str = "") -> None:
+        self.sessions = sessions
+        self.manager = manager
+        self.extra_origins = {public_url.rstrip("/").lower()} if public_url else set()
+        self.activity: dict[str, float] = {}
+
+    def claims(self, request: IRequest) -> bool:
+        return request.path.startswith(PREFIX)
+
+    def origin_ok(self, request: IRequest) -> bool:
+        origin = request.getHeader(b"origin")
+        if origin is None:
+            return True  # not a browser-driven cross-site request (browsers always send it)
+        text = origin.decode("latin-1").lower()
+        if text == "null" or not urlsplit(text).netloc:
+            return False
+        return text == request_origin(request) or text in self.extra_origins
+
+    async def decide(self, request: IRequest) -> Forward | Reply:
+        segment = request.path[len(PREFIX):].split(b"/", 1)[0]
+        try:
+            name = validate_name(segment.decode("ascii"))
+        except (UnicodeDecodeError, InvalidName):
+            return json_reply(404, "no such user server")
+        session = await self.sessions.from_request(request)
+        if session is None:
+            if wants_html(request) and request.method in (b"GET", b"HEAD"):
+                nxt = quote(request.uri.decode("latin-1"), safe="/")
+                return redirect(f"/hub/login?next={nxt}")
+            return json_reply(401, "not logged in: log in at /hub/login")
+        if session.user != name:
+            return json_reply(403, f"this server belongs to another user; yours is /user/{session.user}/")
+        if (request.method not in SAFE_METHODS or is_websocket(request)) and not self.origin_ok(request):
+            return json_reply(403, "cross-origin request refused (Origin is not this site)")
+        route = self.manager.routes.get(name)
+        if route is None:
+            starting = self.manager.is_starting(name)
+            if wants_html(request) and request.method in (b"GET", b"HEAD"):
+                nxt = quote(request.uri.decode("latin-1"), safe="/")
+                return redirect(f"/hub/spawn/{name}?next={nxt}")
+            return json_reply(503, "your server is starting" if starting else
+                              f"your server is not running: start it at /hub/spawn/{name}")
+        return Forward(name, route.url, route.token)
+
+    def saw_traffic(self, user: str) -> None:
+        self.activity[user] = time.time()
+
+    def saw_response(self, user: str, method: bytes, path: bytes, code: int) -> None:
+        """Saves (contents PUT/PATCH/DELETE) are versioned by a later feature."""
+
+    def take_activity(self) -> dict[str, float]:
+        stamps, self.activity = self.activity, {}
+        return stamps

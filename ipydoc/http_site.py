@@ -1,0 +1,190 @@
+"""The one web site: hub pages under ``/hub/``, user traffic to the proxy.
+
+twisted.web reads a whole request body (into memory or a temporary file) before it
+looks at the request.  That is fine for hub forms, so hub bodies are capped, and
+wrong for notebooks and uploads going to a user's server.  :class:`SiteRequest`
+therefore decides at ``gotLength`` time — headers in, no body byte read yet — whether
+the gate claims the request; if it does, the proxy starts right there and the body
+streams through a :class:`~ipydoc.proxy.body.BodyStream` instead of being spooled.
+
+This relies on ``HTTPChannel`` internals (checked against Twisted 26.10): when
+``gotLength`` is called the request line is on ``channel._command/_path/_version``;
+body chunks then go to ``handleContentChunk``; ``requestReceived`` follows the last
+one.  Only HTTP/1.1 channels are used (no h2), so these hold.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs
+
+from twisted.logger import Logger
+from twisted.web import pages, server
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, Resource
+from twisted.web.util import Redirect
+
+from ipydoc.proxy.body import BodyStream
+from ipydoc.proxy.gate import Gate
+from ipydoc.proxy.handler import Proxy
+
+#: Largest request body the hub (not the proxy) accepts.
+HUB_BODY_LIMIT = 1024 * 1024
+
+
+class SiteRequest(server.Request):
+    """A request that is routed (proxy or hub) as soon as its headers are in."""
+
+    _log = Logger()
+    _proxied = False
+    _rejected = False
+    _body_done = False
+    _finish_pending = False
+    _hub_bytes = 0
+
+    def gotLength(self, length: int | None) -> None:
+        self._read_request_line()
+        site: ProxySite = self.channel.site
+        try:
+            claimed = site.gate.claims(self)
+        except Exception:
+            self._log.failure("gate.claims failed")
+            claimed = False
+        if claimed:
+            self._proxied = True
+            # Answer "Expect: 100-continue" ourselves, once the backend wants the body:
+            # twisted.web would send it right away, even after a refusal.
+            expect = self.requestHeaders.getRawHeaders(b"expect") or [b""]
+            self.requestHeaders.removeHeader(b"expect")
+            on_start = self._send_continue if expect[0].lower() == b"100-continue" else None
+            self.content = BodyStream(self.channel.transport, length, self._hang_up, on_start)
+            site.proxy.handle(self)
+        elif length is not None and length > site.hub_body_limit:
+            super().gotLength(0)
+            self.requestHeaders.removeHeader(b"expect")
+            self._too_large()
+        else:
+            super().gotLength(length)
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._rejected:
+            return
+        if not self._proxied:
+            self._hub_bytes += len(data)
+            if self._hub_bytes > self.channel.site.hub_body_limit:
+                self._too_large()
+                return
+        self.content.write(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self._rejected:
+            return
+        if not self._proxied:
+            return super().requestReceived(command, path, version)
+        self._body_done = True
+        self.content.finish()
+        if self._finish_pending:
+            self.finish()
+
+    def end_response(self) -> None:
+        """Finish the response now, or once the client's body is fully in.
+
+        ``HTTPChannel`` cannot finish a request while it is still parsing its body,
+        and the backend (or gate) may answer before the upload is over.
+        """
+        if self.finished or self._disconnected:
+            return
+        if self._body_done:
+            self.finish()
+        else:
+            self._finish_pending = True
+
+    def connectionLost(self, reason: Any) -> None:
+        if self._proxied and not self._body_done:
+            self.content.fail(reason)
+        super().connectionLost(reason)
+
+    def _read_request_line(self) -> None:
+        """What ``requestReceived`` would set, set early so the gate can read it."""
+        channel = self.channel
+        self.method, self.uri = channel._command, channel._path
+        self.clientproto = channel._version
+        self.path, _, query = self.uri.partition(b"?")
+        self.args = parse_qs(query, 1) if query else {}
+        self.site = channel.site
+
+    def _send_continue(self) -> None:
+        if not self.startedWriting and not self._disconnected and self.clientproto == b"HTTP/1.1":
+            self.channel.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _hang_up(self) -> None:
+        """An unwanted body goes on and on: stop reading it, close the connection."""
+        if self._disconnected:
+            return
+        if self._finish_pending and self.chunked:
+            self.channel.write(b"0\r\n\r\n")  # the response itself was complete
+        self.channel.persistent = False
+        self.loseConnection()
+
+    def _too_large(self) -> None:
+        self._rejected = True
+        body = b"Request body too large.\n"
+        self.setResponseCode(413)
+        self.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
+        self.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
+        self.responseHeaders.setRawHeaders(b"connection", [b"close"])
+        self.write(body)
+        self.channel.persistent = False
+        self.loseConnection()
+
+
+class ProxySite(server.Site):
+    """A ``Site`` whose requests go to the proxy when the gate claims them."""
+
+    requestFactory = SiteRequest
+
+    def __init__(
+        self, resource: IResource, gate: Gate, proxy: Proxy, *, reactor: Any,
+        hub_body_limit: int = HUB_BODY_LIMIT,
+    ) -> None:
+        super().__init__(resource, reactor=reactor)
+        self.gate = gate
+        self.proxy = proxy
+        self.hub_body_limit = hub_body_limit
+
+    def acceptableProtocols(self) -> list[bytes]:
+        """HTTP/1.1 only: the streaming request relies on ``HTTPChannel``."""
+        return [b"http/1.1"]
+
+
+class _Root(Resource):
+    def getChild(self, path: bytes, request: IRequest) -> IResource:
+        return pages.notFound()
+
+
+def make_root(hub_resource: IResource) -> Resource:
+    """``/hub/...`` to the hub, ``/`` redirected to ``/hub/``, anything else 404."""
+    root = _Root()
+    root.putChild(b"hub", hub_resource)
+    root.putChild(b"", Redirect(b"/hub/"))
+    return root
+
+
+def make_site(
+    hub_resource: IResource,
+    gate: Gate,
+    reactor: Any,
+    *,
+    pool_size: int = 16,
+    connect_timeout: float = 10.0,
+    head_timeout: float = 300.0,
+    hub_body_limit: int = HUB_BODY_LIMIT,
+) -> ProxySite:
+    """The site to listen with; call ``site.proxy.close()`` on shutdown."""
+    proxy = Proxy(
+        gate, reactor, pool_size=pool_size,
+        connect_timeout=connect_timeout, head_timeout=head_timeout,
+    )
+    return ProxySite(
+        make_root(hub_resource), gate, proxy, reactor=reactor, hub_body_limit=hub_body_limit
+    )

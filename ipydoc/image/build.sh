@@ -1,0 +1,77 @@
+#!/bin/bash
+# Build a Jupyter Docker Stacks-equivalent notebook image with no registry: a Debian minbase
+# root filesystem from debootstrap (Debian's mirror, as apt already uses it), jupyter_server,
+# JupyterLab and ipykernel from PyPI in /opt/conda-like venv, user jovyan (uid 1000, gid 100),
+# imported with `docker import`. Run by `ipydoc image build`; needs root and a Docker engine.
+#
+# Usage: build.sh TAG RECIPE_ID
+set -euo pipefail
+TAG=$1
+RECIPE=${2:-unknown}
+SUITE=${IPYDOC_IMAGE_SUITE:-bookworm}
+PACKAGES=${IPYDOC_IMAGE_PACKAGES:-"jupyter_server jupyterlab ipykernel"}
+WORK=${IPYDOC_IMAGE_WORKDIR:-/var/tmp/ipydoc-image-build}
+BASE=$WORK/base-$SUITE
+ROOT=$WORK/root
+
+[ "$(id -u)" = 0 ] || { echo "ipydoc image build: needs root (debootstrap and chroot)" >&2; exit 2; }
+command -v debootstrap >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -q debootstrap
+mkdir -p "$WORK"
+
+cleanup() {
+  for m in proc dev; do mountpoint -q "$ROOT/$m" && umount "$ROOT/$m" || true; done
+}
+trap cleanup EXIT
+
+if [ ! -x "$BASE/usr/bin/python3" ]; then
+  mirror=$(grep -hE '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
+           | grep -v security | grep -oE 'https?://[^ ]+/debian/?' | head -1 || true)
+  mirror=${mirror:-http://deb.debian.org/debian}
+  rm -rf "$BASE.tmp"
+  debootstrap --variant=minbase \
+      --include=python3,python3-venv,ca-certificates,tini,git,locales,tzdata \
+      "$SUITE" "$BASE.tmp" "$mirror"
+  mv "$BASE.tmp" "$BASE"
+fi
+
+cleanup
+rm -rf "$ROOT"
+cp -a "$BASE" "$ROOT"
+cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+mount --bind /proc "$ROOT/proc"
+mount --bind /dev "$ROOT/dev"
+# The host's CA bundle lets pip reach PyPI through this network's TLS proxy; it is used for the
+# build only and removed before import. env -i keeps the host's PIP_* settings out of the image.
+cp /etc/ssl/certs/ca-certificates.crt "$ROOT/tmp/build-ca.crt"
+chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+    PIP_CERT=/tmp/build-ca.crt SSL_CERT_FILE=/tmp/build-ca.crt \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_DEFAULT_TIMEOUT=180 /bin/sh -ec "
+  getent group users >/dev/null || groupadd -g 100 users
+  id jovyan >/dev/null 2>&1 || useradd -m -u 1000 -g 100 -s /bin/bash jovyan
+  python3 -m venv /opt/conda
+  /opt/conda/bin/pip install -q --no-cache-dir --upgrade pip
+  /opt/conda/bin/pip install -q --no-cache-dir $PACKAGES
+  /opt/conda/bin/pip freeze > /opt/conda/freeze.txt
+  mkdir -p /home/jovyan/work
+  chown -R 1000:100 /home/jovyan
+  rm -rf /root/.cache /tmp/build-ca.crt /var/cache/apt/archives/*.deb /var/lib/apt/lists/*
+"
+cleanup
+: > "$ROOT/etc/resolv.conf"
+tar -C "$ROOT" -c . | docker import \
+    --change 'ENV PATH=/opt/conda/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'ENV HOME=/home/jovyan' \
+    --change 'ENV SHELL=/bin/bash' \
+    --change 'ENV NB_USER=jovyan' \
+    --change 'ENV NB_UID=1000' \
+    --change 'ENV NB_GID=100' \
+    --change 'ENV LANG=C.UTF-8' \
+    --change 'USER 1000:100' \
+    --change 'WORKDIR /home/jovyan' \
+    --change 'EXPOSE 8888' \
+    --change "LABEL ipydoc.image-recipe=$RECIPE" \
+    --change 'ENTRYPOINT ["tini", "-g", "--"]' \
+    --change 'CMD ["jupyter", "lab", "--ip=0.0.0.0", "--port=8888", "--no-browser"]' \
+    - "$TAG"
+rm -rf "$ROOT"
+echo "built $TAG"

@@ -1,0 +1,1 @@
+"""The reverse proxy: user traffic (HTTP and WebSocket) to user servers."""

@@ -1,0 +1,46 @@
+"""What the proxy asks before it forwards anything: the gate.
+
+The proxy knows HTTP; the gate knows users, sessions, routes and tokens.  The proxy calls
+``claims`` as soon as a request's headers are in (before any body is read), then
+``decide``; only a :class:`Forward` lets bytes through to a server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from twisted.web.iweb import IRequest
+
+
+@dataclass(frozen=True)
+class Forward:
+    """Send the request to ``target`` with ``Authorization: token <token>``."""
+
+    user: str
+    target: str          # "http://127.0.0.1:49153", no trailing slash
+    token: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Answer the request here; nothing reaches a server."""
+
+    code: int
+    body: bytes = b""
+    content_type: str = "text/plain; charset=utf-8"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Gate(Protocol):
+    def claims(self, request: IRequest) -> bool:
+        """True if this request is user traffic (path mode: ``/user/<name>/...``)."""
+
+    async def decide(self, request: IRequest) -> Forward | Reply:
+        """Authenticate and authorise; the route and token when allowed."""
+
+    def saw_traffic(self, user: str) -> None:
+        """Bytes moved for ``user``'s server (records last activity)."""
+
+    def saw_response(self, user: str, method: bytes, path: bytes, code: int) -> None:
+        """The server answered ``method path`` with ``code`` (for save tracking later)."""

@@ -1,0 +1,89 @@
+"""One claimed request, from the gate's verdict to the right forwarder.
+
+The site calls :meth:`Proxy.handle` as soon as a claimed request's headers are in;
+the client is paused while the gate decides, so no body byte is read for a request
+that may be refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+
+from ipydoc.proxy.body import BodyStream
+from ipydoc.proxy.gate import Forward, Gate, Reply
+from ipydoc.proxy.headers import is_websocket_upgrade
+from ipydoc.proxy.http import HttpForwarder
+from ipydoc.proxy.replies import error_reply, write_reply
+from ipydoc.proxy.websocket import WebSocketForwarder
+
+
+class Proxy:
+    """Asks the gate, then forwards (HTTP or WebSocket) or answers in its place."""
+
+    _log = Logger()
+
+    def __init__(
+        self,
+        gate: Gate,
+        reactor: Any,
+        *,
+        pool_size: int = 16,
+        connect_timeout: float = 10.0,
+        head_timeout: float = 300.0,
+    ) -> None:
+        self._gate = gate
+        self.http = HttpForwarder(
+            reactor, gate, pool_size=pool_size,
+            connect_timeout=connect_timeout, head_timeout=head_timeout,
+        )
+        self.websocket = WebSocketForwarder(
+            reactor, gate, connect_timeout=connect_timeout, head_timeout=head_timeout
+        )
+
+    def handle(self, request: IRequest) -> Deferred[None]:
+        """Proxy ``request`` (whose ``content`` is a :class:`BodyStream`)."""
+        d = Deferred.fromCoroutine(self._handle(request))
+        d.addErrback(self._crashed, request)
+        return d
+
+    def close(self) -> Deferred[None]:
+        """Close idle backend connections (on shutdown)."""
+        return self.http.close()
+
+    async def _handle(self, request: IRequest) -> None:
+        body: BodyStream = request.content
+        if not request.uri.startswith(b"/"):
+            body.discard()
+            write_reply(request, error_reply(request, 400))
+            return
+        body.hold(True)
+        try:
+            decision = await self._gate.decide(request)
+        finally:
+            body.hold(False)
+        if getattr(request, "_disconnected", False):
+            return
+        if isinstance(decision, Reply):
+            body.discard()
+            write_reply(request, decision)
+        elif not isinstance(decision, Forward):
+            raise TypeError(f"gate.decide returned {type(decision).__name__}")
+        elif is_websocket_upgrade(request) and not body.has_body:
+            await self.websocket.forward(request, decision)
+        else:
+            await self.http.forward(request, decision)
+
+    def _crashed(self, failure: Failure, request: IRequest) -> None:
+        self._log.failure(
+            "proxy failed on {method} {path}", failure,
+            method=request.method.decode("latin-1"), path=request.path.decode("latin-1"),
+        )
+        body = getattr(request, "content", None)
+        if isinstance(body, BodyStream):
+            body.discard()
+        write_reply(request, error_reply(request, 500))

@@ -1,0 +1,283 @@
+"""WebSocket upgrades: hand-written handshake, then a byte-for-byte splice.
+
+twisted.web.client cannot do an HTTP upgrade, so the handshake is written to a raw
+TCP connection by hand (same header rules as plain HTTP).  On ``101`` the client's
+transport is taken away from twisted.web's ``HTTPChannel`` (the way autobahn's
+``WebSocketResource`` does it) and the two transports are joined: each is the other's
+streaming producer, so a slow reader on either side pauses the other.  Frames are
+never parsed; whatever one side sends, the other receives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet import error
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import HostnameEndpoint, connectProtocol
+from twisted.internet.interfaces import ITransport
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
+from twisted.python.failure import Failure
+from twisted.web.client import URI
+from twisted.web.http import _ChunkedTransferDecoder
+from twisted.web.http_headers import Headers
+from twisted.web.iweb import IRequest
+
+from ipydoc.proxy.gate import Forward, Gate
+from ipydoc.proxy.headers import backend_request_headers, strip_hop_by_hop
+from ipydoc.proxy.replies import error_reply, write_reply
+
+MAX_HEAD = 64 * 1024
+MAX_REFUSAL_BODY = 1024 * 1024
+ACTIVITY_INTERVAL = 1.0
+
+
+@dataclass
+class _Head:
+    raw: bytes
+    code: int
+    phrase: bytes
+    headers: list[tuple[bytes, bytes]]
+    rest: bytes
+
+    def get(self, name: bytes) -> list[bytes]:
+        return [v for n, v in self.headers if n.lower() == name]
+
+
+class WebSocketForwarder:
+    """Opens the backend side of a WebSocket and splices it to the client."""
+
+    _log = Logger()
+
+    def __init__(
+        self, reactor: Any, gate: Gate, *, connect_timeout: float, head_timeout: float
+    ) -> None:
+        self._reactor = reactor
+        self._gate = gate
+        self._connect_timeout = connect_timeout
+        self._head_timeout = head_timeout
+
+    async def forward(self, request: IRequest, fwd: Forward) -> None:
+        target = URI.fromBytes(fwd.target.encode("ascii"))
+        if target.scheme != b"http":
+            write_reply(request, error_reply(request, 502, "Unsupported server address."))
+            return
+        backend = _Backend(_request_head(request, fwd.token))
+        endpoint = HostnameEndpoint(
+            self._reactor, target.host, target.port, timeout=self._connect_timeout
+        )
+        opening = Deferred.fromCoroutine(self._open(endpoint, backend))
+        opening.addTimeout(self._head_timeout, self._reactor)
+        request.notifyFinish().addErrback(lambda _: opening.cancel())
+        self._gate.saw_traffic(fwd.user)
+        try:
+            head = await opening
+        except Exception as e:
+            if getattr(request, "_disconnected", False):
+                return
+            code = 504 if isinstance(e, (error.TimeoutError, error.TCPTimedOutError)) else 502
+            self._log.info(
+                "websocket backend {code} for {user} {path}: {why}",
+                code=code, user=fwd.user, path=request.path.decode("latin-1"),
+                why=type(e).__name__,
+            )
+            write_reply(request, error_reply(request, code))
+            return
+        if getattr(request, "_disconnected", False):
+            backend.transport.loseConnection()
+            return
+        self._gate.saw_response(fwd.user, request.method, request.path, head.code)
+        if head.code == 101:
+            _splice(request, backend, head, _Activity(self._reactor, self._gate, fwd.user))
+        else:
+            await _relay_refusal(request, backend, head)
+
+    async def _open(self, endpoint: HostnameEndpoint, backend: _Backend) -> _Head:
+        await connectProtocol(endpoint, backend)
+        return await backend.head
+
+
+class _Activity:
+    """Reports WebSocket traffic to the gate, at most once per interval."""
+
+    def __init__(self, reactor: Any, gate: Gate, user: str) -> None:
+        self._reactor, self._gate, self._user = reactor, gate, user
+        self._last = float("-inf")
+
+    def touch(self) -> None:
+        now = self._reactor.seconds()
+        if now - self._last >= ACTIVITY_INTERVAL:
+            self._last = now
+            self._gate.saw_traffic(self._user)
+
+
+class _Backend(Protocol):
+    """The backend connection: sends the handshake, reads the answer head, then pipes."""
+
+    def __init__(self, request_head: bytes) -> None:
+        self._out = request_head
+        self._buf = b""
+        self.head: Deferred[_Head] = Deferred(lambda _: self._abort())
+        self._sink: Any = None  # callable(bytes) once the head is consumed
+        #: Fires (with None) when the backend connection is gone.
+        self.closed: Deferred[None] = Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(self._out)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._sink is not None:
+            self._sink(data)
+            return
+        self._buf += data
+        if self.head.called:
+            return  # after the head, before a sink: kept (and the transport paused)
+        end = self._buf.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self._buf) > MAX_HEAD:
+                self._abort()
+            return
+        raw, rest = self._buf[: end + 4], self._buf[end + 4 :]
+        self._buf = b""
+        try:
+            head = _parse_head(raw, rest)
+        except ValueError:
+            self._abort()
+            return
+        self.transport.pauseProducing()  # until someone takes the bytes that follow
+        self.head.callback(head)
+
+    def take(self, sink: Any) -> bytes:
+        """Send further bytes to ``sink``; returns bytes that arrived in between."""
+        self._sink = sink
+        early, self._buf = self._buf, b""
+        self.transport.resumeProducing()
+        return early
+
+    def connectionLost(self, reason: Failure = Failure(error.ConnectionDone())) -> None:
+        if not self.head.called:
+            self.head.errback(reason)
+        self.closed.callback(None)
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+
+class _ClientEnd(Protocol):
+    """Takes the client's transport over from twisted.web after the 101."""
+
+    def __init__(self, backend: ITransport, activity: _Activity) -> None:
+        self._backend = backend
+        self._activity = activity
+
+    def dataReceived(self, data: bytes) -> None:
+        self._activity.touch()
+        self._backend.write(data)
+
+    def connectionLost(self, reason: Failure = Failure(error.ConnectionDone())) -> None:
+        self._backend.unregisterProducer()
+        self._backend.loseConnection()
+
+
+def _splice(request: IRequest, backend: _Backend, head: _Head, activity: _Activity) -> None:
+    """Join the client and backend transports; twisted.web lets go of the client."""
+    channel = request.channel
+    client = channel.transport
+    early = b"".join(channel._dataBuffer)  # bytes the channel read after the head
+    channel._dataBuffer = []
+    channel.setTimeout(None)
+    channel.transport = None
+    client.unregisterProducer()  # the HTTPChannel was the client's producer
+    end = _ClientEnd(backend.transport, activity)
+    if isinstance(client, ProtocolWrapper):  # TLS
+        client.wrappedProtocol = end
+    else:
+        client.protocol = end
+    end.makeConnection(client)
+
+    def to_client(data: bytes) -> None:
+        activity.touch()
+        client.write(data)
+
+    def backend_closed(_: None) -> None:
+        client.unregisterProducer()
+        client.loseConnection()
+
+    client.write(head.raw + head.rest)
+    client.write(backend.take(to_client))
+    backend.closed.addCallback(backend_closed)
+    client.registerProducer(backend.transport, True)
+    backend.transport.registerProducer(client, True)
+    if early:
+        backend.transport.write(early)
+    client.resumeProducing()
+
+
+async def _relay_refusal(request: IRequest, backend: _Backend, head: _Head) -> None:
+    """The backend said no to the upgrade: pass its (small) answer on as HTTP."""
+    body = bytearray()
+    done: Deferred[None] = Deferred()
+    length = head.get(b"content-length")
+    chunked = b"chunked" in b",".join(head.get(b"transfer-encoding")).lower()
+    decoder = _ChunkedTransferDecoder(body.extend, lambda rest: done.callback(None)) if chunked else None
+
+    def sink(data: bytes) -> None:
+        if done.called:
+            return
+        if decoder is not None:
+            decoder.dataReceived(data)
+        else:
+            body.extend(data)
+            if length and len(body) >= int(length[0]):
+                done.callback(None)
+        if len(body) > MAX_REFUSAL_BODY and not done.called:
+            backend.transport.abortConnection()
+
+    backend.closed.addCallback(lambda _: None if done.called else done.callback(None))
+    if head.code in (204, 304) or (length and int(length[0]) == 0):
+        done.callback(None)
+    else:
+        sink(head.rest + backend.take(sink))
+    await done
+    backend.transport.loseConnection()
+    if getattr(request, "_disconnected", False):
+        return
+    request.defaultContentType = None
+    request.setResponseCode(head.code, head.phrase)
+    raw = Headers()
+    for name, value in head.headers:
+        raw.addRawHeader(name, value)
+    out = strip_hop_by_hop(raw)
+    out.removeHeader(b"content-length")
+    for name, values in out.getAllRawHeaders():
+        request.responseHeaders.setRawHeaders(name, list(values))
+    request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
+    request.write(bytes(body))
+    request.end_response()  # type: ignore[attr-defined]
+
+
+def _request_head(request: IRequest, token: str) -> bytes:
+    headers = backend_request_headers(request, token, websocket=True)
+    lines = [b"%s %s HTTP/1.1" % (request.method, request.uri)]
+    for name, values in headers.getAllRawHeaders():
+        lines.extend(name + b": " + v for v in values)
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def _parse_head(raw: bytes, rest: bytes) -> _Head:
+    lines = raw[:-4].split(b"\r\n")
+    parts = lines[0].split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
+        raise ValueError("not an HTTP/1.x response")
+    code = int(parts[1])
+    headers = []
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep:
+            raise ValueError("bad header line")
+        headers.append((name.strip(), value.strip()))
+    return _Head(raw, code, parts[2] if len(parts) > 2 else b"", headers, rest)

@@ -1,0 +1,250 @@
+"""The server manager: starts, stops and watches each user's Jupyter server.
+
+It owns what the backends do not: the per-start server token, waiting until
+``jupyter_server`` answers, the server record and route in Redis, spawn progress, and
+reconciling Redis with what the backend really runs (at start and from its event stream).
+Readiness is polled every 25 ms, so a server is routed the moment it answers.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import treq
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.task import deferLater
+from twisted.logger import Logger
+
+from ipydoc.backends.base import Backend, BackendError, BackendEvent, ServerSpec
+from ipydoc.progress import Progress, Step
+from ipydoc.store import Server, Store
+
+READY_POLL = 0.025
+
+
+@dataclass(frozen=True)
+class Route:
+    url: str
+    token: str
+
+
+@dataclass(frozen=True)
+class Limits:
+    image: str
+    mem_limit: int | None
+    cpu_limit: float | None
+    pids_limit: int | None
+    start_timeout: float
+
+
+class StartFailed(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+def base_url(name: str) -> str:
+    return f"/user/{name}/"
+
+
+class ServerManager(Service):
+    name = "servers"
+    log = Logger()
+
+    def __init__(self, backend: Backend, store_source: Any, limits: Limits, reactor: Any) -> None:
+        self.backend = backend
+        self._store_source = store_source      # RedisService: its .store exists once started
+        self.limits = limits
+        self.reactor = reactor
+        self.routes: dict[str, Route] = {}      # the proxy's view; Redis holds the same
+        self.progress: dict[str, Progress] = {}
+        self._starting: dict[str, defer.Deferred[Server]] = {}
+        self._stopping: dict[str, defer.Deferred[None]] = {}
+        self._http = treq
+
+    @property
+    def store(self) -> Store:
+        return self._store_source.store
+
+    # -- service ------------------------------------------------------------------------
+    def startService(self) -> defer.Deferred[None]:
+        super().startService()
+        self.backend.follow(self._on_event)
+        return defer.Deferred.fromCoroutine(self.reconcile())
+
+    def stopService(self) -> None:
+        super().stopService()
+        stop_following = getattr(self.backend, "stop_following", None)
+        if stop_following:
+            stop_following()
+
+    # -- start ---------------------------------------------------------------------------
+    def is_starting(self, name: str) -> bool:
+        return name in self._starting
+
+    def is_busy(self, name: str) -> bool:
+        return name in self._starting or name in self._stopping
+
+    async def start(self, name: str) -> Server:
+        """Start ``name``'s server unless it runs; concurrent callers share one start."""
+        if name in self._starting:
+            return await self._starting[name]
+        if name in self._stopping:
+            await self._stopping[name]
+        current = await self.store.get_server(name)
+        if current and current.state == "running" and name in self.routes:
+            return current
+        d = defer.Deferred.fromCoroutine(self._start(name))
+        self._starting[name] = d
+        try:
+            return await d
+        finally:
+            self._starting.pop(name, None)
+
+    async def _start(self, name: str) -> Server:
+        progress = Progress()
+        self.progress[name] = progress
+        step = lambda phase, msg, pct, **kw: progress.add(Step(phase, msg, pct, **kw))  # noqa: E731
+        token = secrets.token_hex(32)
+        lim = self.limits
+        spec = ServerSpec(name=name, image=lim.image, base_url=base_url(name), token=token,
+                          mem_limit=lim.mem_limit, cpu_limit=lim.cpu_limit,
+                          pids_limit=lim.pids_limit)
+        t0 = time.monotonic()
+        await self.store.set_server(name, "starting", image=lim.image, error="", id="")
+        step("creating", f"Creating your server from {lim.image}", 10)
+        try:
+            info = await self.backend.start(spec)
+            assert info.url, "backend returned no URL"
+            await self.store.set_server(name, "starting", id=info.id)
+            step("waiting", "Container started; waiting for Jupyter to answer", 40)
+            await self._wait_ready(name, info.url, token, t0 + lim.start_timeout)
+        except (BackendError, StartFailed) as e:
+            kind = e.kind
+            message = e.message
+            await self._fail(name, kind, message)
+            raise StartFailed(kind, message) from None
+        except Exception as e:  # noqa: BLE001 - any failure must land as a clear state
+            self.log.failure("starting {name} failed", name=name)
+            await self._fail(name, "failed", f"the server could not be started: {e}")
+            raise StartFailed("failed", str(e)) from None
+        now = time.time()
+        await self.store.set_server(name, "running", route=True, id=info.id, url=info.url,
+                                    token=token, started=now, error="")
+        self.routes[name] = Route(info.url, token)
+        await self.store.add_event("spawn", name, f"ready in {time.monotonic() - t0:.2f}s")
+        self.log.info("server for {name} ready in {s:.2f}s", name=name, s=time.monotonic() - t0)
+        step("ready", "Your server is ready", 100, url=f"{base_url(name)}lab")
+        return Server(name, "running", info.id, info.url, token, lim.image, now)
+
+    async def _fail(self, name: str, kind: str, message: str) -> None:
+        self.routes.pop(name, None)
+        try:
+            await self.backend.stop(name)
+        except BackendError:
+            pass
+        await self.store.set_server(name, "failed", error=message)
+        await self.store.add_event("spawn-failed", name, message)
+        self.log.warn("server for {name} failed to start: {message}", name=name, message=message)
+        self.progress[name].add(Step("failed", message, 100, error_kind=kind))
+
+    async def _wait_ready(self, name: str, url: str, token: str, deadline: float) -> None:
+        status_url = f"{url}{base_url(name)}api/status"
+        headers = {"Authorization": f"token {token}"}
+        next_check = time.monotonic() + 1.0
+        while True:
+            try:
+                r = await self._http.get(status_url, headers=headers, timeout=2, persistent=False)
+                await r.content()
+                if r.code == 200:
+                    return
+            except Exception:  # noqa: BLE001 - not listening yet
+                pass
+            now = time.monotonic()
+            if now > deadline:
+                raise StartFailed("timeout", f"the server did not answer within "
+                                             f"{self.limits.start_timeout:g} s (spawn.start_timeout)")
+            if now > next_check:
+                next_check = now + 1.0
+                info = await self.backend.status(name)
+                if info is None or not info.running:
+                    raise StartFailed("exited", "the server exited while starting; "
+                                                "see `ipydoc server logs` or the Docker logs")
+            await deferLater(self.reactor, READY_POLL, lambda: None)
+
+    # -- stop ----------------------------------------------------------------------------
+    async def stop(self, name: str, reason: str = "stop") -> None:
+        if name in self._stopping:
+            return await self._stopping[name]
+        if name in self._starting:
+            try:
+                await self._starting[name]
+            except StartFailed:
+                return
+        d = defer.Deferred.fromCoroutine(self._stop(name, reason))
+        self._stopping[name] = d
+        try:
+            await d
+        finally:
+            self._stopping.pop(name, None)
+
+    async def _stop(self, name: str, reason: str) -> None:
+        self.routes.pop(name, None)
+        await self.store.set_server(name, "stopping")
+        await self.backend.stop(name)
+        await self.store.set_server(name, "stopped", id="", error="")
+        await self.store.add_event("stop", name, reason)
+        if name in self.progress:
+            self.progress[name].add(Step("stopped", "Your server was stopped", 0))
+
+    # -- reconcile -----------------------------------------------------------------------
+    async def reconcile(self) -> None:
+        """Make Redis agree with the backend: adopt running servers, drop dead routes."""
+        running = {i.name: i for i in await self.backend.list() if i.running and i.url}
+        adopted = dropped = 0
+        for info in running.values():
+            record = await self.store.get_server(info.name)
+            token = (record.token if record and record.token and record.id == info.id
+                     else info.token)
+            if not token:
+                self.log.warn("container {id} of {name} has no token; stopping it",
+                              id=info.id[:12], name=info.name)
+                await self.backend.stop(info.name)
+                continue
+            await self.store.set_server(info.name, "running", route=True, id=info.id,
+                                        url=info.url, token=token, image=info.image,
+                                        started=info.started_at or time.time())
+            self.routes[info.name] = Route(info.url, token)
+            adopted += 1
+        for record in await self.store.list_servers():
+            if record.name not in running and record.state != "stopped" and not \
+                    (record.state == "failed"):
+                await self.store.set_server(record.name, "stopped", id="")
+                await self.store.add_event("server-gone", record.name,
+                                           "container gone while ipydoc was down")
+                dropped += 1
+        self.log.info("reconciled: {a} running servers adopted, {d} stale routes dropped",
+                      a=adopted, d=dropped)
+
+    def _on_event(self, event: BackendEvent) -> None:
+        if event.action == "start" or self.is_busy(event.name):
+            return
+        route = self.routes.get(event.name)
+        defer.Deferred.fromCoroutine(self._gone(event, route is not None)).addErrback(
+            lambda f: self.log.failure("handling {e}", f, e=event))
+
+    async def _gone(self, event: BackendEvent, had_route: bool) -> None:
+        record = await self.store.get_server(event.name)
+        if record is None or record.id != event.id or record.state in ("stopped", "failed"):
+            return
+        self.routes.pop(event.name, None)
+        await self.store.set_server(event.name, "stopped", id="")
+        await self.store.add_event("server-gone", event.name,
+                                   f"container {event.action} outside ipydoc")
+        self.log.info("server of {name} went away ({action})", name=event.name,
+                      action=event.action)

@@ -1,0 +1,193 @@
+"""``twistd ipydoc --config FILE``: builds the daemon as one ``MultiService``.
+
+Children, started in this order (each waits for the one before it), stopped in reverse:
+
+``redis``     connection pool (and the embedded redis-server child when no URL is set)
+``servers``   the server manager over the backend: reconciles Redis, follows events
+``activity``  writes proxy activity to Redis every few seconds
+``web``       the public listener(s): hub pages and the user proxy on one Site
+``control``   the AMP control socket (0600) for the ``ipydoc`` CLI
+
+Listening comes last, so no request is served before state is reconciled.  If a step
+fails the daemon logs why and exits non-zero instead of serving half a service.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+from twisted.application.internet import TimerService
+from twisted.application.service import IService, MultiService, Service
+from twisted.internet import defer, endpoints
+from twisted.logger import Logger
+from twisted.python import usage
+
+from ipydoc import __version__
+from ipydoc.config import Config, ConfigError, find_config, load
+
+
+class Options(usage.Options):
+    synopsis = "--config FILE"
+    longdesc = ("Run ipydoc: the hub pages, the proxy to each user's Jupyter server, the "
+                "server manager and the control socket, all in this one process. See "
+                "etc/ipydoc.toml for every configuration key.")
+    optParameters = [["config", "c", None,
+                      "configuration file (default: $IPYDOC_CONFIG, /etc/ipydoc/ipydoc.toml, "
+                      "./etc/ipydoc.toml)"]]
+
+    def postOptions(self) -> None:
+        try:
+            self.cfg = load(find_config(self["config"]))
+        except ConfigError as e:
+            # A clear one-line error, not twistd's usage dump: the file is wrong, not argv.
+            raise SystemExit(f"ipydoc: configuration error: {e}") from None
+
+
+class ListenService(Service):
+    """Listen on an endpoint string once started; stop listening when stopped."""
+
+    log = Logger()
+
+    def __init__(self, name: str, endpoint: Any, factory: Any, describe: str) -> None:
+        self.name = name
+        self.endpoint = endpoint
+        self.factory = factory
+        self.describe = describe
+        self.port: Any = None
+
+    def startService(self) -> defer.Deferred[None]:
+        super().startService()
+
+        async def listen() -> None:
+            self.port = await self.endpoint.listen(self.factory)
+            self.log.info("{name} listening on {what}", name=self.name, what=self.describe)
+        return defer.Deferred.fromCoroutine(listen())
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self.port is not None:
+            return self.port.stopListening()
+
+
+class IpydocDaemon(MultiService):
+    log = Logger()
+
+    def __init__(self, cfg: Config, reactor: Any) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.reactor = reactor
+        self.started_at = time.time()
+        self.ready: defer.Deferred[None] = defer.Deferred()
+        self._build()
+
+    def _build(self) -> None:
+        from ipydoc.backends.docker import DockerBackend
+        from ipydoc.control.server import ControlFactory
+        from ipydoc.cookies import load_secret
+        from ipydoc.docker_api import DockerAPI
+        from ipydoc.gate import UserGate
+        from ipydoc.http_site import make_site
+        from ipydoc.redis_service import RedisService
+        from ipydoc.sessions import Sessions
+        from ipydoc.spawner import Limits, ServerManager
+        from ipydoc.web.app import Hub, HubSettings
+
+        cfg, reactor = self.cfg, self.reactor
+        state = cfg.state_path
+        state.mkdir(parents=True, exist_ok=True)
+        os.chmod(state, 0o750)
+
+        self.redis = RedisService(cfg.redis.url, state, reactor, cfg.redis.command)
+        self.redis.setServiceParent(self)
+
+        d = cfg.docker
+        self.backend = DockerBackend(
+            reactor, DockerAPI(reactor, d.host or None), notebook_dir=d.notebook_dir,
+            cmd=d.cmd, volume_prefix=d.volume_prefix, storage=d.storage,
+            bind_root=d.bind_root or None, stop_timeout=d.stop_timeout)
+        limits = Limits(cfg.spawn.image, cfg.mem_limit_bytes, cfg.spawn.cpu_limit or None,
+                        cfg.spawn.pids_limit or None, cfg.spawn.start_timeout)
+        self.manager = ServerManager(self.backend, self.redis, limits, reactor)
+        self.manager.setServiceParent(self)
+
+        sessions = Sessions(self.redis, load_secret(state / "secret"), cfg.auth.session_lifetime)
+        self.gate = UserGate(sessions, self.manager, cfg.server.public_url)
+        activity = TimerService(5.0, self._flush_activity)
+        activity.setName("activity")
+        activity.setServiceParent(self)
+
+        hub = Hub(sessions, self.manager, self.gate, HubSettings(
+            image=cfg.spawn.image, stop_on_logout=cfg.auth.stop_on_logout,
+            start_on_login=cfg.auth.start_on_login))
+        site = make_site(hub.resource(), self.gate, reactor)
+        web = MultiService()
+        web.setName("web")
+        for i, spec in enumerate(cfg.server.listen):
+            ListenService(f"web-{i}", endpoints.serverFromString(reactor, spec), site,
+                          spec).setServiceParent(web)
+        web.setServiceParent(self)
+
+        sock = cfg.control_socket
+        control = ListenService(
+            "control", endpoints.UNIXServerEndpoint(reactor, str(sock), mode=0o600, wantPID=True),
+            ControlFactory(self), f"unix:{sock} (mode 0600)")
+        control.setServiceParent(self)
+
+    def _flush_activity(self) -> defer.Deferred[None] | None:
+        stamps = self.gate.take_activity()
+        if not stamps or self.redis.store is None:
+            return None
+        d = defer.Deferred.fromCoroutine(self.redis.store.record_activity(stamps))
+        return d.addErrback(lambda f: self.log.failure("writing activity", f))
+
+    def startService(self) -> None:
+        Service.startService(self)
+        d = defer.Deferred.fromCoroutine(self._start_in_order())
+        d.addCallbacks(self.ready.callback, self._start_failed)
+
+    async def _start_in_order(self) -> None:
+        self.log.info("ipydoc {v} starting (config {path})", v=__version__, path=self.cfg.path)
+        for child in list(self):
+            await _start_tree(child)
+        self.log.info("ipydoc ready")
+
+    def _start_failed(self, failure: Any) -> None:
+        self.log.critical("ipydoc could not start: {why}", why=failure.getErrorMessage())
+        self.log.failure("start failure detail", failure)
+        self.reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
+        self.reactor.stop()
+
+    def stopService(self) -> defer.Deferred[None]:
+        Service.stopService(self)
+        return defer.Deferred.fromCoroutine(self._stop_in_reverse())
+
+    async def _stop_in_reverse(self) -> None:
+        for child in reversed(list(self)):
+            if child.running:
+                try:
+                    await defer.maybeDeferred(child.stopService)
+                except Exception:  # noqa: BLE001 - keep stopping the rest
+                    self.log.failure("stopping {name}", name=child.name)
+
+
+async def _start_tree(service: IService) -> None:
+    """Start a service; a plain MultiService's children one after another."""
+    if type(service) is MultiService:
+        Service.startService(service)
+        for child in list(service):
+            await _start_tree(child)
+    else:
+        await defer.maybeDeferred(service.startService)
+
+
+def makeService(options: Options) -> IService:
+    from twisted.internet import reactor
+
+    try:
+        return IpydocDaemon(options.cfg, reactor)
+    except (ConfigError, OSError) as e:
+        print(f"ipydoc: {e}", file=sys.stderr)
+        raise SystemExit(1) from None

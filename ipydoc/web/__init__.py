@@ -1,0 +1,1 @@
+"""The hub's pages and JSON endpoints (Klein), mounted at ``/hub/``."""

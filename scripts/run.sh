@@ -1,0 +1,8 @@
+#!/bin/bash
+# Set up (once) and run ipydoc in the foreground: `sudo bash scripts/run.sh [CONFIG]`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CONFIG=${1:-etc/ipydoc.toml}
+bash scripts/bootstrap.sh "$CONFIG"
+echo "==> starting ipydoc on the address in $CONFIG (Ctrl-C stops it; user servers keep running)"
+exec .venv/bin/twistd -n --pidfile= ipydoc --config "$CONFIG"

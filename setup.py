@@ -1,0 +1,31 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="ipydoc",
+    version="0.1.0",
+    description="A multi-user Jupyter service in one Twisted daemon",
+    python_requires=">=3.11",
+    packages=find_packages(include=["ipydoc", "ipydoc.*"]) + ["twisted.plugins"],
+    package_data={"ipydoc": ["image/*.sh", "web/templates/*.html", "web/static/*"]},
+    include_package_data=True,
+    install_requires=[
+        "twisted[tls]>=24.3",
+        "klein>=24.8",
+        "treq>=24.9",
+        "txredisapi>=1.4.10",
+        "pyopenssl>=24",
+        "service-identity>=24",
+        "argon2-cffi>=23",
+        "jinja2>=3.1",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "pytest-twisted>=1.14",
+            "requests>=2.31",
+            "websocket-client>=1.7",
+            "playwright>=1.45",
+        ],
+    },
+    entry_points={"console_scripts": ["ipydoc = ipydoc.cli:main"]},
+)

@@ -1,0 +1,181 @@
+"""Helpers for tests that run the real daemon (``twistd -n ipydoc``) as a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+TEST_IMAGE = os.environ.get("IPYDOC_TEST_IMAGE", "ipydoc-test-notebook:latest")
+TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+CLI = [sys.executable, "-m", "ipydoc.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def docker(*args: str, check: bool = True) -> str:
+    out = subprocess.run(["docker", *args], capture_output=True, text=True)
+    if check and out.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)}: {out.stderr}")
+    return out.stdout.strip()
+
+
+@dataclass
+class Daemon:
+    """One ipydoc daemon under test, with its own state dir, port and Docker names."""
+
+    root: Path
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    port: int = field(default_factory=free_port)
+    instance: str = field(default_factory=lambda: "t" + secrets.token_hex(3))
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "ipydoc.toml"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "daemon.log"
+
+    def write_config(self) -> None:
+        sections: dict[str, dict[str, Any]] = {
+            "server": {"listen": [f"tcp:{self.port}:interface=127.0.0.1"],
+                       "state_dir": str(self.root / "state")},
+            "spawn": {"image": TEST_IMAGE, "start_timeout": 60.0, "mem_limit": "1G",
+                      "cpu_limit": 1.0},
+            "docker": {"volume_prefix": f"{self.instance}-home-", "instance": self.instance},
+        }
+        for section, values in self.overrides.items():
+            sections.setdefault(section, {}).update(values)
+        lines = []
+        for section, values in sections.items():
+            lines.append(f"[{section}]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+        self.config_path.write_text("\n".join(lines) + "\n")
+
+    def start(self, wait: bool = True) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.write_config()
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            TWISTD + ["-n", "--pidfile", str(self.root / "twistd.pid"), "ipydoc",
+                      "--config", str(self.config_path)],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.root)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                if requests.get(self.url + "/hub/login", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"daemon not ready in {timeout}s:\n{self.log()}")
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def cli(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(CLI + ["--config", str(self.config_path), *args],
+                              capture_output=True, text=True, input=input, timeout=60)
+
+    def add_user(self, name: str, password: str, admin: bool = False) -> None:
+        r = self.cli("user", "add", name, "--password-stdin", *(["--admin"] if admin else []),
+                     input=password + "\n")
+        assert r.returncode == 0, r.stderr
+
+    def containers(self, name: str | None = None, all: bool = True) -> list[str]:
+        filters = ["--filter", f"label=ipydoc.instance={self.instance}"]
+        if name:
+            filters += ["--filter", f"label=ipydoc.user={name}"]
+        out = docker("ps", "-q", *(["-a"] if all else []), *filters)
+        return out.split()
+
+    def cleanup_docker(self) -> None:
+        ids = self.containers()
+        if ids:
+            docker("rm", "-f", *ids, check=False)
+        vols = docker("volume", "ls", "-q", "--filter", f"name={self.instance}-home-").split()
+        if vols:
+            docker("volume", "rm", "-f", *vols, check=False)
+
+
+def login(base: str, name: str, password: str, next: str | None = None) -> tuple[requests.Session, requests.Response]:
+    """Log in through the form as a browser does; returns the session and the POST's answer."""
+    s = requests.Session()
+    page = s.get(base + "/hub/login" + (f"?next={next}" if next else ""))
+    csrf = re.search(r'name="_csrf" value="([^"]+)"', page.text).group(1)
+    r = s.post(base + "/hub/login", data={"_csrf": csrf, "username": name, "password": password,
+                                          "next": next or ""},
+               headers={"Origin": base}, allow_redirects=False)
+    return s, r
+
+
+def csrf_of(session: requests.Session, base: str) -> str:
+    page = session.get(base + "/hub/home")
+    return re.search(r'name="_csrf" value="([^"]+)"', page.text).group(1)
+
+
+def follow_progress(session: requests.Session, base: str, name: str, timeout: float = 90) -> list[dict[str, Any]]:
+    """Read the spawn progress stream until a final step; the steps seen."""
+    steps = []
+    with session.get(f"{base}/hub/api/users/{name}/server/progress", stream=True,
+                     timeout=timeout) as r:
+        assert r.status_code == 200, r.text
+        for line in r.iter_lines():
+            if line.startswith(b"data: "):
+                step = json.loads(line[6:])
+                steps.append(step)
+                if step["phase"] in ("ready", "failed", "stopped"):
+                    break
+    return steps
+
+
+def wait_for(predicate: Any, timeout: float = 30, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met in {timeout}s")
+        time.sleep(interval)

@@ -1,0 +1,42 @@
+"""The real site and proxy in a process of their own, so a test can read its memory.
+
+    python3 tests/test_proxy_server.py BACKEND_URL   # prints the port, then serves
+
+Every ``/user/...`` request is forwarded to BACKEND_URL (the gate is not under test).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+
+def main() -> None:
+    from twisted.internet import reactor
+    from twisted.web.resource import Resource
+
+    from ipydoc.http_site import make_site
+    from ipydoc.proxy.gate import Forward
+
+    class ForwardAll:
+        def claims(self, request) -> bool:
+            return request.path.startswith(b"/user/")
+
+        async def decide(self, request):
+            return Forward("alice", sys.argv[1], "secret-token")
+
+        def saw_traffic(self, user: str) -> None:
+            pass
+
+        def saw_response(self, user, method, path, code) -> None:
+            pass
+
+    port = reactor.listenTCP(0, make_site(Resource(), ForwardAll(), reactor), interface="127.0.0.1")
+    print(port.getHost().port, flush=True)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main()
