@@ -72,6 +72,18 @@ class ListenService(Service):
             return self.port.stopListening()
 
 
+class WebService(MultiService):
+    """The public listeners; on stop also closes the proxy's pooled backend connections."""
+
+    def __init__(self, site: Any) -> None:
+        super().__init__()
+        self.site = site
+
+    def stopService(self) -> defer.Deferred[None]:
+        d = defer.maybeDeferred(super().stopService)
+        return d.addCallback(lambda _: self.site.proxy.close())
+
+
 class IpydocDaemon(MultiService):
     log = Logger()
 
@@ -107,7 +119,9 @@ class IpydocDaemon(MultiService):
         self.backend = DockerBackend(
             reactor, DockerAPI(reactor, d.host or None), notebook_dir=d.notebook_dir,
             cmd=d.cmd, volume_prefix=d.volume_prefix, storage=d.storage,
-            bind_root=d.bind_root or None, stop_timeout=d.stop_timeout)
+            bind_root=d.bind_root or None, stop_timeout=d.stop_timeout,
+            name_prefix=f"{d.instance}-", extra_labels={"ipydoc.instance": d.instance},
+            start_timeout=cfg.spawn.start_timeout)
         limits = Limits(cfg.spawn.image, cfg.mem_limit_bytes, cfg.spawn.cpu_limit or None,
                         cfg.spawn.pids_limit or None, cfg.spawn.start_timeout)
         self.manager = ServerManager(self.backend, self.redis, limits, reactor)
@@ -123,7 +137,7 @@ class IpydocDaemon(MultiService):
             image=cfg.spawn.image, stop_on_logout=cfg.auth.stop_on_logout,
             start_on_login=cfg.auth.start_on_login))
         site = make_site(hub.resource(), self.gate, reactor)
-        web = MultiService()
+        web = WebService(site)
         web.setName("web")
         for i, spec in enumerate(cfg.server.listen):
             ListenService(f"web-{i}", endpoints.serverFromString(reactor, spec), site,
@@ -175,7 +189,7 @@ class IpydocDaemon(MultiService):
 
 async def _start_tree(service: IService) -> None:
     """Start a service; a plain MultiService's children one after another."""
-    if type(service) is MultiService:
+    if isinstance(service, MultiService) and not isinstance(service, IpydocDaemon):
         Service.startService(service)
         for child in list(service):
             await _start_tree(child)

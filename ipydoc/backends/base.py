@@ -1,0 +1,87 @@
+"""The backend interface: what the rest of ipydoc may ask of whatever runs servers.
+
+The server manager (:mod:`ipydoc.spawner`) owns tokens, readiness and Redis; a backend
+only creates, stops, lists and watches the processes or containers.  Keeping the line
+here lets Docker, local processes and later Swarm/Kubernetes share everything else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Protocol
+
+ErrorKind = Literal["image_missing", "unreachable", "conflict", "bad_answer", "failed"]
+
+
+class BackendError(Exception):
+    """A backend operation failed; ``message`` is fit to show to a person."""
+
+    def __init__(self, kind: ErrorKind, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """Everything a backend needs to start one user's server."""
+
+    name: str                      # validated user name
+    image: str
+    base_url: str                  # e.g. "/user/alice/"
+    token: str                     # jupyter_server token (env JUPYTER_TOKEN, never argv)
+    mem_limit: int | None = None   # bytes
+    cpu_limit: float | None = None  # CPUs
+    pids_limit: int | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """A backend's view of one user's server."""
+
+    name: str
+    id: str                        # container id / pid, opaque to callers
+    running: bool
+    url: str | None                # "http://127.0.0.1:PORT", None when not running
+    image: str = ""
+    started_at: float | None = None
+    token: str | None = None       # recovered from the server's environment, for adoption
+
+
+@dataclass(frozen=True)
+class BackendEvent:
+    """Something happened to a user's server outside the manager's own calls."""
+
+    name: str
+    id: str
+    action: Literal["start", "die", "destroy"]
+
+
+class Backend(Protocol):
+    """Runs user servers.  Every method is idempotent where it can be."""
+
+    async def start(self, spec: ServerSpec) -> ServerInfo:
+        """Create and start the server; return once the process runs and its URL is known."""
+
+    async def stop(self, name: str) -> None:
+        """Stop and remove the server; never touch the user's files.  No-op if absent."""
+
+    async def status(self, name: str) -> ServerInfo | None:
+        """The user's server as the backend sees it now, or None."""
+
+    async def list(self) -> list[ServerInfo]:
+        """All servers this ipydoc manages (running or not)."""
+
+    def follow(self, listener: Callable[[BackendEvent], None]) -> None:
+        """Call ``listener`` for each event from now on, reconnecting by itself."""
+
+    def stop_following(self) -> None:
+        """End what :meth:`follow` started (service shutdown).  No-op if not following."""
+
+    async def check(self) -> str:
+        """Raise BackendError if the backend cannot be used; else a short description."""
+
+    async def purge(self, name: str) -> None:
+        """Delete the user's files (admin only; never called by stop).  Refused while the
+        user has a server (kind "conflict")."""
