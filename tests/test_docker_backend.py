@@ -1,6 +1,6 @@
 """DockerBackend against the real Docker engine and a real Jupyter image.
 
-The image is ``$IPYDOC_TEST_IMAGE`` (default ``ipydoc-dev-probe:latest``, built by
+The image is ``$IPYDOC_TEST_IMAGE`` (default ``ipydoc-test-notebook:latest``, built by
 ``ipydoc/image/build.sh``).  These tests fail (they do not skip) when the engine or the
 image is missing.  Every container and volume they make carries the label
 ``ipydoc.test=<run id>`` and a per-run name prefix, and is removed at the end.
@@ -27,7 +27,7 @@ from ipydoc.backends.base import BackendError, ServerSpec
 from ipydoc.backends.docker import DockerBackend
 from ipydoc.docker_api import DockerAPI
 
-IMAGE = os.environ.get("IPYDOC_TEST_IMAGE", "ipydoc-dev-probe:latest")
+IMAGE = os.environ.get("IPYDOC_TEST_IMAGE", "ipydoc-test-notebook:latest")
 SOCKET = "/var/run/docker.sock"
 # A quick stand-in server for tests that are about containers rather than Jupyter: serves
 # the notebook directory over HTTP; the Jupyter options ipydoc appends land in "$@".

@@ -176,6 +176,16 @@ async def test_response_passes_with_status_cookies_and_no_hop_headers(proxy):
 
 
 @pytest_twisted.ensureDeferred
+async def test_token_is_scrubbed_from_pages(proxy):
+    url, gate = proxy
+    r = await in_thread(requests.get, url + "/user/alice/page", timeout=30)
+    assert r.status_code == 200
+    assert TOKEN not in r.text
+    assert 'data-jupyter-api-token=""' in r.text and '"token": ""' in r.text
+    assert r.text.count("x") >= 70_000
+
+
+@pytest_twisted.ensureDeferred
 async def test_post_bodies_content_length_and_chunked(proxy):
     url, gate = proxy
     data = os.urandom(3 * 1024 * 1024 + 17)
@@ -426,3 +436,14 @@ async def test_websocket_close_crosses_both_ways(proxy, backend):
             ws.recv()
 
     await in_thread(backend_hangs_up)
+
+
+@pytest_twisted.ensureDeferred
+async def test_small_bodies_that_arrive_with_the_headers(proxy):
+    """A body complete before the backend connection is ready must still be sent once."""
+    url, gate = proxy
+    for i in range(30):
+        data = b"x" * (i + 1)
+        r = await in_thread(requests.post, url + "/user/alice/echo", data=data, timeout=30)
+        assert r.status_code == 200
+        assert r.json()["length"] == len(data)

@@ -85,7 +85,9 @@ class Handler(BaseHTTPRequestHandler):
     def send_json(self, obj, code: int = 200, extra: list[tuple[str, str]] = ()) -> None:
         body = json.dumps(obj).encode()
         self.send_response(code)
-        self.send_header("Content-Type", "application/json")
+        # Not a textual type: the echo reflects the injected token, which the proxy
+        # would (rightly) scrub from a text or JSON body.
+        self.send_header("Content-Type", "application/vnd.ipydoc-test-echo")
         self.send_header("Content-Length", str(len(body)))
         for k, v in extra:
             self.send_header(k, v)
@@ -151,9 +153,22 @@ class Handler(BaseHTTPRequestHandler):
             return
         bump("downloads_completed")
 
+    def do_page(self, q) -> None:
+        """A page that renders the server token into itself, as jupyter_server's do."""
+        token = (self.headers.get("Authorization") or "").split(" ", 1)[-1]
+        body = (f'<html data-jupyter-api-token="{token}"><body>' + "x" * 70_000
+                + f'<script>var page_config = {{"token": "{token}"}};</script></body></html>')
+        data = body.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def do_cookies(self, q) -> None:
         body = b"cookies!"
         self.send_response(201, "Made It")
+        self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Set-Cookie", "a=1; Path=/user/alice/")
         self.send_header("Set-Cookie", "b=2; Path=/user/alice/; HttpOnly")
         self.send_header("Connection", "X-Hop-Secret")

@@ -33,6 +33,7 @@ from twisted.logger import Logger
 
 from ipydoc.backends.base import BackendError, BackendEvent, ServerInfo, ServerSpec
 from ipydoc.docker_api import DockerAPI
+from ipydoc.jupyter_args import server_args
 from ipydoc.names import InvalidName, validate_name
 
 log = Logger()
@@ -154,15 +155,7 @@ class DockerBackend:
 
     def command(self, spec: ServerSpec) -> list[str]:
         """``cmd`` (default ``jupyter lab``) plus the options ipydoc's routing relies on."""
-        return self.cmd + [
-            "--ServerApp.ip=0.0.0.0",
-            f"--ServerApp.port={self.port}",
-            f"--ServerApp.base_url={spec.base_url}",
-            f"--ServerApp.root_dir={self.notebook_dir}",
-            "--ServerApp.trust_xheaders=True",
-            "--ServerApp.allow_remote_access=True",
-            "--no-browser",
-        ]
+        return self.cmd + server_args(spec, port=self.port, root_dir=self.notebook_dir)
 
     def container_body(self, spec: ServerSpec, mount: dict) -> dict:
         env = dict(spec.env)

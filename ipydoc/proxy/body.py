@@ -110,10 +110,10 @@ class BodyStream:
         self._consumer_paused = False
         if self._on_start is not None:
             self._on_start()  # e.g. "100 Continue": the backend is ready for the body
-        self._producing = Deferred()
-        self._flush()
-        d = self._producing
-        if self.done and not self._pending:
+        d: Deferred[None] = Deferred()
+        self._producing = d
+        self._flush()  # fires ``d`` itself when the whole body was already here
+        if self.done and not self._pending and self._producing is d:
             self._producing = None
             d.callback(None)
         self._update()

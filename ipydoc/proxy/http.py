@@ -25,6 +25,7 @@ from ipydoc.proxy.body import BodyStream
 from ipydoc.proxy.gate import Forward, Gate
 from ipydoc.proxy.headers import backend_request_headers, strip_hop_by_hop
 from ipydoc.proxy.replies import error_reply, write_reply
+from ipydoc.proxy.scrub import Scrubber, is_textual
 
 _TIMEOUTS = (error.TimeoutError, error.TCPTimedOutError)
 _NO_BODY = (204, 304)
@@ -82,6 +83,8 @@ class HttpForwarder:
             if getattr(request, "_disconnected", False):
                 return
             code = 504 if state.timed_out or _is_timeout(e) else 502
+            if not isinstance(e, (error.ConnectError, CancelledError)) and not _is_timeout(e):
+                self._log.failure("forwarding to {user}'s server", user=fwd.user)
             self._log.info(
                 "backend {code} for {user} {method} {path}: {why}",
                 code=code, user=fwd.user, method=request.method.decode("latin-1"),
@@ -92,15 +95,20 @@ class HttpForwarder:
             return
         state.stop_timer()
         self._gate.saw_response(fwd.user, request.method, request.path, response.code)
-        await self._relay(request, response, state)
+        await self._relay(request, response, state, fwd.token.encode())
 
-    async def _relay(self, request: IRequest, response: IResponse, state: _Exchange) -> None:
+    async def _relay(self, request: IRequest, response: IResponse, state: _Exchange,
+                     token: bytes) -> None:
         request.defaultContentType = None  # never invent a Content-Type
         request.setResponseCode(response.code, response.phrase)
         out = strip_hop_by_hop(response.headers, _connection_header(response))
         for name, values in out.getAllRawHeaders():
             request.responseHeaders.setRawHeaders(name, list(values))
-        if (
+        scrubber = None
+        if token and is_textual(response.headers.getRawHeaders(b"content-type", [None])[0]):
+            scrubber = Scrubber(token)  # the body may shrink: no Content-Length
+            request.responseHeaders.removeHeader(b"content-length")
+        elif (
             response.length is not UNKNOWN_LENGTH
             and request.method != b"HEAD"
             and response.code not in _NO_BODY
@@ -108,7 +116,7 @@ class HttpForwarder:
             request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % response.length])
 
         done: Deferred[None] = Deferred()
-        relay = _Relay(request, done)
+        relay = _Relay(request, done, scrubber)
         response.deliverBody(relay)
         state.abort = relay.stop
         await done
@@ -149,9 +157,11 @@ class _Exchange:
 class _Relay(Protocol):
     """Response body to client; the backend transport is the client's producer."""
 
-    def __init__(self, request: IRequest, done: Deferred[None]) -> None:
+    def __init__(self, request: IRequest, done: Deferred[None],
+                 scrubber: Scrubber | None = None) -> None:
         self._request = request
         self._done = done
+        self._scrubber = scrubber
         self._registered = False
         self.reason: Failure = Failure(ResponseDone())
 
@@ -161,9 +171,16 @@ class _Relay(Protocol):
             self._registered = True
 
     def dataReceived(self, data: bytes) -> None:
-        self._request.write(data)
+        if self._scrubber is not None:
+            data = self._scrubber.feed(data)
+        if data:
+            self._request.write(data)
 
     def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
+        if self._scrubber is not None and not getattr(self._request, "_disconnected", False):
+            rest = self._scrubber.flush()
+            if rest:
+                self._request.write(rest)
         if self._registered and not getattr(self._request, "_disconnected", False):
             self._request.unregisterProducer()
         self._registered = False

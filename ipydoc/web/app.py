@@ -75,8 +75,8 @@ class Hub:
         return self.app.resource()
 
     # -- helpers -------------------------------------------------------------------------
-    def render(self, request: IRequest, template: str, code: int = 200, **context: Any) -> bytes:
-        request.setResponseCode(code)
+    def render(self, request: IRequest, template: str, status: int = 200, **context: Any) -> bytes:
+        request.setResponseCode(status)
         request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
         for k, v in SECURITY_HEADERS.items():
             request.setHeader(k, v)
@@ -180,6 +180,15 @@ class Hub:
         d = defer.Deferred.fromCoroutine(self.manager.start(name))
         d.addErrback(lambda f: f.trap(StartFailed))  # shown on the spawn page
         d.addErrback(lambda f: self.log.failure("start of {name}", f, name=name))
+
+    @app.route("/logout", methods=["GET"])
+    async def logout_page(self, request: IRequest) -> bytes:
+        """JupyterLab's "Log Out" menu entry lands here (a GET): ask, then POST."""
+        session = await self.sessions.from_request(request)
+        if session is None:
+            return self.redirect(request, "/hub/login", 302)
+        return self.render(request, "logout.html", user=session.user, csrf=session.csrf,
+                           stop_on_logout=self.settings.stop_on_logout)
 
     @app.route("/logout", methods=["POST"])
     async def logout(self, request: IRequest) -> bytes:

@@ -1,0 +1,47 @@
+"""Keep the server token out of what a browser receives.
+
+jupyter_server renders its token into its HTML pages (``data-jupyter-api-token``) and
+JupyterLab into ``page_config``; the token is a credential that bypasses the proxy, so
+textual responses are streamed through :class:`Scrubber`, which removes it even when it
+straddles two chunks.  Binary bodies pass untouched.
+"""
+
+from __future__ import annotations
+
+TEXTUAL = (b"text/", b"application/json", b"application/javascript", b"application/xhtml")
+
+
+def is_textual(content_type: bytes | None) -> bool:
+    return content_type is None or content_type.lower().lstrip().startswith(TEXTUAL)
+
+
+class Scrubber:
+    """Removes every occurrence of ``secret`` from a stream of chunks."""
+
+    def __init__(self, secret: bytes) -> None:
+        if not secret:
+            raise ValueError("nothing to scrub")
+        self._secret = secret
+        self._keep = len(secret) - 1
+        self._tail = b""
+
+    def feed(self, data: bytes) -> bytes:
+        """Scrubbed bytes that are safe to send now (a possible prefix is held back)."""
+        buf = self._tail + data
+        while self._secret in buf:  # removing one copy can join halves into another
+            buf = buf.replace(self._secret, b"")
+        if self._keep == 0:
+            self._tail = b""
+            return buf
+        cut = len(buf) - self._keep
+        # Hold back only if the end of ``buf`` could start the secret.
+        for i in range(max(cut, 0), len(buf)):
+            if self._secret.startswith(buf[i:]):
+                self._tail = buf[i:]
+                return buf[:i]
+        self._tail = b""
+        return buf
+
+    def flush(self) -> bytes:
+        tail, self._tail = self._tail, b""
+        return tail
