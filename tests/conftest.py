@@ -56,3 +56,12 @@ def redis_server_path(tmp_path_factory):
     yield str(sock)
     proc.terminate()
     proc.wait()
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Let fixtures see whether their test failed (for screenshots of the failure)."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        item.failed = True
