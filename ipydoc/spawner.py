@@ -120,7 +120,8 @@ class ServerManager(Service):
         step("creating", f"Creating your server from {lim.image}", 10)
         try:
             info = await self.backend.start(spec)
-            assert info.url, "backend returned no URL"
+            if not info.url:
+                raise StartFailed("failed", "the backend started the server but gave no address")
             await self.store.set_server(name, "starting", id=info.id)
             step("waiting", "Container started; waiting for Jupyter to answer", 40)
             await self._wait_ready(name, info.url, token, t0 + lim.start_timeout)
@@ -205,7 +206,13 @@ class ServerManager(Service):
     # -- reconcile -----------------------------------------------------------------------
     async def reconcile(self) -> None:
         """Make Redis agree with the backend: adopt running servers, drop dead routes."""
-        running = {i.name: i for i in await self.backend.list() if i.running and i.url}
+        try:
+            listed = await self.backend.list()
+        except BackendError as e:
+            # Serve anyway: pages say what is wrong, and nothing in Redis is touched.
+            self.log.error("cannot reconcile servers: {why}", why=e.message)
+            return
+        running = {i.name: i for i in listed if i.running and i.url}
         adopted = dropped = 0
         for info in running.values():
             record = await self.store.get_server(info.name)

@@ -120,8 +120,7 @@ class IpydocDaemon(MultiService):
             reactor, DockerAPI(reactor, d.host or None), notebook_dir=d.notebook_dir,
             cmd=d.cmd, volume_prefix=d.volume_prefix, storage=d.storage,
             bind_root=d.bind_root or None, stop_timeout=d.stop_timeout,
-            name_prefix=f"{d.instance}-", extra_labels={"ipydoc.instance": d.instance},
-            start_timeout=cfg.spawn.start_timeout)
+            name_prefix=f"{d.instance}-", extra_labels={"ipydoc.instance": d.instance})
         limits = Limits(cfg.spawn.image, cfg.mem_limit_bytes, cfg.spawn.cpu_limit or None,
                         cfg.spawn.pids_limit or None, cfg.spawn.start_timeout)
         self.manager = ServerManager(self.backend, self.redis, limits, reactor)

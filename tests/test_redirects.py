@@ -1,0 +1,22 @@
+"""``next=`` after login stays on this site."""
+
+import pytest
+
+from ipydoc.web.redirects import safe_next
+
+DEFAULT = "/user/alice/lab"
+
+
+@pytest.mark.parametrize("target", ["/user/alice/lab", "/hub/home", "/user/alice/tree?x=1#y"])
+def test_local_paths_pass(target):
+    assert safe_next(target, DEFAULT) == target
+
+
+@pytest.mark.parametrize("target", [
+    "//evil.example", "/\\evil.example", "\\\\evil.example", "https://evil.example",
+    "https:evil.example", "javascript:alert(1)", "evil.example", "%2F%2Fevil.example",
+    "/%2F%2Fevil.example", "/%5Cevil.example", "/%09/evil.example", "/\t/evil.example",
+    "/%252F%252Fevil.example", "/./\\evil.example", "", None,
+])
+def test_other_sites_are_refused(target):
+    assert safe_next(target, DEFAULT) == DEFAULT
