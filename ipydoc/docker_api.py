@@ -38,13 +38,14 @@ from twisted.web._newclient import (
     ResponseFailed,
     ResponseNeverReceived,
 )
-from twisted.web.client import Agent, HTTPConnectionPool
+from twisted.web.client import Agent
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 import treq
 from treq.client import HTTPClient
 
+from ipydoc.httppool import quiet_pool
 from ipydoc.backends.base import BackendError
 
 API_VERSION = "1.41"
@@ -263,7 +264,7 @@ class DockerAPI:
         self.host = host or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
         self.timeout = timeout
         self.pull_timeout = pull_timeout
-        self._pool = HTTPConnectionPool(reactor, persistent=True)
+        self._pool = quiet_pool(reactor, persistent=True)
         self._pool.maxPersistentPerHost = 4
         self._pool.retryAutomatically = False
         if self.host.startswith("unix://"):

@@ -44,10 +44,9 @@ class _RedisChild(protocol.ProcessProtocol):
         self.tail: list[str] = []
 
     def outReceived(self, data: bytes) -> None:
+        """Kept (not logged) so a failed start can say why."""
         for line in data.decode(errors="replace").splitlines():
             self.tail = (self.tail + [line])[-20:]
-            if "# " in line or "Ready to accept" in line:
-                self.log.debug("redis: {line}", line=line)
 
     errReceived = outReceived
 

@@ -11,19 +11,23 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Awaitable, Callable, TypeVar
 
-import treq
+from treq.client import HTTPClient
+from twisted.web.client import Agent
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from ipydoc.backends.base import Backend, BackendError, BackendEvent, ServerSpec
+from ipydoc.httppool import quiet_pool
 from ipydoc.progress import Progress, Step
 from ipydoc.store import Server, Store
 
 READY_POLL = 0.025
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,47 @@ class Limits:
     cpu_limit: float | None
     pids_limit: int | None
     start_timeout: float
+
+
+class OnePerUser:
+    """At most one run of an operation per user; callers meanwhile share its outcome.
+
+    The first caller's operation begins synchronously, so ``busy`` is true as soon as
+    ``run`` was called, before any await.
+    """
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, list[defer.Deferred[Any]]] = {}
+
+    def busy(self, name: str) -> bool:
+        return name in self._waiters
+
+    async def run(self, name: str, op: Callable[[], Awaitable[T]]) -> T:
+        if name in self._waiters:
+            shared: defer.Deferred[T] = defer.Deferred()
+            self._waiters[name].append(shared)
+            return await shared
+        self._waiters[name] = []
+        try:
+            result = await op()
+        except BaseException:
+            failure = Failure()
+            for waiter in self._waiters.pop(name):
+                waiter.errback(failure)
+            raise
+        for waiter in self._waiters.pop(name):
+            waiter.callback(result)
+        return result
+
+    async def wait(self, name: str) -> None:
+        """Until the run in flight (if any) has ended, however it ended."""
+        if name in self._waiters:
+            done: defer.Deferred[Any] = defer.Deferred()
+            self._waiters[name].append(done)
+            try:
+                await done
+            except Exception:  # noqa: BLE001 - its own caller handles the failure
+                pass
 
 
 class StartFailed(Exception):
@@ -63,9 +108,9 @@ class ServerManager(Service):
         self.reactor = reactor
         self.routes: dict[str, Route] = {}      # the proxy's view; Redis holds the same
         self.progress: dict[str, Progress] = {}
-        self._starting: dict[str, defer.Deferred[Server]] = {}
-        self._stopping: dict[str, defer.Deferred[None]] = {}
-        self._http = treq
+        self._starts = OnePerUser()
+        self._stops = OnePerUser()
+        self._http = HTTPClient(Agent(reactor, pool=quiet_pool(reactor, persistent=False)))
 
     @property
     def store(self) -> Store:
@@ -85,30 +130,29 @@ class ServerManager(Service):
 
     # -- start ---------------------------------------------------------------------------
     def is_starting(self, name: str) -> bool:
-        return name in self._starting
+        return self._starts.busy(name)
 
     def is_busy(self, name: str) -> bool:
-        return name in self._starting or name in self._stopping
+        return self._starts.busy(name) or self._stops.busy(name)
 
     async def start(self, name: str) -> Server:
         """Start ``name``'s server unless it runs; concurrent callers share one start."""
-        if name in self._starting:
-            return await self._starting[name]
-        if name in self._stopping:
-            await self._stopping[name]
-        current = await self.store.get_server(name)
-        if current and current.state == "running" and name in self.routes:
-            return current
-        d = defer.Deferred.fromCoroutine(self._start(name))
-        self._starting[name] = d
-        try:
-            return await d
-        finally:
-            self._starting.pop(name, None)
+        return await self._starts.run(name, lambda: self._start_unless_running(name))
 
-    async def _start(self, name: str) -> Server:
+    async def _start_unless_running(self, name: str) -> Server:
+        # Runs synchronously up to its first await, so a progress page opened right after
+        # the request that started it already sees this start, not the previous one.
         progress = Progress()
         self.progress[name] = progress
+        progress.add(Step("queued", "Starting your server", 5))
+        await self._stops.wait(name)
+        current = await self.store.get_server(name)
+        if current and current.state == "running" and name in self.routes:
+            progress.add(Step("ready", "Your server is ready", 100, url=f"{base_url(name)}lab"))
+            return current
+        return await self._start(name, progress)
+
+    async def _start(self, name: str, progress: Progress) -> Server:
         step = lambda phase, msg, pct, **kw: progress.add(Step(phase, msg, pct, **kw))  # noqa: E731
         token = secrets.token_hex(32)
         lim = self.limits
@@ -160,7 +204,7 @@ class ServerManager(Service):
         next_check = time.monotonic() + 1.0
         while True:
             try:
-                r = await self._http.get(status_url, headers=headers, timeout=2, persistent=False)
+                r = await self._http.get(status_url, headers=headers, timeout=2)
                 await r.content()
                 if r.code == 200:
                     return
@@ -180,19 +224,9 @@ class ServerManager(Service):
 
     # -- stop ----------------------------------------------------------------------------
     async def stop(self, name: str, reason: str = "stop") -> None:
-        if name in self._stopping:
-            return await self._stopping[name]
-        if name in self._starting:
-            try:
-                await self._starting[name]
-            except StartFailed:
-                return
-        d = defer.Deferred.fromCoroutine(self._stop(name, reason))
-        self._stopping[name] = d
-        try:
-            await d
-        finally:
-            self._stopping.pop(name, None)
+        """Stop ``name``'s server (after a start in flight has ended); files are kept."""
+        await self._starts.wait(name)
+        await self._stops.run(name, lambda: self._stop(name, reason))
 
     async def _stop(self, name: str, reason: str) -> None:
         self.routes.pop(name, None)

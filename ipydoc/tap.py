@@ -178,6 +178,9 @@ class IpydocDaemon(MultiService):
         return defer.Deferred.fromCoroutine(self._stop_in_reverse())
 
     async def _stop_in_reverse(self) -> None:
+        flushed = self._flush_activity()  # the last few seconds of activity are not lost
+        if flushed is not None:
+            await flushed
         for child in reversed(list(self)):
             if child.running:
                 try:

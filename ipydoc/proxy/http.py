@@ -17,10 +17,11 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, HTTPConnectionPool, ResponseDone
+from twisted.web.client import Agent, ResponseDone
 from twisted.web.http import PotentialDataLoss
 from twisted.web.iweb import UNKNOWN_LENGTH, IRequest, IResponse
 
+from ipydoc.httppool import quiet_pool
 from ipydoc.proxy.body import BodyStream
 from ipydoc.proxy.gate import Forward, Gate
 from ipydoc.proxy.headers import backend_request_headers, strip_hop_by_hop
@@ -48,8 +49,7 @@ class HttpForwarder:
         self._reactor = reactor
         self._gate = gate
         self._head_timeout = head_timeout
-        self._pool = HTTPConnectionPool(reactor, persistent=True)
-        self._pool.maxPersistentPerHost = pool_size
+        self._pool = quiet_pool(reactor, persistent=True, per_host=pool_size)
         self._pool.cachedConnectionTimeout = 120
         self._agent = Agent(reactor, connectTimeout=connect_timeout, pool=self._pool)
 
