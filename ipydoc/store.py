@@ -160,7 +160,7 @@ class Store:
     async def revoke_sessions(self, user: str) -> int:
         keys = list(await self.redis.smembers(user_sessions_key(user)))
         if keys:
-            await self.redis.delete(*keys, user_sessions_key(user))
+            await self.redis.delete([*keys, user_sessions_key(user)])
         return len(keys)
 
     # -- servers and routes --------------------------------------------------------------
