@@ -25,6 +25,8 @@ import struct
 from typing import Any, Callable, Iterable
 from urllib.parse import quote
 
+import treq
+from treq.client import HTTPClient
 from twisted.internet import error as ierror
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import UNIXClientEndpoint
@@ -42,11 +44,8 @@ from twisted.web.client import Agent
 from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
-import treq
-from treq.client import HTTPClient
-
-from ipydoc.httppool import quiet_pool
 from ipydoc.backends.base import BackendError
+from ipydoc.httppool import quiet_pool
 
 API_VERSION = "1.41"
 DEFAULT_HOST = "unix:///var/run/docker.sock"

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, TypeVar
 
 from treq.client import HTTPClient
-from twisted.web.client import Agent
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.client import Agent
 
 from ipydoc.backends.base import Backend, BackendError, BackendEvent, ServerSpec
 from ipydoc.httppool import quiet_pool

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from twisted.logger import Logger
 
@@ -232,13 +232,3 @@ class Store:
     async def ping(self) -> bool:
         return (await self.redis.ping()) in ("PONG", b"PONG", True)
 
-
-def chunks(items: Iterable[Any], size: int) -> Iterable[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch

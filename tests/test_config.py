@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from ipydoc.config import ConfigError, from_dict, load, parse_size
+
 from support import CLI, TWISTD
 
 

@@ -24,6 +24,7 @@ from twisted.web.resource import Resource
 
 from ipydoc.http_site import make_site
 from ipydoc.proxy.gate import Forward, Reply
+
 from test_proxy_backend import pattern, spawn, stop
 
 TOKEN = "secret-token-value"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.protocol import Factory
