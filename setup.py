@@ -25,6 +25,7 @@ setup(
             "requests>=2.31",
             "websocket-client>=1.7",
             "playwright>=1.45",
+            "ruff>=0.6",
         ],
     },
     entry_points={"console_scripts": ["ipydoc = ipydoc.cli:main"]},
