@@ -232,12 +232,16 @@ def login(d: Daemon, user: str, poll: float) -> tuple[requests.Session, float, f
                headers={"Origin": d.url}, allow_redirects=False)
     t_post = time.perf_counter() - t0
     assert r.status_code == 303, (r.status_code, r.text[:300])
+    next_check = t0 + 1
     while True:
         st = s.get(f"{d.url}/user/{user}/api/status", allow_redirects=False).status_code
         if st == 200:
             break
-        if time.perf_counter() - t0 > 300:
-            raise SystemExit(f"{user}: not ready in 300 s (last status {st})")
+        if time.perf_counter() > next_check:  # a failed start never answers 200: stop polling
+            next_check += 1
+            failed = [e for e in d.events() if e[1] == "spawn-failed" and e[2] == user and e[0] >= t0w]
+            if failed or time.perf_counter() - t0 > 300:
+                raise SystemExit(f"{user}: start failed: {failed[-1][3] if failed else f'not ready in 300 s ({st})'}")
         time.sleep(poll)
     return s, t0w, t_post, time.perf_counter() - t0
 

@@ -165,6 +165,9 @@ class Hub:
             return self.login_form(request, nxt, "Wrong user name or password.", typed, 403)
         if user.disabled:
             return self.login_form(request, nxt, "This account is disabled.", typed, 403)
+        previous = await self.sessions.from_request(request)
+        if previous is not None:  # a new login replaces the session this browser had
+            await self.store.delete_session(previous.id)
         await self.sessions.create(request, name)
         await self.store.add_event("login", name, "password")
         self.log.info("{name} logged in", name=name)

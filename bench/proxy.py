@@ -1,0 +1,398 @@
+#!/usr/bin/env python3
+"""Proxy overhead of ipydoc, as ratios against direct (and CHP / nginx) in the same run.
+
+The method of ``../shared/peer/run_proxy_bench.sh``: ``wrk -t1 --latency`` on
+``GET /user/<u>/api/status``, server and proxies pinned to CPU 1, the load generator
+(wrk, the WebSocket client) to CPU 0, repetitions in rotated order, medians.
+
+Starts its own daemon (``bench/spawn.py``'s ``Daemon``: temp state dir, free port, unique
+``docker.instance``, embedded Redis) under ``taskset -c 1`` (its redis-server inherits),
+with ``spawn.cpu_limit = 0`` (no CFS quota, like the peer's bare process), creates one
+user, logs in (the daemon starts the container), then pins the container
+(``docker update --cpuset-cpus 1``) and the ``docker-proxy`` of its published port.
+Targets, all in front of the same jupyter_server:
+
+direct     wrk to the container's published port (the URL ipydoc routes to, from the
+           embedded Redis: ``HGET ipydoc:server:<u> url|token``), ``Authorization: token``
+ipydoc     wrk to the daemon's port, ``Cookie: ipydoc-session=...`` from the login
+chp        configurable-http-proxy (/tmp/peer-chp), ``--default-target`` = that URL
+nginx      nginx, upstream keepalive, as ``../shared/peer/nginx.conf``
+direct-ip  (``--direct-ip``) the container's own address:8888, bypassing docker-proxy
+
+Then the kernel WebSocket round trip (``bench/proxy_ws.py``, the logic of the peer's
+``run_ws_bench.py``) for the same targets.  Optionally (``--pyspy S``), after the
+measured runs, ``py-spy record`` of the daemon during an extra wrk run through ipydoc.
+
+Prints a markdown table, writes ``results/proxy-ipydoc-<date>[-tag].json`` and the raw
+wrk outputs to ``results/proxy-ipydoc-<date>[-tag]/``; tears down everything it started.
+
+    python3 bench/proxy.py [--reps 3] [--dur 10s] [--conns 10 50] [--ws-n 500] [--pyspy 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import spawn  # noqa: E402  (Daemon, login, free_port, docker)
+
+CHP = "/tmp/peer-chp/node_modules/.bin/configurable-http-proxy"
+WS_PYTHON = "/tmp/peer-venv/bin/python"
+USER = "p00"
+UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+LABEL = {"direct": "direct", "ipydoc": "ipydoc", "chp": "configurable-http-proxy",
+         "nginx": "nginx (keepalive upstream)", "direct-ip": "direct, container IP (no docker-proxy)"}
+
+NGINX_CONF = """
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
+    upstream jupyter {{ server {upstream}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://jupyter;
+            proxy_http_version 1.1;
+            proxy_set_header Host $host;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_read_timeout 3600s;
+        }}
+    }}
+}}
+"""
+
+
+def ms(v: str) -> float:
+    m = re.match(r"([\d.]+)(us|ms|s)$", v)
+    return float(m.group(1)) * UNIT[m.group(2)]
+
+
+def parse_wrk(txt: str) -> dict:
+    r = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", txt).group(1))}
+    for p in ("50", "75", "90", "99"):
+        r[f"p{p}_ms"] = ms(re.search(rf"^\s+{p}%\s+(\S+)", txt, re.M).group(1))
+    r["requests"] = int(re.search(r"(\d+) requests in", txt).group(1))
+    r["errors"] = " ".join(re.findall(r"(Non-2xx.*|Socket errors.*)", txt))
+    return r
+
+
+def proc_cpu(pid: int) -> float:
+    """utime + stime of a process (all its threads), seconds."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError):
+        return 0.0
+
+
+class CpuMeter:
+    """CPU seconds per component over one run: processes by pid, the container by cgroup."""
+
+    def __init__(self, pids: dict[str, list[int]], cgroup_usage: Path | None) -> None:
+        self.pids = pids
+        self.cgroup_usage = cgroup_usage
+
+    def snap(self) -> dict[str, float]:
+        s = {k: sum(proc_cpu(p) for p in ps) for k, ps in self.pids.items()}
+        if self.cgroup_usage and self.cgroup_usage.exists():
+            s["container"] = int(self.cgroup_usage.read_text()) / 1e9
+        return s
+
+    @staticmethod
+    def delta(a: dict, b: dict, seconds: float) -> dict[str, float]:
+        """Share of one core used by each component between snaps a and b."""
+        return {k: round((b[k] - a[k]) / seconds, 3) for k in b if k in a}
+
+
+def pin(pid: int, cpu: str) -> None:
+    subprocess.run(["taskset", "-a", "-cp", cpu, str(pid)], check=True, capture_output=True)
+
+
+def docker_proxy_pids(host_port: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                argv = Path(f"/proc/{d}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"docker-proxy") and b"-host-port" in argv:
+                i = argv.index(b"-host-port")
+                if argv[i + 1] == str(host_port).encode():
+                    out.append(int(d))
+    return out
+
+
+def wait_200(url: str, headers: dict, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    code = None
+    while time.monotonic() < deadline:
+        try:
+            code = requests.get(url, headers=headers, timeout=2, allow_redirects=False).status_code
+            if code == 200:
+                return
+        except requests.RequestException as e:
+            code = type(e).__name__
+        time.sleep(0.2)
+    raise SystemExit(f"{what}: {url} did not answer 200 ({code})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--dur", default="10s", help="wrk -d per run (peer: 10s)")
+    ap.add_argument("--conns", type=int, nargs="+", default=[10, 50])
+    ap.add_argument("--ws-n", type=int, default=500)
+    ap.add_argument("--image", default="ipydoc-test-notebook:latest")
+    ap.add_argument("--no-pin", action="store_true")
+    ap.add_argument("--no-peers", action="store_true", help="skip configurable-http-proxy and nginx")
+    ap.add_argument("--direct-ip", action="store_true", help="also the container IP, bypassing docker-proxy")
+    ap.add_argument("--skip-wrk", action="store_true")
+    ap.add_argument("--skip-ws", action="store_true")
+    ap.add_argument("--pyspy", type=float, default=0, help="seconds of py-spy record of the daemon (0: none)")
+    ap.add_argument("--pyspy-conns", type=int, default=50)
+    ap.add_argument("--tag", default="")
+    a = ap.parse_args()
+
+    srv = [] if a.no_pin else ["taskset", "-c", "1"]
+    cli = [] if a.no_pin else ["taskset", "-c", "0"]
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    name = f"proxy-ipydoc-{stamp}{('-' + a.tag) if a.tag else ''}"
+    out_dir = HERE / "results" / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="ipydoc-proxybench-"))
+    spawn.TWISTD = srv + spawn.TWISTD  # the daemon, and its redis-server, on CPU 1
+    d = spawn.Daemon(a.image, root, "cpu_limit = 0")
+    procs: list[subprocess.Popen] = []
+    nginx_root = root / "nginx"
+    result: dict = {"tool": "ipydoc-proxy", "date": stamp, "tag": a.tag, "image": a.image,
+                    "reps": a.reps, "dur": a.dur, "conns": a.conns, "ws_n": a.ws_n,
+                    "pin": not a.no_pin, "instance": d.instance}
+    try:
+        d.start()
+        d.cli("user", "add", USER, "--password-stdin", input=spawn.PASSWORD + "\n")
+        sess, *_ = spawn.login(d, USER, 0.05)
+        cookie = sess.cookies.get("ipydoc-session")
+        sock = root / "state" / "redis" / "redis.sock"
+        hget = lambda f: subprocess.run(["redis-cli", "-s", str(sock), "HGET", f"ipydoc:server:{USER}", f],
+                                        capture_output=True, text=True, check=True).stdout.strip()
+        backend, token = hget("url"), hget("token")
+        host_port = int(backend.rsplit(":", 1)[1])
+        cname = f"{d.instance}-{USER}"
+        info = json.loads(spawn.docker("inspect", cname))[0]
+        cip = next(iter(info["NetworkSettings"]["Networks"].values()))["IPAddress"]
+        dproxy = docker_proxy_pids(host_port)
+        if not a.no_pin:
+            spawn.docker("update", "--cpuset-cpus", "1", cname)
+            for p in dproxy:
+                pin(p, "1")
+        base = f"/user/{USER}"
+        tok_h = {"Authorization": f"token {token}"}
+        targets: dict[str, dict] = {
+            "direct": {"url": backend, "headers": tok_h},
+            "ipydoc": {"url": d.url, "headers": {"Cookie": f"ipydoc-session={cookie}"},
+                       "ws_headers": {"Cookie": f"ipydoc-session={cookie}", "Origin": d.url}},
+        }
+        if not a.no_peers:
+            chp_port, chp_api = spawn.free_port(), spawn.free_port()
+            procs.append(subprocess.Popen(
+                srv + [CHP, "--ip", "127.0.0.1", "--port", str(chp_port), "--api-ip", "127.0.0.1",
+                       "--api-port", str(chp_api), "--default-target", backend],
+                env={**os.environ, "CONFIGPROXY_AUTH_TOKEN": token},
+                stdout=open(root / "chp.log", "wb"), stderr=subprocess.STDOUT))
+            targets["chp"] = {"url": f"http://127.0.0.1:{chp_port}", "headers": tok_h}
+            nginx_port = spawn.free_port()
+            nginx_root.mkdir()
+            conf = nginx_root / "nginx.conf"
+            conf.write_text(NGINX_CONF.format(root=nginx_root, upstream=backend.split("//", 1)[1],
+                                              port=nginx_port))
+            subprocess.run(srv + ["nginx", "-p", str(nginx_root), "-c", str(conf)], check=True)
+            targets["nginx"] = {"url": f"http://127.0.0.1:{nginx_port}", "headers": tok_h}
+        if a.direct_ip:
+            targets["direct-ip"] = {"url": f"http://{cip}:8888", "headers": tok_h}
+        for t, v in targets.items():
+            wait_200(v["url"] + base + "/api/status", v["headers"], t)
+
+        py = lambda code: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
+        env = {
+            "nproc": os.cpu_count(),
+            "cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), ""),
+            "backend_url": backend, "container_ip": cip, "docker_proxy_pids": dproxy,
+            "daemon_pid": d.proc.pid, "redis_pid": d.redis_pid(),
+            "jupyter_server": spawn.docker("exec", cname, "python3", "-c",
+                                           "import jupyter_server;print(jupyter_server.__version__)"),
+            "twisted": py("import twisted;print(twisted.__version__)"),
+            "python": sys.version.split()[0],
+            "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0],
+            "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
+            "chp": subprocess.run([CHP, "--version"], capture_output=True, text=True).stdout.strip(),
+            "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+            "affinity": {k: subprocess.run(["taskset", "-cp", str(p)], capture_output=True, text=True).stdout.strip()
+                         for k, p in [("daemon", d.proc.pid), ("redis", d.redis_pid())]
+                         + [("chp", p.pid) for p in procs] + [("docker-proxy", p) for p in dproxy]},
+            "container_cpuset": spawn.docker("inspect", "-f", "{{.HostConfig.CpusetCpus}} nanocpus={{.HostConfig.NanoCpus}}", cname),
+        }
+        result["env"] = env
+        print(json.dumps(env, indent=1), flush=True)
+
+        nginx_pids = [int((nginx_root / "nginx.pid").read_text())] if not a.no_peers else []
+        nginx_pids += [c for p in nginx_pids for c in spawn.children(p)]
+        meter = CpuMeter({"daemon": [d.proc.pid], "redis": [d.redis_pid()], "docker-proxy": dproxy,
+                          "chp": [p.pid for p in procs], "nginx": nginx_pids},
+                         Path(f"/sys/fs/cgroup/cpuacct/docker/{info['Id']}/cpuacct.usage"))
+        names = list(targets)
+        wrk_url = lambda t: targets[t]["url"] + base + "/api/status"
+        wrk_h = lambda t: [x for k, v in targets[t]["headers"].items() for x in ("-H", f"{k}: {v}")]
+        rows: dict[tuple[int, str], list[dict]] = {}
+        if not a.skip_wrk:
+            for t in names:  # warm-up, not recorded
+                subprocess.run(cli + ["wrk", "-t1", "-c10", "-d2s", *wrk_h(t), wrk_url(t)], capture_output=True)
+            for r in range(a.reps):
+                k = r % len(names)
+                order = names[k:] + names[:k]
+                for c in a.conns:
+                    for t in order:
+                        c0, t0 = meter.snap(), time.monotonic()
+                        txt = subprocess.run(cli + ["wrk", "-t1", f"-c{c}", f"-d{a.dur}", "--latency",
+                                                    *wrk_h(t), wrk_url(t)],
+                                             capture_output=True, text=True).stdout
+                        cpu = CpuMeter.delta(c0, meter.snap(), time.monotonic() - t0)
+                        (out_dir / f"wrk-rep{r + 1}-c{c}-{t}.txt").write_text(txt)
+                        row = parse_wrk(txt)
+                        row["rep"] = r + 1
+                        row["cpu_cores"] = cpu
+                        rows.setdefault((c, t), []).append(row)
+                        print(f"rep{r + 1} c{c} {t}: {row['rps']:.0f} req/s, p50 {row['p50_ms']:.2f} ms, "
+                              f"p99 {row['p99_ms']:.2f} ms {row['errors']} cpu {cpu}", flush=True)
+        if not a.skip_ws:
+            ws_targets = [{"name": t, "http": targets[t]["url"] + base,
+                           "ws": targets[t]["url"].replace("http://", "ws://") + base,
+                           "headers": targets[t].get("ws_headers", targets[t]["headers"])} for t in names]
+            wsf = out_dir / "ws.json"
+            subprocess.run(cli + [WS_PYTHON, str(HERE / "proxy_ws.py"), "--targets", json.dumps(ws_targets),
+                                  "--n", str(a.ws_n), "--reps", str(a.reps), "--out", str(wsf)], check=True)
+            result["ws"] = json.loads(wsf.read_text())
+        if a.pyspy:
+            prof = out_dir / "pyspy-ipydoc.speedscope.json"
+            w = subprocess.Popen(cli + ["wrk", "-t1", f"-c{a.pyspy_conns}", f"-d{int(a.pyspy) + 4}s",
+                                        "--latency", *wrk_h("ipydoc"), wrk_url("ipydoc")],
+                                 stdout=subprocess.PIPE, text=True)
+            time.sleep(2)
+            subprocess.run(cli + ["py-spy", "record", "-d", str(int(a.pyspy)), "-p", str(d.proc.pid),
+                                  "-o", str(prof), "--format", "speedscope", "--nonblocking"],
+                           capture_output=True)
+            txt = w.communicate()[0]
+            (out_dir / "wrk-pyspy-ipydoc.txt").write_text(txt)
+            result["pyspy"] = {"file": str(prof), "wrk": parse_wrk(txt), "top": speedscope_top(prof)}
+        result["backend_sockets_after"] = subprocess.run(
+            ["ss", "-tan", "state", "time-wait", f"( dport = :{host_port} )"],
+            capture_output=True, text=True).stdout.count("\n") - 1
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        if (nginx_root / "nginx.pid").exists():
+            subprocess.run(["nginx", "-p", str(nginx_root), "-c", str(nginx_root / "nginx.conf"), "-s", "quit"])
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        d.stop()
+        d.cleanup()
+        result["leftover_containers"] = d.containers()
+        shutil.rmtree(root, ignore_errors=True)
+
+    summary = summarize(rows, result.get("ws"), names)
+    result["wrk"] = summary["wrk"]
+    print(f"\n## ipydoc proxy overhead ({a.image}) {stamp} {a.tag}\n")
+    print(summary["md"])
+    fn = HERE / "results" / f"{name}.json"
+    fn.write_text(json.dumps(result, indent=1))
+    (out_dir / "summary.md").write_text(summary["md"] + "\n")
+    print(f"\nwrote {fn}" + (f"; LEFTOVER containers {result['leftover_containers']}"
+                             if result["leftover_containers"] else ""))
+
+
+def summarize(rows: dict, ws: dict | None, names: list[str]) -> dict:
+    wrk: dict = {}
+    has = set(names)
+    ref = [t for t in ("direct", "chp", "nginx") if t in has]
+    lines = ["| conns | target | req/s | req/s each rep | p50 ms | p90 ms | p99 ms | "
+             + " | ".join(f"req/s vs {t}" for t in ref) + " | CPU (cores, median) | errors |",
+             "|---|---|---|---|---|---|---|" + "---|" * len(ref) + "---|---|"]
+    for c in sorted({c for c, _ in rows}):
+        for t in names:
+            rs = rows.get((c, t))
+            if not rs:
+                continue
+            med = {k: statistics.median([r[k] for r in rs]) for k in ("rps", "p50_ms", "p90_ms", "p99_ms")}
+            for b in ref:
+                med[f"vs_{b}"] = med["rps"] / statistics.median([r["rps"] for r in rows[(c, b)]])
+            wrk[f"c{c}-{t}"] = {**med, "reps": rs}
+            errs = ";".join(r["errors"] for r in rs if r["errors"]) or "none"
+            cpu = {k: statistics.median([r["cpu_cores"].get(k, 0) for r in rs]) for k in rs[0].get("cpu_cores", {})}
+            med["cpu_cores"] = cpu
+            cpu_txt = ", ".join(f"{k} {v:.2f}" for k, v in cpu.items() if v >= 0.02)
+            lines.append(f"| {c} | {LABEL[t]} | {med['rps']:.0f} | {', '.join('%.0f' % r['rps'] for r in rs)} | "
+                         f"{med['p50_ms']:.2f} | {med['p90_ms']:.2f} | {med['p99_ms']:.2f} | "
+                         + " | ".join(f"{med[f'vs_{b}']:.2f}" for b in ref) + f" | {cpu_txt} | {errs} |")
+    if ws:
+        lines += ["", "| WebSocket (kernel `1+1` round trip) | msgs | p50 ms | p99 ms | mean ms | p50 per rep |",
+                  "|---|---|---|---|---|---|"]
+        for t in names:
+            s = ws["summary_pooled"].get(t)
+            if s:
+                reps = ", ".join(f"{r['p50_ms']:.2f}" for r in ws["per_rep"] if r["target"] == t)
+                lines.append(f"| {LABEL[t]} | {s['n']} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | "
+                             f"{s['mean_ms']:.2f} | {reps} |")
+    return {"wrk": wrk, "md": "\n".join(lines)}
+
+
+def speedscope_top(path: Path, n: int = 25) -> dict:
+    """Self and inclusive sample shares per frame of a py-spy speedscope profile."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    frames = doc["shared"]["frames"]
+    label = lambda i: f"{frames[i]['name']} ({Path(frames[i].get('file', '')).name}:{frames[i].get('line', '')})"
+    self_c: dict[str, float] = {}
+    incl_c: dict[str, float] = {}
+    total = 0.0
+    for prof in doc["profiles"]:
+        for stack, w in zip(prof["samples"], prof["weights"]):
+            total += w
+            if stack:
+                self_c[label(stack[-1])] = self_c.get(label(stack[-1]), 0) + w
+            for f in {label(i) for i in stack}:
+                incl_c[f] = incl_c.get(f, 0) + w
+    top = lambda c: [(k, round(v / total, 4)) for k, v in sorted(c.items(), key=lambda kv: -kv[1])[:n]]
+    return {"samples": total, "self": top(self_c), "inclusive": top(incl_c)}
+
+
+if __name__ == "__main__":
+    main()
