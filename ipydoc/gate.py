@@ -75,6 +75,9 @@ class UserGate:
             name = validate_name(segment.decode("ascii"))
         except (UnicodeDecodeError, InvalidName):
             return json_reply(404, "no such user server")
+        if request.path == PREFIX + segment:  # /user/alice → /user/alice/ (the base URL)
+            query = request.uri[len(request.path):]
+            return redirect((request.path + b"/" + query).decode("latin-1"))
         session = await self.sessions.from_request(request)
         if session is None:
             if wants_html(request) and request.method in (b"GET", b"HEAD"):

@@ -90,6 +90,8 @@ def test_login_starts_server_and_lands_in_lab(site, state):
     assert steps[-1]["url"] == "/user/alice/lab"
     lab = session.get(site.url + "/user/alice/lab")
     assert lab.status_code == 200 and "JupyterLab" in lab.text
+    bare = session.get(site.url + "/user/alice?x=1", allow_redirects=False)
+    assert bare.status_code == 302 and bare.headers["Location"] == "/user/alice/?x=1"
     status = session.get(site.url + "/user/alice/api/status")
     assert status.status_code == 200 and "last_activity" in status.json()
     state["alice"] = session
