@@ -100,13 +100,31 @@ def parse_wrk(txt: str) -> dict:
     return r
 
 
-def proc_cpu(pid: int) -> float:
-    """utime + stime of a process (all its threads), seconds."""
+def proc_cpu(pid: int, which: str = "both") -> float:
+    """utime + stime (or one of them) of a process (all its threads), seconds."""
     try:
         f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        ticks = {"user": int(f[11]), "sys": int(f[12]), "both": int(f[11]) + int(f[12])}[which]
+        return ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError):
         return 0.0
+
+
+def cpu_busy() -> dict[str, float]:
+    """Busy jiffies per CPU so far (/proc/stat: all but idle and iowait)."""
+    out = {}
+    for l in Path("/proc/stat").read_text().splitlines():
+        f = l.split()
+        if f[0].startswith("cpu") and f[0] != "cpu":
+            v = [int(x) for x in f[1:]]
+            out[f[0]] = (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def tcp_active_opens() -> int:
+    """Host-namespace TCP connect()s so far (/proc/net/snmp Tcp: ActiveOpens)."""
+    rows = [l.split() for l in Path("/proc/net/snmp").read_text().splitlines() if l.startswith("Tcp:")]
+    return int(rows[1][rows[0].index("ActiveOpens")])
 
 
 class CpuMeter:
@@ -118,6 +136,9 @@ class CpuMeter:
 
     def snap(self) -> dict[str, float]:
         s = {k: sum(proc_cpu(p) for p in ps) for k, ps in self.pids.items()}
+        s["daemon-sys"] = sum(proc_cpu(p, "sys") for p in self.pids["daemon"])
+        s["tcp-connects"] = tcp_active_opens()
+        s.update({f"host-{k}-busy": v for k, v in cpu_busy().items()})
         if self.cgroup_usage and self.cgroup_usage.exists():
             s["container"] = int(self.cgroup_usage.read_text()) / 1e9
         return s
@@ -125,7 +146,9 @@ class CpuMeter:
     @staticmethod
     def delta(a: dict, b: dict, seconds: float) -> dict[str, float]:
         """Share of one core used by each component between snaps a and b."""
-        return {k: round((b[k] - a[k]) / seconds, 3) for k in b if k in a}
+        out = {k: round((b[k] - a[k]) / seconds, 3) for k in b if k in a}
+        out["tcp-connects"] = b["tcp-connects"] - a["tcp-connects"]  # a count, not a rate
+        return out
 
 
 def pin(pid: int, cpu: str) -> None:
@@ -175,6 +198,7 @@ def main() -> None:
     ap.add_argument("--skip-ws", action="store_true")
     ap.add_argument("--pyspy", type=float, default=0, help="seconds of py-spy record of the daemon (0: none)")
     ap.add_argument("--pyspy-conns", type=int, default=50)
+    ap.add_argument("--pyspy-rate", type=int, default=200, help="py-spy samples per second")
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
 
@@ -297,17 +321,23 @@ def main() -> None:
                                   "--n", str(a.ws_n), "--reps", str(a.reps), "--out", str(wsf)], check=True)
             result["ws"] = json.loads(wsf.read_text())
         if a.pyspy:
-            prof = out_dir / "pyspy-ipydoc.speedscope.json"
-            w = subprocess.Popen(cli + ["wrk", "-t1", f"-c{a.pyspy_conns}", f"-d{int(a.pyspy) + 4}s",
-                                        "--latency", *wrk_h("ipydoc"), wrk_url("ipydoc")],
-                                 stdout=subprocess.PIPE, text=True)
-            time.sleep(2)
-            subprocess.run(cli + ["py-spy", "record", "-d", str(int(a.pyspy)), "-p", str(d.proc.pid),
-                                  "-o", str(prof), "--format", "speedscope", "--nonblocking"],
-                           capture_output=True)
-            txt = w.communicate()[0]
-            (out_dir / "wrk-pyspy-ipydoc.txt").write_text(txt)
-            result["pyspy"] = {"file": str(prof), "wrk": parse_wrk(txt), "top": speedscope_top(prof)}
+            # Two profiles under load: every non-idle sample (wall time, includes time spent
+            # in send()/recv() and runnable-but-preempted on the shared core), and --gil
+            # (only samples holding the GIL: the Python-level CPU work).
+            result["pyspy"] = {}
+            for kind, extra in (("wall", []), ("gil", ["--gil"])):
+                prof = out_dir / f"pyspy-ipydoc-{kind}.speedscope.json"
+                w = subprocess.Popen(cli + ["wrk", "-t1", f"-c{a.pyspy_conns}", f"-d{int(a.pyspy) + 4}s",
+                                            "--latency", *wrk_h("ipydoc"), wrk_url("ipydoc")],
+                                     stdout=subprocess.PIPE, text=True)
+                time.sleep(2)
+                subprocess.run(cli + ["py-spy", "record", "-d", str(int(a.pyspy)), "-r", str(a.pyspy_rate),
+                                      "-p", str(d.proc.pid),
+                                      "-o", str(prof), "--format", "speedscope", "--nonblocking", *extra],
+                               capture_output=True)
+                txt = w.communicate()[0]
+                (out_dir / f"wrk-pyspy-{kind}-ipydoc.txt").write_text(txt)
+                result["pyspy"][kind] = {"file": str(prof), "wrk": parse_wrk(txt), "top": speedscope_top(prof)}
         result["backend_sockets_after"] = subprocess.run(
             ["ss", "-tan", "state", "time-wait", f"( dport = :{host_port} )"],
             capture_output=True, text=True).stdout.count("\n") - 1
@@ -324,6 +354,9 @@ def main() -> None:
         d.stop()
         d.cleanup()
         result["leftover_containers"] = d.containers()
+        if d.log_path.exists():  # keep the daemon log (size says whether it logs per request)
+            shutil.copy(d.log_path, out_dir / "daemon.log")
+            result["daemon_log_lines"] = len(d.log_path.read_bytes().splitlines())
         shutil.rmtree(root, ignore_errors=True)
 
     summary = summarize(rows, result.get("ws"), names)
@@ -356,7 +389,8 @@ def summarize(rows: dict, ws: dict | None, names: list[str]) -> dict:
             errs = ";".join(r["errors"] for r in rs if r["errors"]) or "none"
             cpu = {k: statistics.median([r["cpu_cores"].get(k, 0) for r in rs]) for k in rs[0].get("cpu_cores", {})}
             med["cpu_cores"] = cpu
-            cpu_txt = ", ".join(f"{k} {v:.2f}" for k, v in cpu.items() if v >= 0.02)
+            cpu_txt = ", ".join(f"{k} {v:.2f}" for k, v in cpu.items() if v >= 0.02 and k != "tcp-connects")
+            cpu_txt += f"; {cpu.get('tcp-connects', 0):.0f} TCP connects"
             lines.append(f"| {c} | {LABEL[t]} | {med['rps']:.0f} | {', '.join('%.0f' % r['rps'] for r in rs)} | "
                          f"{med['p50_ms']:.2f} | {med['p90_ms']:.2f} | {med['p99_ms']:.2f} | "
                          + " | ".join(f"{med[f'vs_{b}']:.2f}" for b in ref) + f" | {cpu_txt} | {errs} |")

@@ -39,6 +39,10 @@ class RedisSection:
 @dataclass
 class ControlSection:
     socket: str = ""
+    listen_tls: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
 
 
 @dataclass
@@ -136,10 +140,16 @@ def _validate(cfg: Config) -> None:
     if not cfg.server.listen:
         raise ConfigError("server.listen must name at least one endpoint")
     for spec in cfg.server.listen:
-        try:
-            endpoints.serverFromString(reactor, spec)
-        except Exception as e:  # noqa: BLE001 - any parse failure is a config error
-            raise ConfigError(f"server.listen: bad endpoint string {spec!r}: {e}") from None
+        _check_endpoint("server.listen", spec, endpoints, reactor)
+    c = cfg.control
+    if c.listen_tls:
+        if c.listen_tls.split(":", 1)[0] in ("ssl", "tls"):
+            raise ConfigError("control.listen_tls is a plain stream endpoint such as "
+                              "'tcp:9443'; ipydoc adds TLS from control.tls_cert and tls_key")
+        _check_endpoint("control.listen_tls", c.listen_tls, endpoints, reactor)
+        for key in ("tls_cert", "tls_key", "tls_client_ca"):
+            if not getattr(c, key):
+                raise ConfigError(f"control.{key} must be set when control.listen_tls is set")
     if cfg.server.public_url:
         u = urlsplit(cfg.server.public_url)
         if u.scheme not in ("http", "https") or not u.netloc:
@@ -171,6 +181,23 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("docker.cmd must not be empty")
     if not cfg.docker.notebook_dir.startswith("/"):
         raise ConfigError("docker.notebook_dir must be an absolute path")
+
+
+def _check_endpoint(key: str, spec: str, endpoints: Any, reactor: Any) -> None:
+    if spec.startswith("systemd:"):
+        # The descriptor exists only in the process systemd started; the CLI reads this
+        # same file, so check the form here and leave the descriptor to the daemon.
+        opts = dict(part.split("=", 1) for part in spec.split(":")[1:] if "=" in part)
+        if opts.get("domain") not in ("INET", "INET6", "UNIX") or \
+                ("index" in opts) == ("name" in opts) or \
+                ("index" in opts and not opts["index"].isdigit()):
+            raise ConfigError(f"{key}: bad endpoint string {spec!r}: use "
+                              "systemd:domain=INET:index=N (or :name=NAME)")
+        return
+    try:
+        endpoints.serverFromString(reactor, spec)
+    except Exception as e:  # noqa: BLE001 - any parse failure is a config error
+        raise ConfigError(f"{key}: bad endpoint string {spec!r}: {e}") from None
 
 
 def from_dict(data: dict[str, Any], path: str = "") -> Config:

@@ -195,6 +195,30 @@ def demux_logs(data: bytes) -> str:
     return b"".join(out).decode("utf-8", "replace")
 
 
+def summarize_stats(raw: dict) -> dict:
+    """``cpu_percent`` (100 = one CPU busy), ``mem_bytes``, ``mem_limit``, ``pids`` of a
+    stats document, computed as ``docker stats`` does (memory without the page cache)."""
+    def num(d: Any, *path: str) -> float:
+        for key in path:
+            d = d.get(key) if isinstance(d, dict) else None
+        return float(d) if isinstance(d, (int, float)) else 0.0
+
+    cpu, pre = raw.get("cpu_stats") or {}, raw.get("precpu_stats") or {}
+    cpu_delta = num(cpu, "cpu_usage", "total_usage") - num(pre, "cpu_usage", "total_usage")
+    sys_delta = num(cpu, "system_cpu_usage") - num(pre, "system_cpu_usage")
+    online = num(cpu, "online_cpus") or float(
+        len((cpu.get("cpu_usage") or {}).get("percpu_usage") or []) or 1)
+    cpu_percent = cpu_delta / sys_delta * online * 100.0 if cpu_delta > 0 and sys_delta > 0 else 0.0
+    mem = raw.get("memory_stats") or {}
+    usage = num(mem, "usage")
+    # cgroup v1 names the page cache total_inactive_file, v2 inactive_file.
+    cache = num(mem, "stats", "total_inactive_file") or num(mem, "stats", "inactive_file")
+    if cache < usage:
+        usage -= cache
+    return {"cpu_percent": round(cpu_percent, 2), "mem_bytes": int(usage),
+            "mem_limit": int(num(mem, "limit")), "pids": int(num(raw, "pids_stats", "current"))}
+
+
 class _EventStream(Protocol):
     """Body protocol for ``GET /events``: newline-delimited JSON objects in chunks."""
 
@@ -487,6 +511,19 @@ class DockerAPI:
         if code != 200:
             raise self._error("GET", f"/containers/{cid}/logs", code, content)
         return demux_logs(content)
+
+    async def stats(self, cid: str) -> dict | None:
+        """One sample of a running container's CPU and memory use, or None if it is gone.
+
+        ``GET /containers/{id}/stats?stream=false``: the engine samples twice about a
+        second apart, so the CPU share is over that second.  Answers
+        :func:`summarize_stats` of the engine's document.
+        """
+        raw = await self._call(
+            "GET", f"/containers/{quote(cid)}/stats", params={"stream": "false"},
+            none_on=(404,), expect=dict,
+        )
+        return None if raw is None else summarize_stats(raw)
 
     # -- images -----------------------------------------------------------------------
 

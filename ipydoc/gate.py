@@ -1,10 +1,16 @@
 """The gate in front of user servers: who may reach ``/user/<name>/``, and where it goes.
 
-Rules, in order: the path names a valid user; the request carries a live session; the
-session's user owns the route; a state-changing method or WebSocket upgrade comes from
+Rules, in order: the path names a valid user; the request carries a live session (or a
+personal API token, ``Authorization: token ipd_...``, see :mod:`ipydoc.web.tokens`); that
+user owns the route; a state-changing method or WebSocket upgrade comes from
 this site (``Origin``); the server runs.  Browsers get redirects and pages, API clients
 and WebSockets get 401/403/503 with a JSON message.  Activity is kept in memory and
 written to Redis in batches, so traffic costs no Redis write per request.
+
+A personal token is looked up in Redis on every request (no cache), so revoking it, its
+expiry, or disabling its user takes effect at once.  It is never forwarded: the proxy
+replaces ``Authorization`` with the server token.  Token requests skip the ``Origin``
+check: a browser never attaches the header by itself, so there is nothing to forge.
 """
 
 from __future__ import annotations
@@ -20,9 +26,11 @@ from ipydoc.names import InvalidName, validate_name
 from ipydoc.proxy.gate import Forward, Reply
 from ipydoc.sessions import Sessions
 from ipydoc.spawner import ServerManager
+from ipydoc.web.tokens import from_authorization, token_hash, well_formed
 
 SAFE_METHODS = {b"GET", b"HEAD", b"OPTIONS"}
 PREFIX = b"/user/"
+TOKEN_TOUCH_INTERVAL = 60.0  # seconds between writes of a token's last_used
 
 
 def is_websocket(request: IRequest) -> bool:
@@ -56,6 +64,7 @@ class UserGate:
         self.manager = manager
         self.extra_origins = {public_url.rstrip("/").lower()} if public_url else set()
         self.activity: dict[str, float] = {}
+        self._token_touched: dict[str, float] = {}
 
     def claims(self, request: IRequest) -> bool:
         return request.path.startswith(PREFIX)
@@ -78,6 +87,9 @@ class UserGate:
         if request.path == PREFIX + segment:  # /user/alice → /user/alice/ (the base URL)
             query = request.uri[len(request.path):]
             return redirect((request.path + b"/" + query).decode("latin-1"))
+        personal = from_authorization(request.getHeader(b"authorization"))
+        if personal is not None:
+            return await self._decide_by_token(name, personal)
         session = await self.sessions.from_request(request)
         if session is None:
             if wants_html(request) and request.method in (b"GET", b"HEAD"):
@@ -96,6 +108,30 @@ class UserGate:
                 return redirect(f"/hub/spawn/{name}?next={nxt}")
             return json_reply(503, "your server is starting" if starting else
                               f"your server is not running: start it at /hub/spawn/{name}")
+        return Forward(name, route.url, route.token)
+
+    async def _decide_by_token(self, name: str, token: str) -> Forward | Reply:
+        store = self.sessions.store
+        digest = token_hash(token) if well_formed(token) else ""
+        record = await store.get_token(digest) if digest else None
+        if record is None:
+            return json_reply(401, "invalid, expired or revoked token")
+        user = await store.get_user(record["user"])
+        if user is None or user.disabled:
+            return json_reply(403, "the token's account is disabled")
+        if user.name != name:
+            return json_reply(403, f"this server belongs to another user; the token's is "
+                                   f"/user/{user.name}/")
+        route = self.manager.routes.get(name)
+        if route is None:
+            return json_reply(503, "your server is starting" if self.manager.is_starting(name)
+                              else f"your server is not running: start it at /hub/spawn/{name}")
+        now = time.time()
+        if now - self._token_touched.get(digest, 0.0) >= TOKEN_TOUCH_INTERVAL:
+            if len(self._token_touched) > 10_000:
+                self._token_touched.clear()
+            self._token_touched[digest] = now
+            await store.touch_token(digest, now)
         return Forward(name, route.url, route.token)
 
     def saw_traffic(self, user: str) -> None:

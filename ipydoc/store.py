@@ -18,8 +18,23 @@ key                                type    contents
 ``ipydoc:servers``                 set     names that have a server record
 ``ipydoc:routes``                  hash    name → backend URL, only for servers that answer
 ``ipydoc:activity``                hash    name → last proxied traffic (unix time)
-``ipydoc:events``                  stream  ``kind``, ``user``, ``detail`` (capped)
+``ipydoc:events``                  stream  ``kind``, ``user``, ``detail`` (capped at about
+                                           10,000 entries); read by ``ipydoc events``
+``ipydoc:token:{sha256(token)}``   hash    a personal API token: ``user``, ``note``,
+                                           ``created``, ``expires`` (unix time, empty: never),
+                                           ``last_used``; the key expires with the token.
+                                           Only a hash of the token is stored.
+``ipydoc:user-tokens:{name}``      set     the token hashes of a user (list, revoke all)
 =================================  ======  ===================================================
+
+A personal token is named outside Redis by its ``id``: the first 16 hex digits of its
+hash (shown on the tokens page; revoking takes the id, never the token).
+
+Sessions are listed per user from ``user-sessions:{name}`` (entries whose session key has
+expired are dropped from the set as they are met) and over all users with ``SCAN``.
+Outside Redis a session is named by its ``sid``: the hex hash in its key, which identifies
+it without revealing the cookie (the CLI shows 16 digits and accepts any unique prefix of
+8 or more).
 
 A server's record and its route change together in one MULTI/EXEC so a reader never sees
 a route without a running server or the other way round.
@@ -29,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +75,14 @@ def user_sessions_key(name: str) -> str:
 
 def server_key(name: str) -> str:
     return f"{P}server:{name}"
+
+
+def token_key(token_hash: str) -> str:
+    return f"{P}token:{token_hash}"
+
+
+def user_tokens_key(name: str) -> str:
+    return f"{P}user-tokens:{name}"
 
 
 @dataclass(frozen=True)
@@ -105,6 +129,7 @@ class Store:
     def __init__(self, redis: Any, clock: Any = None) -> None:
         self.redis = redis
         self._now = clock.seconds if clock is not None else time.time
+        self._event_listeners: list[Callable[[], None]] = []
 
     # -- users ---------------------------------------------------------------------------
     async def add_user(self, name: str, password_hash: str, admin: bool) -> bool:
@@ -132,8 +157,46 @@ class Store:
         if limit <= 0:
             return [], total
         names = await self.redis.zrange(USERS, offset, offset + limit - 1)
-        users = [u for u in [await self.get_user(n) for n in names] if u is not None]
-        return users, total
+        return await self.get_users(names), total
+
+    async def get_users(self, names: list[str]) -> list[User]:
+        """The users of ``names`` that exist, in that order (fetched concurrently)."""
+        from twisted.internet.defer import Deferred, gatherResults
+
+        found = await gatherResults([Deferred.fromCoroutine(self.get_user(n)) for n in names],
+                                    consumeErrors=True) if names else []
+        return [u for u in found if u is not None]
+
+    async def update_user(self, name: str, **values: Any) -> bool:
+        """Set ``password``/``admin``/``disabled`` of an existing user; False if none."""
+        if not await self.redis.hexists(user_key(name), "password"):
+            return False
+        known = {"password", "admin", "disabled"}
+        if not set(values) <= known:
+            raise ValueError(f"unknown user fields {sorted(set(values) - known)}")
+        flat = {k: (("1" if v else "0") if isinstance(v, bool) else str(v))
+                for k, v in values.items()}
+        await self.redis.hmset(user_key(name), flat)
+        return True
+
+    async def remove_user(self, name: str) -> bool:
+        """Delete the account, its sessions, server record, route and activity.
+
+        The caller stops the server first; user files are not touched here.
+        False if there was no such user (records of a server are still cleaned up).
+        """
+        existed = bool(await self.redis.hexists(user_key(name), "password"))
+        await self.revoke_sessions(name)
+        await self.revoke_tokens(name)
+        t = await self.redis.multi()
+        t.delete(user_key(name))
+        t.zrem(USERS, name)
+        t.delete(server_key(name))
+        t.srem(SERVERS, name)
+        t.hdel(ROUTES, name)
+        t.hdel(ACTIVITY, name)
+        await t.commit()
+        return existed
 
     # -- sessions ------------------------------------------------------------------------
     async def create_session(self, session_id: str, user: str, csrf: str, lifetime: int) -> None:
@@ -158,10 +221,71 @@ class Store:
         await t.commit()
 
     async def revoke_sessions(self, user: str) -> int:
+        """End every session of ``user``; how many were live."""
         keys = list(await self.redis.smembers(user_sessions_key(user)))
-        if keys:
-            await self.redis.delete([*keys, user_sessions_key(user)])
-        return len(keys)
+        if not keys:
+            return 0
+        live = await self.redis.execute_command("EXISTS", *keys)
+        await self.redis.delete([*keys, user_sessions_key(user)])
+        return int(live)
+
+    async def _session_info(self, key: str) -> dict[str, Any] | None:
+        h = await self.redis.hgetall(key)
+        if not h or "user" not in h:
+            return None
+        ttl = await self.redis.ttl(key)
+        return {"sid": key.rsplit(":", 1)[1], "user": h["user"],
+                "created": _float(h.get("created")), "expires_in": int(ttl)}
+
+    async def list_sessions(self, user: str | None = None) -> list[dict[str, Any]]:
+        """Live sessions (``sid``, ``user``, ``created``, ``expires_in``), oldest first.
+
+        For one user from their set (dropping expired entries), else over all sessions.
+        """
+        if user is not None:
+            keys = sorted(await self.redis.smembers(user_sessions_key(user)))
+        else:
+            keys = sorted(await self._scan(f"{P}session:*"))
+        out: list[dict[str, Any]] = []
+        gone = []
+        for key in keys:
+            info = await self._session_info(key)
+            if info is None:
+                gone.append(key)
+            else:
+                out.append(info)
+        if user is not None and gone:
+            await self.redis.srem(user_sessions_key(user), *gone)
+        out.sort(key=lambda i: (i["created"] or 0, i["sid"]))
+        return out
+
+    async def _scan(self, pattern: str) -> set[str]:
+        keys: set[str] = set()
+        cursor = "0"
+        while True:
+            cursor, batch = await self.redis.scan(cursor, pattern, 1000)
+            keys.update(batch)
+            if str(cursor) == "0":
+                return keys
+
+    async def find_sessions(self, sid: str) -> list[str]:
+        """Session keys whose ``sid`` (key hash) starts with ``sid`` (8 to 64 hex digits)."""
+        if not 8 <= len(sid) <= 64 or any(ch not in "0123456789abcdef" for ch in sid):
+            return []
+        if len(sid) == 64:
+            key = f"{P}session:{sid}"
+            return [key] if await self.redis.exists(key) else []
+        return sorted(await self._scan(f"{P}session:{sid}*"))
+
+    async def revoke_session(self, key: str) -> str | None:
+        """End the session stored at ``key`` (from :meth:`find_sessions`); its user."""
+        user = await self.redis.hget(key, "user")
+        t = await self.redis.multi()
+        t.delete(key)
+        if user:
+            t.srem(user_sessions_key(user), key)
+        await t.commit()
+        return user
 
     # -- servers and routes --------------------------------------------------------------
     async def get_server(self, name: str) -> Server | None:
@@ -219,15 +343,130 @@ class Store:
         await self.redis.execute_command(
             "XADD", EVENTS, "MAXLEN", "~", str(EVENTS_MAXLEN), "*",
             "kind", kind, "user", user, "detail", detail)
+        for listener in list(self._event_listeners):
+            listener()
 
-    async def recent_events(self, count: int = 50) -> list[dict[str, str]]:
-        raw = await self.redis.execute_command("XREVRANGE", EVENTS, "+", "-", "COUNT", str(count))
+    def on_event_added(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener()`` after each event this process adds; returns an unsubscriber.
+
+        Lets a reader waiting for new events (``ipydoc events``) wake at once instead of
+        polling; readers still poll now and then for events written by other processes.
+        """
+        self._event_listeners.append(listener)
+        return lambda: self._event_listeners.remove(listener) \
+            if listener in self._event_listeners else None
+
+    @staticmethod
+    def _entries(raw: Any) -> list[dict[str, str]]:
         out = []
         for entry_id, flat in raw or []:
             item = dict(zip(flat[::2], flat[1::2]))
             item["id"] = entry_id
+            item["time"] = int(str(entry_id).split("-")[0]) / 1000
             out.append(item)
         return out
+
+    async def recent_events(self, count: int = 50) -> list[dict[str, str]]:
+        """The newest ``count`` events, newest first."""
+        raw = await self.redis.execute_command("XREVRANGE", EVENTS, "+", "-", "COUNT", str(count))
+        return self._entries(raw)
+
+    async def events_after(self, after: str, count: int = 100) -> list[dict[str, str]]:
+        """Up to ``count`` events newer than the id ``after`` (e.g. ``0-0``), oldest first."""
+        raw = await self.redis.execute_command("XRANGE", EVENTS, f"({after}", "+",
+                                               "COUNT", str(count))
+        return self._entries(raw)
+
+    async def last_event_id(self) -> str:
+        raw = await self.redis.execute_command("XREVRANGE", EVENTS, "+", "-", "COUNT", "1")
+        return str(raw[0][0]) if raw else "0-0"
+
+    # -- personal API tokens -------------------------------------------------------------
+    async def create_token(self, user: str, token_hash: str, note: str,
+                           expires: float | None) -> dict[str, Any]:
+        """Store a new token (by its hash) for ``user``; ``expires`` is a unix time or None."""
+        key = token_key(token_hash)
+        now = self._now()
+        t = await self.redis.multi()
+        t.hmset(key, {"user": user, "note": note, "created": repr(now),
+                      "expires": repr(float(expires)) if expires else "", "last_used": ""})
+        if expires:
+            t.expire(key, max(1, int(expires - now) + 1))
+        t.sadd(user_tokens_key(user), token_hash)
+        await t.commit()
+        return self._token_info(token_hash, await self.redis.hgetall(key))
+
+    @staticmethod
+    def _token_info(token_hash: str, h: dict[str, str]) -> dict[str, Any]:
+        return {"id": token_hash[:16], "user": h.get("user", ""), "note": h.get("note", ""),
+                "created": _float(h.get("created")), "expires": _float(h.get("expires")),
+                "last_used": _float(h.get("last_used"))}
+
+    async def get_token(self, token_hash: str) -> dict[str, Any] | None:
+        """The live token stored under ``token_hash``, or None (unknown, revoked, expired)."""
+        h = await self.redis.hgetall(token_key(token_hash))
+        if not h or "user" not in h:
+            return None
+        info = self._token_info(token_hash, h)
+        if info["expires"] is not None and info["expires"] <= self._now():
+            return None  # the key's own expiry may lag by up to a second
+        return info
+
+    async def touch_token(self, token_hash: str, when: float) -> None:
+        key = token_key(token_hash)
+        if await self.redis.exists(key):
+            await self.redis.hset(key, "last_used", repr(when))
+
+    async def list_tokens(self, user: str) -> list[dict[str, Any]]:
+        """``user``'s live tokens (``id``, ``note``, ``created``, ``expires``, ``last_used``),
+        newest first; hashes of expired tokens are dropped from the user's set."""
+        hashes = sorted(await self.redis.smembers(user_tokens_key(user)))
+        out, gone = [], []
+        for token_hash in hashes:
+            info = await self.get_token(token_hash)
+            if info is None or info["user"] != user:
+                gone.append(token_hash)
+            else:
+                out.append(info)
+        if gone:
+            await self.redis.srem(user_tokens_key(user), *gone)
+        out.sort(key=lambda i: (-(i["created"] or 0), i["id"]))
+        return out
+
+    async def revoke_token(self, user: str, token_id: str) -> bool:
+        """Revoke ``user``'s token whose id is ``token_id``; False if there is none."""
+        if len(token_id) != 16 or any(ch not in "0123456789abcdef" for ch in token_id):
+            return False
+        for token_hash in await self.redis.smembers(user_tokens_key(user)):
+            if token_hash.startswith(token_id):
+                t = await self.redis.multi()
+                t.delete(token_key(token_hash))
+                t.srem(user_tokens_key(user), token_hash)
+                await t.commit()
+                return True
+        return False
+
+    async def revoke_tokens(self, user: str) -> int:
+        """Revoke every token of ``user``; how many there were."""
+        hashes = list(await self.redis.smembers(user_tokens_key(user)))
+        if hashes:
+            await self.redis.delete([*(token_key(h) for h in hashes), user_tokens_key(user)])
+        return len(hashes)
+
+    # -- admin listings --------------------------------------------------------------------
+    async def all_user_names(self) -> list[str]:
+        return list(await self.redis.zrange(USERS, 0, -1))
+
+    async def get_servers(self, names: list[str]) -> dict[str, Server]:
+        """The server records of ``names`` that have one (fetched concurrently)."""
+        from twisted.internet.defer import Deferred, gatherResults
+
+        found = await gatherResults([Deferred.fromCoroutine(self.get_server(n)) for n in names],
+                                    consumeErrors=True) if names else []
+        return {s.name: s for s in found if s is not None}
+
+    async def last_activity(self, name: str) -> float | None:
+        return _float(await self.redis.hget(ACTIVITY, name))
 
     async def ping(self) -> bool:
         return (await self.redis.ping()) in ("PONG", b"PONG", True)

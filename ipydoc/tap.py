@@ -7,6 +7,7 @@ Children, started in this order (each waits for the one before it), stopped in r
 ``activity``  writes proxy activity to Redis every few seconds
 ``web``       the public listener(s): hub pages and the user proxy on one Site
 ``control``   the AMP control socket (0600) for the ``ipydoc`` CLI
+``control-tls`` the same on TCP with TLS and client certificates (``control.listen_tls``)
 
 Listening comes last, so no request is served before state is reconciled.  If a step
 fails the daemon logs why and exits non-zero instead of serving half a service.
@@ -134,13 +135,20 @@ class IpydocDaemon(MultiService):
 
         hub = Hub(sessions, self.manager, self.gate, HubSettings(
             image=cfg.spawn.image, stop_on_logout=cfg.auth.stop_on_logout,
-            start_on_login=cfg.auth.start_on_login))
+            start_on_login=cfg.auth.start_on_login), stats=self.backend.api.stats)
         site = make_site(hub.resource(), self.gate, reactor)
         web = WebService(site)
         web.setName("web")
         for i, spec in enumerate(cfg.server.listen):
-            ListenService(f"web-{i}", endpoints.serverFromString(reactor, spec), site,
-                          spec).setServiceParent(web)
+            try:
+                endpoint = endpoints.serverFromString(reactor, spec)
+            except (IndexError, KeyError):  # a systemd: socket that was not passed to us
+                raise ConfigError(
+                    f"server.listen: {spec!r} names a socket systemd did not pass to this "
+                    "process (LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES; start ipydoc "
+                    "through its .socket unit, or listen on tcp:)"
+                ) from None
+            ListenService(f"web-{i}", endpoint, site, spec).setServiceParent(web)
         web.setServiceParent(self)
 
         sock = cfg.control_socket
@@ -148,6 +156,26 @@ class IpydocDaemon(MultiService):
             "control", endpoints.UNIXServerEndpoint(reactor, str(sock), mode=0o600, wantPID=True),
             ControlFactory(self), f"unix:{sock} (mode 0600)")
         control.setServiceParent(self)
+        if cfg.control.listen_tls:
+            self._control_tls(ControlFactory(self))
+
+    def _control_tls(self, factory: Any) -> None:
+        """The control channel on TCP with TLS; only client certificates from
+        ``control.tls_client_ca`` get past the handshake (see ipydoc/control/tls.py)."""
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        from ipydoc.control.tls import TLSFilesError, server_options
+
+        c = self.cfg.control
+        try:
+            options = server_options(c.tls_cert, c.tls_key, c.tls_client_ca)
+        except TLSFilesError as e:
+            raise ConfigError(f"{self.cfg.path}: {e}") from None
+        ListenService(
+            "control-tls", endpoints.serverFromString(self.reactor, c.listen_tls),
+            TLSMemoryBIOFactory(options, False, factory),
+            f"{c.listen_tls} (TLS; client certificates signed by {c.tls_client_ca})",
+        ).setServiceParent(self)
 
     def _flush_activity(self) -> defer.Deferred[None] | None:
         stamps = self.gate.take_activity()
@@ -204,6 +232,9 @@ def makeService(options: Options) -> IService:
 
     try:
         return IpydocDaemon(options.cfg, reactor)
-    except (ConfigError, OSError) as e:
+    except ConfigError as e:
+        print(f"ipydoc: configuration error: {e}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except OSError as e:
         print(f"ipydoc: {e}", file=sys.stderr)
         raise SystemExit(1) from None

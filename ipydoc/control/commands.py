@@ -1,16 +1,40 @@
 """AMP commands of the control channel.  Each one is also a CLI command (:mod:`ipydoc.cli`).
 
-Lists come back in pages (``offset``/``limit`` in, ``items`` JSON + ``total`` out) sized to
-stay well under AMP's 64 KiB value limit; the client fetches pages until it has ``total``.
+The channel is AMP (``twisted.protocols.amp``) on the unix socket ``control.socket``
+(mode 0600) and, when ``control.listen_tls`` is set, on TCP with TLS and client
+certificates.  Every command below is one request and one answer; names, passwords and
+flags go in as AMP values, and structured answers come back as JSON text.
+
+Conventions (so that no AMP value ever reaches the 64 KiB limit):
+
+* **Lists** take ``offset`` and ``limit`` and answer ``items`` (a JSON array) and
+  ``total``.  The daemon caps a page at 1,000 items *and* at :data:`PAGE_BYTES` of JSON,
+  so a page may hold fewer items than asked for: fetch again from
+  ``offset + len(items)`` until ``total`` is reached (:func:`ipydoc.cli.fetch_all`).
+* **Logs** come in chunks: ``ServerLogs(offset=0)`` reads the container's output once and
+  answers its first chunk and ``next`` (the offset of the next chunk, -1 at the end);
+  later calls on the same connection with ``offset=next`` return the rest of that same
+  snapshot.
+* **Events** are read by long polling: ``Events(after=ID, wait=S)`` answers at once when
+  events newer than ``ID`` exist, else waits up to ``S`` seconds (at most 30) for one.
+  ``after=""`` answers the newest ``limit`` events (no waiting); ``after="$"`` means "from
+  now".  The answer's ``last`` is the ``after`` of the next call.
+* **Single objects** come back as ``result``, a JSON object.
+* **Errors** are the exceptions below; their message is meant for the person at the shell.
+  The CLI maps them to exit codes: ``INVALID_INPUT`` 2, ``NOT_FOUND`` 5,
+  ``NOT_AVAILABLE`` 6, everything else (``CONFLICT``, ``FAILED``) 1.
+
 To add a command: define it here, answer it in :mod:`ipydoc.control.server`, expose it in
-:mod:`ipydoc.cli`.
+:mod:`ipydoc.cli`, document it in the README's Administration section.
 """
 
 from __future__ import annotations
 
 from twisted.protocols import amp
 
-PAGE_BYTES = 48 * 1024   # JSON budget for one page of ``items``
+PAGE_BYTES = 48 * 1024   # JSON budget for one page of ``items`` or one chunk of logs
+MAX_PAGE = 1000          # items per page, whatever ``limit`` asks for
+MAX_WAIT = 30.0          # seconds an Events call may wait
 
 
 class ControlError(Exception):
@@ -18,42 +42,176 @@ class ControlError(Exception):
 
 
 class InvalidInput(ControlError):
-    pass
+    """A name, password or value that is not acceptable."""
 
 
 class NotFound(ControlError):
-    pass
+    """No such user, server, container or session."""
 
 
 class Conflict(ControlError):
-    pass
+    """The request contradicts the current state (the user exists, is disabled, ...)."""
+
+
+class NotAvailable(ControlError):
+    """This daemon does not offer what was asked (e.g. no idle culler is configured)."""
 
 
 ERRORS = {InvalidInput: b"INVALID_INPUT", NotFound: b"NOT_FOUND", Conflict: b"CONFLICT",
-          ControlError: b"FAILED"}
+          NotAvailable: b"NOT_AVAILABLE", ControlError: b"FAILED"}
+
+_PAGE_ARGS = [(b"offset", amp.Integer()), (b"limit", amp.Integer())]
+_PAGE_ANSWER = [(b"items", amp.Unicode()), (b"total", amp.Integer())]
+_RESULT = [(b"result", amp.Unicode())]
 
 
 class Status(amp.Command):
-    """Version, uptime, backend and Redis health, counts (JSON)."""
+    """Version, uptime, backend and Redis health, counts (JSON in ``status``)."""
     arguments: list = []
     response = [(b"status", amp.Unicode())]
     errors = ERRORS
 
 
+# -- users ----------------------------------------------------------------------------------
 class UserAdd(amp.Command):
+    """Create a local account (password at least 8 characters; hashed with argon2id)."""
     arguments = [(b"name", amp.Unicode()), (b"password", amp.Unicode()),
                  (b"admin", amp.Boolean())]
     response: list = []
     errors = ERRORS
 
 
+class UserRemove(amp.Command):
+    """Delete an account: disable, revoke sessions, stop the server, drop its records.
+
+    Files are kept unless ``purge`` (then the volume or directory is deleted too).
+    ``result``: ``{"removed", "sessions_revoked", "server_stopped", "purged"}``.
+    """
+    arguments = [(b"name", amp.Unicode()), (b"purge", amp.Boolean())]
+    response = _RESULT
+    errors = ERRORS
+
+
 class UserList(amp.Command):
-    arguments = [(b"offset", amp.Integer()), (b"limit", amp.Integer())]
-    response = [(b"items", amp.Unicode()), (b"total", amp.Integer())]
+    """Accounts in name order: ``name``, ``admin``, ``disabled``, ``created``, ``server``."""
+    arguments = _PAGE_ARGS
+    response = _PAGE_ANSWER
+    errors = ERRORS
+
+
+class UserShow(amp.Command):
+    """One account with its server, last activity and live sessions."""
+    arguments = [(b"name", amp.Unicode())]
+    response = _RESULT
+    errors = ERRORS
+
+
+class UserDisable(amp.Command):
+    """Refuse logins, end every session and stop the server (files are kept)."""
+    arguments = [(b"name", amp.Unicode())]
+    response = _RESULT
+    errors = ERRORS
+
+
+class UserEnable(amp.Command):
+    """Allow logins again."""
+    arguments = [(b"name", amp.Unicode())]
+    response = _RESULT
+    errors = ERRORS
+
+
+class UserSetAdmin(amp.Command):
+    """Grant (``admin=True``) or withdraw admin rights."""
+    arguments = [(b"name", amp.Unicode()), (b"admin", amp.Boolean())]
+    response = _RESULT
+    errors = ERRORS
+
+
+class UserPasswd(amp.Command):
+    """Set a new password; unless ``keep_sessions``, every session of the user ends."""
+    arguments = [(b"name", amp.Unicode()), (b"password", amp.Unicode()),
+                 (b"keep_sessions", amp.Boolean())]
+    response = _RESULT
+    errors = ERRORS
+
+
+# -- servers --------------------------------------------------------------------------------
+class ServerStart(amp.Command):
+    """Start a user's server; with ``wait``, answer once it is ready (or failed)."""
+    arguments = [(b"name", amp.Unicode()), (b"wait", amp.Boolean())]
+    response = _RESULT
+    errors = ERRORS
+
+
+class ServerStop(amp.Command):
+    """Stop a user's server (the container is removed, the files are kept)."""
+    arguments = [(b"name", amp.Unicode())]
+    response = _RESULT
     errors = ERRORS
 
 
 class ServerList(amp.Command):
-    arguments = [(b"offset", amp.Integer()), (b"limit", amp.Integer())]
-    response = [(b"items", amp.Unicode()), (b"total", amp.Integer())]
+    """Servers with a record: state, image, URL, start time, last activity, error."""
+    arguments = _PAGE_ARGS
+    response = _PAGE_ANSWER
+    errors = ERRORS
+
+
+class ServerShow(amp.Command):
+    """One server: its record, what the backend reports, whether a start/stop is running."""
+    arguments = [(b"name", amp.Unicode())]
+    response = _RESULT
+    errors = ERRORS
+
+
+class ServerLogs(amp.Command):
+    """The last ``tail`` lines (0: all) of the container's output, in chunks (see above)."""
+    arguments = [(b"name", amp.Unicode()), (b"tail", amp.Integer()), (b"offset", amp.Integer())]
+    response = [(b"text", amp.Unicode()), (b"next", amp.Integer())]
+    errors = ERRORS
+
+
+# -- routes, sessions, culling, events ------------------------------------------------------
+class RouteList(amp.Command):
+    """The proxy's routes: ``name``, ``target``, ``served`` (in the proxy's table),
+    ``stored`` (in Redis), ``last_activity``."""
+    arguments = _PAGE_ARGS
+    response = _PAGE_ANSWER
+    errors = ERRORS
+
+
+class SessionList(amp.Command):
+    """Live login sessions (of ``user``, or everyone's when empty): ``sid``, ``user``,
+    ``created``, ``expires_in``."""
+    arguments = [(b"user", amp.Unicode()), *_PAGE_ARGS]
+    response = _PAGE_ANSWER
+    errors = ERRORS
+
+
+class SessionRevoke(amp.Command):
+    """End sessions: every one of ``user``, or the one whose ``sid`` starts with ``sid``.
+
+    ``result``: ``{"revoked": N, "user": NAME}``.
+    """
+    arguments = [(b"user", amp.Unicode()), (b"sid", amp.Unicode())]
+    response = _RESULT
+    errors = ERRORS
+
+
+class Cull(amp.Command):
+    """Run the idle culler now.  ``NOT_AVAILABLE`` when none is configured."""
+    arguments: list = []
+    response = _RESULT
+    errors = ERRORS
+
+
+class Events(amp.Command):
+    """Events (``id``, ``time``, ``kind``, ``user``, ``detail``) newer than ``after``.
+
+    Long poll (see the module docstring); ``user`` and ``kinds`` (comma-separated) filter
+    what is returned, while ``last`` still moves past what was skipped.
+    """
+    arguments = [(b"after", amp.Unicode()), (b"wait", amp.Float()), (b"limit", amp.Integer()),
+                 (b"user", amp.Unicode()), (b"kinds", amp.Unicode())]
+    response = [(b"items", amp.Unicode()), (b"last", amp.Unicode())]
     errors = ERRORS

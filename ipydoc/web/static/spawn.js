@@ -1,4 +1,6 @@
 // Follows the spawn progress stream and moves on to JupyterLab when the server is ready.
+// The stream replays every step of the current start before following it, so a reload
+// (or a reconnect) redraws the whole list.
 (function () {
   "use strict";
   var box = document.getElementById("spawn");
@@ -18,16 +20,28 @@
   if (box.dataset.state !== "starting") return;
 
   var source = new EventSource(box.dataset.progress);
+  var fresh = true;
+  source.onopen = function () { fresh = true; };
   source.onmessage = function (event) {
     var step = JSON.parse(event.data);
-    bar.value = step.progress;
+    if (fresh) {  // first step of a (re)connection: the replay starts from the beginning
+      steps.replaceChildren();
+      fresh = false;
+    }
+    if (!step.failed) bar.value = step.progress;
+    bar.hidden = !!step.failed;
     message.textContent = step.message;
+    message.className = step.failed ? "error" : "";
+    var previous = steps.querySelector(".current");
+    if (previous) previous.className = "done";
     var item = document.createElement("li");
-    item.textContent = step.message;
+    item.textContent = step.failed ? "The start failed" : step.message;
     item.dataset.phase = step.phase;
-    steps.appendChild(item);
+    item.className = step.failed ? "failed" : "current";
+    if (!step.failed || steps.children.length) steps.appendChild(item);
     if (step.ready) {
       source.close();
+      item.className = "done";
       title.textContent = "Your server is ready";
       window.location.assign(next || step.url);
     } else if (step.failed || step.phase === "stopped") {
@@ -39,6 +53,10 @@
     }
   };
   source.onerror = function () {
-    message.textContent = "Lost contact with the hub; retrying…";
+    if (source.readyState === EventSource.CLOSED) {
+      message.textContent = "Lost contact with the hub; reload the page.";
+    } else {
+      message.textContent = "Lost contact with the hub; retrying…";
+    }
   };
 })();
