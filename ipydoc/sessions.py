@@ -1,8 +1,16 @@
-"""Login sessions: a signed cookie naming a Redis record, revocable at any time."""
+"""Login sessions: a signed cookie naming a Redis record, revocable at any time.
+
+Every proxied request needs its session, so a validated session is kept in memory for a
+few seconds instead of costing a Redis round trip each time.  Redis is private to this
+daemon and every way of ending a session (logout, revoke, disable, remove) goes through
+the store, which empties this cache at once; only expiry (days) is seen up to
+``CACHE_SECONDS`` late.
+"""
 
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,24 +27,51 @@ class Session:
     csrf: str
 
 
+CACHE_SECONDS = 5.0
+CACHE_MAX = 10_000
+
+
 class Sessions:
     def __init__(self, store_source: Any, secret: bytes, lifetime: int) -> None:
         self._store_source = store_source
         self.signer = Signer(secret, "session")
         self.lifetime = lifetime
+        self._cache: dict[str, tuple[Session, float]] = {}
+        self._generation = 0  # bumped when sessions end: a lookup in flight then is not cached
+        self._watched: Store | None = None
+
+    def _forget_all(self) -> None:
+        self._cache.clear()
+        self._generation += 1
 
     @property
     def store(self) -> Store:
-        return self._store_source.store
+        store = self._store_source.store
+        if store is not self._watched:  # the store exists once Redis is up
+            store.on_sessions_ended(self._forget_all)
+            self._watched = store
+        return store
 
     async def from_request(self, request: IRequest) -> Session | None:
         session_id = self.signer.unsign(request.getCookie(SESSION_COOKIE.encode()))
         if session_id is None:
             return None
-        record = await self.store.get_session(session_id)
+        store = self.store
+        now = time.monotonic()
+        hit = self._cache.get(session_id)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        generation = self._generation
+        record = await store.get_session(session_id)
         if not record or "user" not in record:
+            self._cache.pop(session_id, None)
             return None
-        return Session(session_id, record["user"], record.get("csrf", ""))
+        session = Session(session_id, record["user"], record.get("csrf", ""))
+        if generation == self._generation:
+            if len(self._cache) >= CACHE_MAX:
+                self._cache.clear()
+            self._cache[session_id] = (session, now + CACHE_SECONDS)
+        return session
 
     async def create(self, request: IRequest, user: str) -> Session:
         session = Session(new_id(), user, secrets.token_urlsafe(32))

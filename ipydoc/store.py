@@ -130,6 +130,7 @@ class Store:
         self.redis = redis
         self._now = clock.seconds if clock is not None else time.time
         self._event_listeners: list[Callable[[], None]] = []
+        self._session_listeners: list[Callable[[], None]] = []
 
     # -- users ---------------------------------------------------------------------------
     async def add_user(self, name: str, password_hash: str, admin: bool) -> bool:
@@ -219,6 +220,15 @@ class Store:
         if user:
             t.srem(user_sessions_key(user), key)
         await t.commit()
+        self._sessions_ended()
+
+    def on_sessions_ended(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` whenever sessions are deleted (for caches of sessions)."""
+        self._session_listeners.append(listener)
+
+    def _sessions_ended(self) -> None:
+        for listener in list(self._session_listeners):
+            listener()
 
     async def revoke_sessions(self, user: str) -> int:
         """End every session of ``user``; how many were live."""
@@ -227,6 +237,7 @@ class Store:
             return 0
         live = await self.redis.execute_command("EXISTS", *keys)
         await self.redis.delete([*keys, user_sessions_key(user)])
+        self._sessions_ended()
         return int(live)
 
     async def _session_info(self, key: str) -> dict[str, Any] | None:
@@ -285,6 +296,7 @@ class Store:
         if user:
             t.srem(user_sessions_key(user), key)
         await t.commit()
+        self._sessions_ended()
         return user
 
     # -- servers and routes --------------------------------------------------------------

@@ -114,3 +114,35 @@ async def test_a_redis_left_behind_by_a_killed_daemon_is_replaced(tmp_path):
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+@pytest_twisted.ensureDeferred
+async def test_cached_sessions_end_the_moment_they_are_revoked(tmp_path):
+    from ipydoc.cookies import SESSION_COOKIE
+    from ipydoc.sessions import Sessions
+
+    service = await embedded(tmp_path)
+    sessions = Sessions(service, b"k" * 64, 3600)
+
+    class Request:
+        def __init__(self, cookie):
+            self.cookie = cookie
+
+        def getCookie(self, name):
+            return self.cookie if name == SESSION_COOKIE.encode() else None
+
+    try:
+        await service.store.create_session("sid-1", "alice", "c", 3600)
+        await service.store.create_session("sid-2", "alice", "c", 3600)
+        req1 = Request(sessions.signer.sign("sid-1").encode())
+        req2 = Request(sessions.signer.sign("sid-2").encode())
+        assert (await sessions.from_request(req1)).user == "alice"
+        assert (await sessions.from_request(req2)).user == "alice"
+        await service.store.delete_session("sid-1")          # logout
+        assert await sessions.from_request(req1) is None
+        assert (await sessions.from_request(req2)).user == "alice"
+        await service.store.revoke_sessions("alice")         # CLI revoke / disable
+        assert await sessions.from_request(req2) is None
+        assert await sessions.from_request(Request(b"sid-1.forged")) is None
+    finally:
+        await service.stopService()
