@@ -127,6 +127,18 @@ def _parser() -> argparse.ArgumentParser:
     q = cmd(user, "set-admin", "grant admin rights (or withdraw them with --off)")
     name_arg(q)
     q.add_argument("--off", action="store_true", help="withdraw admin rights instead")
+    q = cmd(user, "set-limits", "override a user's memory, CPU and process limits",
+            "Give one user other limits than the [spawn] config: memory (e.g. 4G), CPUs "
+            "(fractions allowed), processes; 0 means no limit. --reset drops the named "
+            "overrides (mem, cpu, pids; or all) so the config applies again. Takes effect "
+            "at the user's next server start.")
+    name_arg(q)
+    q.add_argument("--mem", metavar="SIZE", help="memory limit, binary units (512M, 2G; 0: none)")
+    q.add_argument("--cpu", type=float, metavar="CPUS", help="CPU limit (0.5, 2; 0: none)")
+    q.add_argument("--pids", type=int, metavar="N", help="process limit (0: none)")
+    q.add_argument("--reset", action="append", default=[], metavar="WHICH",
+                   choices=["mem", "cpu", "pids", "all"],
+                   help="drop an override (repeatable): mem, cpu, pids or all")
     q = cmd(user, "passwd", "set a user's password (ends their sessions)",
             "Set a new password, read like `user add` reads it. Every session of the "
             "user ends, unless --keep-sessions.")
@@ -190,6 +202,20 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --follow: exit after N new events")
     q.add_argument("--for", dest="for_", type=float, metavar="SECONDS",
                    help="with --follow: stop following after SECONDS")
+
+    history = group("history", "versions of users' files (every save is a git commit)")
+    q = cmd(history, "list", "a user's versioned files, or the versions of one file",
+            "Without PATH: every file in NAME's history with its number of versions, last "
+            "change, and whether it still exists. With PATH: that file's versions, newest "
+            "first (REV, time, what happened).")
+    name_arg(q)
+    q.add_argument("path", nargs="?", help="a file path relative to the user's home")
+    q = cmd(history, "restore", "write an old version of a file back (as a new save)",
+            "Write version REV (from `history list NAME PATH`; 4+ hex digits) of PATH back "
+            "to NAME's running server. It is saved as a new version: nothing is lost.")
+    name_arg(q)
+    q.add_argument("path", help="a file path relative to the user's home")
+    q.add_argument("rev", help="the version (commit id or a unique prefix of 4+ digits)")
 
     image = group("image", "notebook images")
     q = image.add_parser(
@@ -543,6 +569,46 @@ def _user_set_admin(args: argparse.Namespace, target: Target) -> int:
     return EXIT_OK
 
 
+def _user_set_limits(args: argparse.Namespace, target: Target) -> int:
+    from ipydoc.config import parse_size
+    from ipydoc.control import commands as c
+
+    limits: dict[str, Any] = {}
+    if args.mem is not None:
+        try:
+            limits["mem"] = 0 if args.mem.strip() == "0" else parse_size(args.mem)
+        except ValueError as e:
+            print(f"ipydoc: --mem: {e}", file=sys.stderr)
+            return EXIT_USAGE
+    if args.cpu is not None:
+        limits["cpu"] = args.cpu
+    if args.pids is not None:
+        limits["pids"] = args.pids
+    reset = ["mem", "cpu", "pids"] if "all" in args.reset else args.reset
+    if not limits and not reset:
+        print("ipydoc: give --mem, --cpu, --pids or --reset", file=sys.stderr)
+        return EXIT_USAGE
+    r = _result(target, c.UserSetLimits, name=args.name, limits=json.dumps(limits),
+                clear=",".join(reset))
+    eff = r["effective"]
+
+    def show(k: str) -> str:
+        v = eff[k]
+        text = "none" if v is None else (_size(v) if k == "mem" else f"{v:g}")
+        return text + ("" if k in r["overrides"] else " (config)")
+    _print(args, r, f"limits of {args.name}: memory {show('mem')}, CPUs {show('cpu')}, "
+                    f"processes {show('pids')}; applied at the next start")
+    return EXIT_OK
+
+
+def _size(n: int) -> str:
+    for unit in ("G", "M", "K"):
+        scale = 1024 ** " KMG".index(unit)
+        if n >= scale and n % scale == 0:
+            return f"{n // scale}{unit}"
+    return str(n)
+
+
 def _user_passwd(args: argparse.Namespace, target: Target) -> int:
     from ipydoc.control import commands as c
 
@@ -709,6 +775,31 @@ def _events(args: argparse.Namespace, target: Target) -> int:
     return EXIT_OK
 
 
+def _history_list(args: argparse.Namespace, target: Target) -> int:
+    from ipydoc.control import commands as c
+
+    items = with_daemon(target, lambda p: fetch_all(p, c.HistoryList, name=args.name,
+                                                     path=args.path or ""))
+    if args.path:
+        human = table([[v["rev"][:12], _when(v["time"]), v["change"] or "-", v["message"]]
+                       for v in items], ["REV", "TIME", "CHANGE", "MESSAGE"])
+    else:
+        human = table([[f["path"], f["versions"], _when(f["last"]),
+                        "yes" if f["present"] else "deleted"] for f in items],
+                      ["PATH", "VERSIONS", "LAST CHANGE", "PRESENT"])
+    _print(args, items, human if items else "no history yet")
+    return EXIT_OK
+
+
+def _history_restore(args: argparse.Namespace, target: Target) -> int:
+    from ipydoc.control import commands as c
+
+    r = _result(target, c.HistoryRestore, name=args.name, path=args.path, rev=args.rev)
+    _print(args, r, f"restored {r['path']} of {r['name']} to version {r['rev'][:12]} "
+                    "(saved as a new version)")
+    return EXIT_OK
+
+
 HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace, Target], int]] = {
     ("status", None): _status,
     ("user", "add"): _user_add,
@@ -718,6 +809,7 @@ HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace, Target], in
     ("user", "disable"): _user_disable,
     ("user", "enable"): _user_enable,
     ("user", "set-admin"): _user_set_admin,
+    ("user", "set-limits"): _user_set_limits,
     ("user", "passwd"): _user_passwd,
     ("server", "start"): _server_start,
     ("server", "stop"): _server_stop,
@@ -729,6 +821,8 @@ HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace, Target], in
     ("session", "revoke"): _session_revoke,
     ("cull", None): _cull,
     ("events", None): _events,
+    ("history", "list"): _history_list,
+    ("history", "restore"): _history_restore,
 }
 
 

@@ -60,6 +60,18 @@ class SpawnSection:
     mem_limit: str = "2G"
     cpu_limit: float = 1.0
     pids_limit: int = 1024
+    images: list[str] = field(default_factory=list)
+    concurrency: int = 4
+    max_running: int = 0
+
+
+@dataclass
+class CullSection:
+    idle_timeout: float = 0.0
+    max_age: float = 0.0
+    interval: float = 60.0
+    ignore_kernel_activity: bool = False
+    exempt_admins: bool = False
 
 
 @dataclass
@@ -75,6 +87,21 @@ class DockerSection:
 
 
 @dataclass
+class HistorySection:
+    enabled: bool = True
+    coalesce_seconds: float = 5.0
+    max_file_size: str = "10M"
+    max_output_size: str = "1M"
+    git: str = "git"
+    remote: str = ""
+    remote_token: str = ""
+    create_repo: bool = False
+    api_url: str = "https://api.github.com"
+    api_org: str = ""
+    push_backoff_max: float = 300.0
+
+
+@dataclass
 class Config:
     server: ServerSection = field(default_factory=ServerSection)
     redis: RedisSection = field(default_factory=RedisSection)
@@ -82,6 +109,8 @@ class Config:
     auth: AuthSection = field(default_factory=AuthSection)
     spawn: SpawnSection = field(default_factory=SpawnSection)
     docker: DockerSection = field(default_factory=DockerSection)
+    cull: CullSection = field(default_factory=CullSection)
+    history: HistorySection = field(default_factory=HistorySection)
     path: str = ""
 
     @property
@@ -162,6 +191,17 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("spawn.image must name an image")
     if cfg.spawn.start_timeout <= 0:
         raise ConfigError("spawn.start_timeout must be positive")
+    if cfg.spawn.concurrency < 1:
+        raise ConfigError("spawn.concurrency must be at least 1")
+    if cfg.spawn.max_running < 0:
+        raise ConfigError("spawn.max_running must be 0 (no cap) or positive")
+    if any(not i for i in cfg.spawn.images):
+        raise ConfigError("spawn.images must not contain empty names")
+    for key in ("idle_timeout", "max_age"):
+        if getattr(cfg.cull, key) < 0:
+            raise ConfigError(f"cull.{key} must be 0 (off) or positive (seconds)")
+    if cfg.cull.interval <= 0:
+        raise ConfigError("cull.interval must be positive (seconds)")
     if cfg.spawn.cpu_limit < 0:
         raise ConfigError("spawn.cpu_limit must be 0 (no limit) or positive")
     if cfg.spawn.mem_limit:
@@ -181,6 +221,24 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("docker.cmd must not be empty")
     if not cfg.docker.notebook_dir.startswith("/"):
         raise ConfigError("docker.notebook_dir must be an absolute path")
+    _validate_history(cfg.history)
+
+
+def _validate_history(h: HistorySection) -> None:
+    for key in ("max_file_size", "max_output_size"):
+        try:
+            parse_size(getattr(h, key))
+        except ValueError as e:
+            raise ConfigError(f"history.{key}: {e}") from None
+    if h.coalesce_seconds < 0:
+        raise ConfigError("history.coalesce_seconds must be 0 or more")
+    if h.push_backoff_max < 1:
+        raise ConfigError("history.push_backoff_max must be at least 1 (seconds)")
+    if h.remote and "{name}" not in h.remote:
+        raise ConfigError("history.remote must contain {name}, e.g. "
+                          "https://github.com/ORG/{name}.git")
+    if h.create_repo and not (h.remote and h.api_org and h.remote_token):
+        raise ConfigError("history.create_repo needs history.remote, api_org and remote_token")
 
 
 def _check_endpoint(key: str, spec: str, endpoints: Any, reactor: Any) -> None:

@@ -64,6 +64,7 @@ class UserGate:
         self.manager = manager
         self.extra_origins = {public_url.rstrip("/").lower()} if public_url else set()
         self.activity: dict[str, float] = {}
+        self.history: Any = None  # ipydoc.history.service.History, when versioning is on
         self._token_touched: dict[str, float] = {}
 
     def claims(self, request: IRequest) -> bool:
@@ -138,7 +139,10 @@ class UserGate:
         self.activity[user] = time.time()
 
     def saw_response(self, user: str, method: bytes, path: bytes, code: int) -> None:
-        """Saves (contents PUT/PATCH/DELETE) are versioned by a later feature."""
+        """Saves (contents PUT/PATCH/DELETE) go to the history queue (ipydoc.history);
+        this only queues them, so the response is relayed at once."""
+        if self.history is not None:
+            self.history.note(user, method, path, code)
 
     def take_activity(self) -> dict[str, float]:
         stamps, self.activity = self.activity, {}

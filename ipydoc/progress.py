@@ -21,6 +21,11 @@ class Step:
     at: float = field(default_factory=time.time)
     url: str = ""           # set on "ready": where to go
     error_kind: str = ""    # set on "failed": image_missing, unreachable, timeout, ...
+    position: int = 0       # set on "queued" while waiting for a start slot: 1 = next
+
+    @property
+    def failed(self) -> bool:
+        return self.phase == "failed"
 
     @property
     def final(self) -> bool:

@@ -4,6 +4,24 @@ It owns what the backends do not: the per-start server token, waiting until
 ``jupyter_server`` answers, the server record and route in Redis, spawn progress, and
 reconciling Redis with what the backend really runs (at start and from its event stream).
 Readiness is polled every 25 ms, so a server is routed the moment it answers.
+
+Lifecycle rules (issue 6):
+
+* **Spawn bursts** — at most ``spawn.concurrency`` starts run at once (container creation
+  and the server's own boot are CPU-bound; running more at once only makes every one of
+  them slower).  Later starts wait in a FIFO queue: their progress shows a ``queued``
+  step with their position, re-sent each time it moves.  Load never fails a start.
+* **Global cap** — with ``spawn.max_running`` set, a start beyond it fails at once with a
+  clear message (kind ``limit``) instead of queueing forever.
+* **Limits and images** — memory/CPU/pids come from the config unless an admin stored
+  per-user overrides (``ipydoc user set-limits``); the image is the user's choice among
+  ``spawn.images`` (the allow-list), else ``spawn.image``.
+* **Crashes** — a ``die``/``destroy`` event of the routed container drops the in-memory
+  route synchronously (the proxy sends the user to the start page from the very next
+  request), then Redis is updated and an event recorded.
+* **Engine outages** — each time the events stream (re)connects after a break, the
+  manager reconciles again, so containers that died with a restarted dockerd lose their
+  routes without a daemon restart.  Reconciles never run concurrently.
 """
 
 from __future__ import annotations
@@ -16,6 +34,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 from treq.client import HTTPClient
 from twisted.application.service import Service
 from twisted.internet import defer
+from twisted.internet.defer import DeferredLock
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -34,6 +53,7 @@ T = TypeVar("T")
 class Route:
     url: str
     token: str
+    id: str = ""     # the container's id: events about another container leave it alone
 
 
 @dataclass(frozen=True)
@@ -43,6 +63,13 @@ class Limits:
     cpu_limit: float | None
     pids_limit: int | None
     start_timeout: float
+    concurrency: int = 4            # spawn.concurrency: starts running at once
+    max_running: int = 0            # spawn.max_running: 0 = no cap
+    images: tuple[str, ...] = ()    # spawn.images: allow-list; empty = just ``image``
+
+    @property
+    def allowed_images(self) -> tuple[str, ...]:
+        return self.images or (self.image,)
 
 
 class OnePerUser:
@@ -86,6 +113,50 @@ class OnePerUser:
                 pass
 
 
+class SpawnQueue:
+    """A FIFO of starts waiting for one of ``size`` slots, with positions to show.
+
+    ``acquire`` calls ``on_position(n)`` with the caller's 1-based place in the queue
+    whenever it changes (n ahead + 1); it returns once the caller holds a slot.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = max(1, size)
+        self.active = 0
+        self._waiting: list[tuple[defer.Deferred[None], Callable[[int], None]]] = []
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    async def acquire(self, on_position: Callable[[int], None]) -> None:
+        if self.active < self.size and not self._waiting:
+            self.active += 1
+            return
+        d: defer.Deferred[None] = defer.Deferred()
+        entry = (d, on_position)
+        self._waiting.append(entry)
+        on_position(len(self._waiting))
+        try:
+            await d
+        except BaseException:
+            if entry in self._waiting:
+                self._waiting.remove(entry)
+                self._announce()
+            raise
+
+    def release(self) -> None:
+        if self._waiting:
+            d, _ = self._waiting.pop(0)  # the slot passes straight on: active stays
+            self._announce()
+            d.callback(None)
+        else:
+            self.active -= 1
+
+    def _announce(self) -> None:
+        for i, (_, on_position) in enumerate(self._waiting):
+            on_position(i + 1)
+
+
 class StartFailed(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -110,6 +181,10 @@ class ServerManager(Service):
         self.progress: dict[str, Progress] = {}
         self._starts = OnePerUser()
         self._stops = OnePerUser()
+        self.queue = SpawnQueue(limits.concurrency)
+        self._reconcile_lock = DeferredLock()
+        self._reconciled = False
+        self._admitted: set[str] = set()
         self._http = HTTPClient(Agent(reactor, pool=quiet_pool(reactor, persistent=False)))
 
     @property
@@ -119,8 +194,17 @@ class ServerManager(Service):
     # -- service ------------------------------------------------------------------------
     def startService(self) -> defer.Deferred[None]:
         super().startService()
-        self.backend.follow(self._on_event)
+        self.backend.follow(self._on_event, self._on_stream_open)
         return defer.Deferred.fromCoroutine(self.reconcile())
+
+    def _on_stream_open(self, reconnected: bool) -> None:
+        """The events stream is (again) connected: what happened meanwhile is unknown
+        (dockerd keeps no events across its own restart), so reconcile."""
+        if not reconnected and self._reconciled:
+            return
+        self.log.info("Docker events stream connected; reconciling")
+        d = defer.Deferred.fromCoroutine(self.reconcile())
+        d.addErrback(lambda f: self.log.failure("reconcile after reconnect", f))
 
     def stopService(self) -> None:
         super().stopService()
@@ -135,11 +219,21 @@ class ServerManager(Service):
     def is_busy(self, name: str) -> bool:
         return self._starts.busy(name) or self._stops.busy(name)
 
-    async def start(self, name: str) -> Server:
-        """Start ``name``'s server unless it runs; concurrent callers share one start."""
-        return await self._starts.run(name, lambda: self._start_unless_running(name))
+    async def start(self, name: str, image: str | None = None) -> Server:
+        """Start ``name``'s server unless it runs; concurrent callers share one start.
 
-    async def _start_unless_running(self, name: str) -> Server:
+        ``image`` is the user's choice (``user_options``); it must be on the allow-list.
+        """
+        if image and image not in self.limits.allowed_images:
+            raise StartFailed("bad_image", f"the image {image} is not offered here "
+                              f"(spawn.images: {', '.join(self.limits.allowed_images)})")
+        return await self._starts.run(name, lambda: self._start_unless_running(name, image))
+
+    def running_count(self) -> int:
+        """Servers that run or are admitted to start (for ``spawn.max_running``)."""
+        return len(set(self.routes) | self._admitted)
+
+    async def _start_unless_running(self, name: str, image: str | None = None) -> Server:
         # Runs synchronously up to its first await, so a progress page opened right after
         # the request that started it already sees this start, not the previous one.
         progress = Progress()
@@ -150,18 +244,50 @@ class ServerManager(Service):
         if current and current.state == "running" and name in self.routes:
             progress.add(Step("ready", "Your server is ready", 100, url=f"{base_url(name)}lab"))
             return current
-        return await self._start(name, progress)
+        cap = self.limits.max_running
+        if cap and self.running_count() >= cap:
+            message = (f"the hub is full: {cap} servers are running (spawn.max_running); "
+                       "try again when someone stops theirs")
+            await self.store.set_server(name, "failed", error=message)
+            await self.store.add_event("spawn-refused", name, message)
+            progress.add(Step("failed", message, 100, error_kind="limit"))
+            raise StartFailed("limit", message)
 
-    async def _start(self, name: str, progress: Progress) -> Server:
+        def queued(position: int) -> None:
+            progress.add(Step("queued", f"Waiting for a free start slot: number {position} "
+                                        f"in the queue", 5, position=position))
+
+        self._admitted.add(name)
+        try:
+            await self.queue.acquire(queued)
+            try:
+                return await self._start(name, progress, image)
+            finally:
+                self.queue.release()
+        finally:
+            self._admitted.discard(name)
+
+    async def _spec(self, name: str, image: str | None, token: str) -> ServerSpec:
+        lim = self.limits
+        own = await self.store.get_limits(name)
+        if not image:
+            chosen = await self.store.get_image_choice(name)
+            image = chosen if chosen in lim.allowed_images else lim.allowed_images[0]
+        elif image != await self.store.get_image_choice(name):
+            await self.store.set_image_choice(name, image)
+        return ServerSpec(name=name, image=image, base_url=base_url(name), token=token,
+                          mem_limit=own.get("mem", lim.mem_limit),
+                          cpu_limit=own.get("cpu", lim.cpu_limit),
+                          pids_limit=own.get("pids", lim.pids_limit))
+
+    async def _start(self, name: str, progress: Progress, image: str | None = None) -> Server:
         step = lambda phase, msg, pct, **kw: progress.add(Step(phase, msg, pct, **kw))  # noqa: E731
         token = secrets.token_hex(32)
         lim = self.limits
-        spec = ServerSpec(name=name, image=lim.image, base_url=base_url(name), token=token,
-                          mem_limit=lim.mem_limit, cpu_limit=lim.cpu_limit,
-                          pids_limit=lim.pids_limit)
         t0 = time.monotonic()
-        await self.store.set_server(name, "starting", image=lim.image, error="", id="")
-        step("creating", f"Creating your server from {lim.image}", 10)
+        spec = await self._spec(name, image, token)
+        await self.store.set_server(name, "starting", image=spec.image, error="", id="")
+        step("creating", f"Creating your server from {spec.image}", 10)
         try:
             info = await self.backend.start(spec)
             if not info.url:
@@ -181,11 +307,11 @@ class ServerManager(Service):
         now = time.time()
         await self.store.set_server(name, "running", route=True, id=info.id, url=info.url,
                                     token=token, started=now, error="")
-        self.routes[name] = Route(info.url, token)
+        self.routes[name] = Route(info.url, token, info.id)
         await self.store.add_event("spawn", name, f"ready in {time.monotonic() - t0:.2f}s")
         self.log.info("server for {name} ready in {s:.2f}s", name=name, s=time.monotonic() - t0)
         step("ready", "Your server is ready", 100, url=f"{base_url(name)}lab")
-        return Server(name, "running", info.id, info.url, token, lim.image, now)
+        return Server(name, "running", info.id, info.url, token, spec.image, now)
 
     async def _fail(self, name: str, kind: str, message: str) -> None:
         self.routes.pop(name, None)
@@ -223,31 +349,42 @@ class ServerManager(Service):
             await deferLater(self.reactor, READY_POLL, lambda: None)
 
     # -- stop ----------------------------------------------------------------------------
-    async def stop(self, name: str, reason: str = "stop") -> None:
-        """Stop ``name``'s server (after a start in flight has ended); files are kept."""
-        await self._starts.wait(name)
-        await self._stops.run(name, lambda: self._stop(name, reason))
+    async def stop(self, name: str, reason: str = "stop", kind: str = "stop") -> None:
+        """Stop ``name``'s server (after a start in flight has ended); files are kept.
 
-    async def _stop(self, name: str, reason: str) -> None:
+        ``kind`` names the event recorded (``stop``, or ``cull`` for the idle culler)."""
+        await self._starts.wait(name)
+        await self._stops.run(name, lambda: self._stop(name, reason, kind))
+
+    async def _stop(self, name: str, reason: str, kind: str = "stop") -> None:
         self.routes.pop(name, None)
         await self.store.set_server(name, "stopping")
         await self.backend.stop(name)
         await self.store.set_server(name, "stopped", id="", error="")
-        await self.store.add_event("stop", name, reason)
+        await self.store.add_event(kind, name, reason)
         if name in self.progress:
             self.progress[name].add(Step("stopped", "Your server was stopped", 0))
 
     # -- reconcile -----------------------------------------------------------------------
     async def reconcile(self) -> None:
         """Make Redis agree with the backend: adopt running servers, drop dead routes."""
+        async with self._reconcile_lock:
+            await self._reconcile()
+
+    async def _reconcile(self) -> None:
         try:
             listed = await self.backend.list()
         except BackendError as e:
             # Serve anyway: pages say what is wrong, and nothing in Redis is touched.
             self.log.error("cannot reconcile servers: {why}", why=e.message)
             return
-        running = {i.name: i for i in listed if i.running and i.url}
+        self._reconciled = True
+        running = {i.name: i for i in listed if i.running and i.url
+                   and not self.is_busy(i.name)}
         adopted = dropped = 0
+        for name in list(self.routes):
+            if name not in running and not self.is_busy(name):
+                self.routes.pop(name, None)  # the proxy stops sending traffic at once
         for info in running.values():
             record = await self.store.get_server(info.name)
             token = (record.token if record and record.token and record.id == info.id
@@ -260,14 +397,15 @@ class ServerManager(Service):
             await self.store.set_server(info.name, "running", route=True, id=info.id,
                                         url=info.url, token=token, image=info.image,
                                         started=info.started_at or time.time())
-            self.routes[info.name] = Route(info.url, token)
+            self.routes[info.name] = Route(info.url, token, info.id)
             adopted += 1
         for record in await self.store.list_servers():
-            if record.name not in running and record.state != "stopped" and not \
-                    (record.state == "failed"):
+            if record.name not in running and record.state not in ("stopped", "failed") \
+                    and not self.is_busy(record.name):
+                self.routes.pop(record.name, None)
                 await self.store.set_server(record.name, "stopped", id="")
                 await self.store.add_event("server-gone", record.name,
-                                           "container gone while ipydoc was down")
+                                           "container gone while ipydoc was not watching")
                 dropped += 1
         self.log.info("reconciled: {a} running servers adopted, {d} stale routes dropped",
                       a=adopted, d=dropped)
@@ -276,6 +414,9 @@ class ServerManager(Service):
         if event.action == "start" or self.is_busy(event.name):
             return
         route = self.routes.get(event.name)
+        if route is not None and route.id == event.id:
+            # Synchronously: the very next request is sent to the start page, not a 502.
+            del self.routes[event.name]
         defer.Deferred.fromCoroutine(self._gone(event, route is not None)).addErrback(
             lambda f: self.log.failure("handling {e}", f, e=event))
 
@@ -283,7 +424,9 @@ class ServerManager(Service):
         record = await self.store.get_server(event.name)
         if record is None or record.id != event.id or record.state in ("stopped", "failed"):
             return
-        self.routes.pop(event.name, None)
+        current = self.routes.get(event.name)
+        if current is not None and current.id in ("", event.id):
+            self.routes.pop(event.name, None)
         await self.store.set_server(event.name, "stopped", id="")
         await self.store.add_event("server-gone", event.name,
                                    f"container {event.action} outside ipydoc")

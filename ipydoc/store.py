@@ -25,6 +25,19 @@ key                                type    contents
                                            ``last_used``; the key expires with the token.
                                            Only a hash of the token is stored.
 ``ipydoc:user-tokens:{name}``      set     the token hashes of a user (list, revoke all)
+``ipydoc:limits:{name}``           hash    an admin's per-user overrides of the spawn limits:
+                                           ``mem`` (bytes), ``cpu`` (CPUs), ``pids``; a
+                                           missing field means the config's value, ``0``
+                                           means no limit (``ipydoc user set-limits``)
+``ipydoc:user-options:{name}``     hash    ``image``: the user's last choice among
+                                           ``spawn.images`` (the start page's user_options)
+``ipydoc:history-queue:{name}``    list    saves seen by the proxy, not yet committed: JSON
+                                           ``{"op": save/rename/delete, "path", "time",
+                                           "message"?}``, oldest first (RPUSH; the history
+                                           service pops an entry only after committing it)
+``ipydoc:history-push:{name}``     hash    the remote mirror: ``state`` (ok/failing),
+                                           ``rev`` (last pushed), ``error``, ``attempts``,
+                                           ``updated``, ``created`` (repo made through the API)
 =================================  ======  ===================================================
 
 A personal token is named outside Redis by its ``id``: the first 16 hex digits of its
@@ -43,6 +56,7 @@ a route without a running server or the other way round.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -83,6 +97,25 @@ def token_key(token_hash: str) -> str:
 
 def user_tokens_key(name: str) -> str:
     return f"{P}user-tokens:{name}"
+
+
+def history_queue_key(name: str) -> str:
+    return f"{P}history-queue:{name}"
+
+
+def history_push_key(name: str) -> str:
+    return f"{P}history-push:{name}"
+
+
+def limits_key(name: str) -> str:
+    return f"{P}limits:{name}"
+
+
+def user_options_key(name: str) -> str:
+    return f"{P}user-options:{name}"
+
+
+LIMIT_FIELDS = {"mem": int, "cpu": float, "pids": int}
 
 
 @dataclass(frozen=True)
@@ -196,6 +229,8 @@ class Store:
         t.srem(SERVERS, name)
         t.hdel(ROUTES, name)
         t.hdel(ACTIVITY, name)
+        t.delete(limits_key(name))
+        t.delete(user_options_key(name))
         await t.commit()
         return existed
 
@@ -464,6 +499,72 @@ class Store:
         if hashes:
             await self.redis.delete([*(token_key(h) for h in hashes), user_tokens_key(user)])
         return len(hashes)
+
+    # -- per-user limits and options -----------------------------------------------------
+    async def get_limits(self, name: str) -> dict[str, Any]:
+        """An admin's overrides for ``name``: ``mem``/``cpu``/``pids`` present only when
+        set; a value of None means "no limit" (stored as 0)."""
+        raw = await self.redis.hgetall(limits_key(name))
+        out: dict[str, Any] = {}
+        for k, kind in LIMIT_FIELDS.items():
+            if raw.get(k) not in (None, ""):
+                v = kind(raw[k])
+                out[k] = v if v else None
+        return out
+
+    async def set_limits(self, name: str, values: dict[str, Any], clear: tuple[str, ...] = ()
+                         ) -> dict[str, Any]:
+        """Set (``values``; None or 0 = no limit) and drop (``clear``) overrides at once."""
+        unknown = (set(values) | set(clear)) - set(LIMIT_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown limit fields {sorted(unknown)}")
+        t = await self.redis.multi()
+        if values:
+            t.hmset(limits_key(name), {k: str(v or 0) for k, v in values.items()})
+        for k in clear:
+            t.hdel(limits_key(name), k)
+        await t.commit()
+        return await self.get_limits(name)
+
+    async def get_image_choice(self, name: str) -> str:
+        return await self.redis.hget(user_options_key(name), "image") or ""
+
+    async def set_image_choice(self, name: str, image: str) -> None:
+        await self.redis.hset(user_options_key(name), "image", image)
+
+    # -- history (ipydoc.history) ----------------------------------------------------------
+    async def history_enqueue(self, name: str, entry: dict[str, Any]) -> None:
+        await self.redis.rpush(history_queue_key(name), json.dumps(entry))
+
+    async def history_peek(self, name: str, count: int = 200) -> list[dict[str, Any]]:
+        raw = await self.redis.lrange(history_queue_key(name), 0, count - 1)
+        out = []
+        for item in raw or []:
+            try:
+                out.append(json.loads(item))
+            except ValueError:
+                out.append({"op": "invalid", "path": "", "time": 0})
+        return out
+
+    async def history_drop(self, name: str, count: int = 1) -> None:
+        """Remove the ``count`` oldest entries (entries are only ever appended)."""
+        await self.redis.ltrim(history_queue_key(name), count, -1)
+
+    async def history_queued(self, name: str) -> int:
+        return int(await self.redis.llen(history_queue_key(name)))
+
+    async def history_queue_owners(self) -> list[str]:
+        """Users with a non-empty queue (SCAN; used once at start)."""
+        keys = await self._scan(f"{P}history-queue:*")
+        return sorted(k.rsplit(":", 1)[1] for k in keys)
+
+    async def history_push_state(self, name: str) -> dict[str, str]:
+        return dict(await self.redis.hgetall(history_push_key(name)) or {})
+
+    async def set_history_push_state(self, name: str, **values: Any) -> None:
+        flat = {k: ("" if v is None else str(v)) for k, v in values.items()}
+        flat["updated"] = repr(self._now())
+        await self.redis.hmset(history_push_key(name), flat)
 
     # -- admin listings --------------------------------------------------------------------
     async def all_user_names(self) -> list[str]:

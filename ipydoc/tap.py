@@ -5,6 +5,8 @@ Children, started in this order (each waits for the one before it), stopped in r
 ``redis``     connection pool (and the embedded redis-server child when no URL is set)
 ``servers``   the server manager over the backend: reconciles Redis, follows events
 ``activity``  writes proxy activity to Redis every few seconds
+``history``   commits every save the proxy sees to the user's git history; pushes mirrors
+``culler``    the idle culler (only when ``cull.idle_timeout`` or ``cull.max_age`` is set)
 ``web``       the public listener(s): hub pages and the user proxy on one Site
 ``control``   the AMP control socket (0600) for the ``ipydoc`` CLI
 ``control-tls`` the same on TCP with TLS and client certificates (``control.listen_tls``)
@@ -123,7 +125,9 @@ class IpydocDaemon(MultiService):
             bind_root=d.bind_root or None, stop_timeout=d.stop_timeout,
             name_prefix=f"{d.instance}-", extra_labels={"ipydoc.instance": d.instance})
         limits = Limits(cfg.spawn.image, cfg.mem_limit_bytes, cfg.spawn.cpu_limit or None,
-                        cfg.spawn.pids_limit or None, cfg.spawn.start_timeout)
+                        cfg.spawn.pids_limit or None, cfg.spawn.start_timeout,
+                        concurrency=cfg.spawn.concurrency, max_running=cfg.spawn.max_running,
+                        images=tuple(cfg.spawn.images))
         self.manager = ServerManager(self.backend, self.redis, limits, reactor)
         self.manager.setServiceParent(self)
 
@@ -132,6 +136,20 @@ class IpydocDaemon(MultiService):
         activity = TimerService(5.0, self._flush_activity)
         activity.setName("activity")
         activity.setServiceParent(self)
+
+        self.history = None
+        if cfg.history.enabled:
+            from ipydoc.history.service import History
+            self.history = History(cfg.history, state, self.redis, self.manager, reactor)
+            self.history.setServiceParent(self)
+            self.gate.history = self.history
+
+        from ipydoc.culler import Culler, CullSettings
+        cull = CullSettings(cfg.cull.idle_timeout, cfg.cull.max_age, cfg.cull.interval,
+                            cfg.cull.ignore_kernel_activity, cfg.cull.exempt_admins)
+        self.culler = Culler(self.manager, self.gate, cull, reactor) if cull.enabled else None
+        if self.culler is not None:
+            self.culler.setServiceParent(self)
 
         hub = Hub(sessions, self.manager, self.gate, HubSettings(
             image=cfg.spawn.image, stop_on_logout=cfg.auth.stop_on_logout,

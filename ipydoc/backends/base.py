@@ -73,8 +73,10 @@ class Backend(Protocol):
     async def list(self) -> list[ServerInfo]:
         """All servers this ipydoc manages (running or not)."""
 
-    def follow(self, listener: Callable[[BackendEvent], None]) -> None:
-        """Call ``listener`` for each event from now on, reconnecting by itself."""
+    def follow(self, listener: Callable[[BackendEvent], None],
+               on_open: Callable[[bool], None] | None = None) -> None:
+        """Call ``listener`` for each event from now on, reconnecting by itself; call
+        ``on_open(reconnected)`` whenever the event source (re)connects."""
 
     def stop_following(self) -> None:
         """End what :meth:`follow` started (service shutdown).  No-op if not following."""

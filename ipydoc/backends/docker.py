@@ -106,6 +106,8 @@ class DockerBackend:
         self.start_timeout = start_timeout
         # follow() state
         self._listener: Callable[[BackendEvent], None] | None = None
+        self._on_open: Callable[[bool], None] | None = None
+        self._opened_before = False
         self._following = False
         self._stream: Deferred | None = None
         self._retry = None
@@ -418,9 +420,15 @@ class DockerBackend:
 
     # -- events -----------------------------------------------------------------------
 
-    def follow(self, listener: Callable[[BackendEvent], None]) -> None:
-        """Call ``listener`` for start/die/destroy of our containers; reconnects by itself."""
+    def follow(self, listener: Callable[[BackendEvent], None],
+               on_open: Callable[[bool], None] | None = None) -> None:
+        """Call ``listener`` for start/die/destroy of our containers; reconnects by itself.
+
+        ``on_open(reconnected)`` is called each time the stream is connected: events
+        missed while it was down (a dockerd restart forgets them) are the caller's to
+        reconcile."""
         self._listener = listener
+        self._on_open = on_open
         if self._following:
             return
         self._following = True
@@ -447,7 +455,11 @@ class DockerBackend:
 
         def opened() -> None:
             self._backoff = 0.5
-            log.debug("following Docker events at {host}", host=self.api.host)
+            reconnected, self._opened_before = self._opened_before, True
+            if reconnected:
+                log.info("Docker events stream at {host} reconnected", host=self.api.host)
+            if self._on_open is not None:
+                self._on_open(reconnected)
 
         d = self.api.events(filters, self._on_event, since=since, on_open=opened)
         self._stream = d

@@ -127,6 +127,19 @@ class UserSetAdmin(amp.Command):
     errors = ERRORS
 
 
+class UserSetLimits(amp.Command):
+    """Override the spawn limits of one user (applied at their next start).
+
+    ``limits`` is JSON: ``{"mem": BYTES, "cpu": CPUS, "pids": N}`` with any subset of the
+    keys; 0 means no limit.  ``clear`` (comma-separated names) drops overrides, so the
+    config's values apply again.  ``result``: the user's overrides and effective limits.
+    """
+    arguments = [(b"name", amp.Unicode()), (b"limits", amp.Unicode()),
+                 (b"clear", amp.Unicode())]
+    response = _RESULT
+    errors = ERRORS
+
+
 class UserPasswd(amp.Command):
     """Set a new password; unless ``keep_sessions``, every session of the user ends."""
     arguments = [(b"name", amp.Unicode()), (b"password", amp.Unicode()),
@@ -214,4 +227,22 @@ class Events(amp.Command):
     arguments = [(b"after", amp.Unicode()), (b"wait", amp.Float()), (b"limit", amp.Integer()),
                  (b"user", amp.Unicode()), (b"kinds", amp.Unicode())]
     response = [(b"items", amp.Unicode()), (b"last", amp.Unicode())]
+    errors = ERRORS
+
+
+# -- history (ipydoc.history) ---------------------------------------------------------------
+class HistoryList(amp.Command):
+    """A user's versioned files (``path`` empty): ``path``, ``versions``, ``last``,
+    ``present``, ``size``; or the versions of one file: ``rev``, ``time``, ``author``,
+    ``message``, ``change`` (A/M/D), newest first.  ``NOT_AVAILABLE`` when history is off."""
+    arguments = [(b"name", amp.Unicode()), (b"path", amp.Unicode()), *_PAGE_ARGS]
+    response = _PAGE_ANSWER
+    errors = ERRORS
+
+
+class HistoryRestore(amp.Command):
+    """Write version ``rev`` of ``path`` back to the user's running server (a new save,
+    which becomes a new version).  ``result``: ``{"name", "path", "rev"}``."""
+    arguments = [(b"name", amp.Unicode()), (b"path", amp.Unicode()), (b"rev", amp.Unicode())]
+    response = _RESULT
     errors = ERRORS

@@ -304,6 +304,38 @@ class ControlProtocol(amp.AMP):
         return {"result": json.dumps({"name": name, "admin": admin,
                                       "changed": user.admin != admin})}
 
+    @responder(c.UserSetLimits)
+    async def user_set_limits(self, name: str, limits: str, clear: str) -> dict:
+        from ipydoc.store import LIMIT_FIELDS
+
+        await self._user(name)
+        try:
+            raw = json.loads(limits or "{}")
+        except ValueError:
+            raise c.InvalidInput("limits must be a JSON object") from None
+        if not isinstance(raw, dict):
+            raise c.InvalidInput("limits must be a JSON object")
+        dropped = tuple(k for k in (clear or "").split(",") if k)
+        unknown = (set(raw) | set(dropped)) - set(LIMIT_FIELDS)
+        if unknown:
+            raise c.InvalidInput(f"unknown limits {', '.join(sorted(unknown))} "
+                                 f"(known: {', '.join(LIMIT_FIELDS)})")
+        values = {}
+        for k, v in raw.items():
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                raise c.InvalidInput(f"limit {k} must be a number >= 0 (0: no limit)")
+            if k == "mem" and 0 < v < 6 * 1024 * 1024:
+                raise c.InvalidInput("a memory limit below 6 MiB cannot run a server")
+            values[k] = LIMIT_FIELDS[k](v)
+        own = await self.store.set_limits(name, values, dropped)
+        base = self.manager.limits
+        default = {"mem": base.mem_limit, "cpu": base.cpu_limit, "pids": base.pids_limit}
+        effective = {k: own.get(k, default[k]) for k in LIMIT_FIELDS}
+        await self._audit("user-limits", name, ", ".join(
+            f"{k}={'none' if effective[k] is None else effective[k]}" for k in LIMIT_FIELDS))
+        return {"result": json.dumps({"name": name, "overrides": own, "effective": effective,
+                                      "applies": "at the next start of the server"})}
+
     @responder(c.UserPasswd)
     async def user_passwd(self, name: str, password: str, keep_sessions: bool) -> dict:
         await self._user(name)
@@ -491,6 +523,53 @@ class ControlProtocol(amp.AMP):
                 timer.cancel()
             return result
         return d.addBoth(done)
+
+
+    # -- history --------------------------------------------------------------------------
+    def _history(self) -> Any:
+        history = getattr(self.daemon, "history", None)
+        if history is None:
+            raise c.NotAvailable("history is switched off (history.enabled = false)")
+        return history
+
+    @responder(c.HistoryList)
+    async def history_list(self, name: str, path: str, offset: int, limit: int) -> dict:
+        from ipydoc.history.repo import check_path
+
+        history = self._history()
+        await self._user(name)
+        if not path:
+            items = await history.files(name)
+        else:
+            try:
+                check_path(path)
+            except ValueError as e:
+                raise c.InvalidInput(str(e)) from None
+            items = [v.as_dict() for v in await history.versions(name, path)]
+            if not items:
+                raise c.NotFound(f"{path} has no history for {name}")
+        return {"items": page(items, offset, limit), "total": len(items)}
+
+    @responder(c.HistoryRestore)
+    async def history_restore(self, name: str, path: str, rev: str) -> dict:
+        from ipydoc.history.repo import check_path
+        from ipydoc.history.service import HistoryError, NoSuchVersion
+
+        history = self._history()
+        await self._user(name)
+        try:
+            check_path(path)
+        except ValueError as e:
+            raise c.InvalidInput(str(e)) from None
+        try:
+            full = await history.restore(name, path, rev.lower(), by=f"admin ({self.peer()})")
+        except NoSuchVersion as e:
+            raise c.NotFound(str(e)) from None
+        except HistoryError as e:
+            raise c.ControlError(str(e)) from None
+        self.log.info("control: restored {path} of {name} to {rev} (by {peer})", path=path,
+                      name=name, rev=full[:8], peer=self.peer())
+        return {"result": json.dumps({"name": name, "path": path, "rev": full})}
 
 
 def _is_stream_id(text: str) -> bool:

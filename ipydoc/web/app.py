@@ -272,8 +272,8 @@ class Hub:
             return self.redirect(request, target)  # e.g. /hub/admin: no need to wait
         return self.redirect(request, f"/hub/spawn/{name}?next={quote(target, safe='/')}")
 
-    def _start_in_background(self, name: str) -> None:
-        d = defer.Deferred.fromCoroutine(self.manager.start(name))
+    def _start_in_background(self, name: str, image: str | None = None) -> None:
+        d = defer.Deferred.fromCoroutine(self.manager.start(name, image))
         d.addErrback(lambda f: f.trap(StartFailed))  # shown on the spawn page
         d.addErrback(lambda f: self.log.failure("start of {name}", f, name=name))
 
@@ -337,10 +337,13 @@ class Hub:
         steps = [s.as_dict() for s in progress.steps] if progress and state == "starting" else []
         if state == "stopping":
             state = "stopped"
+        images = self.manager.limits.allowed_images
         return self.render(request, "spawn.html", user=name, csrf=session.csrf, next=nxt,
                            state=state if state in ("starting", "failed") else "stopped",
                            error=server.error if server else "", steps=steps,
-                           is_admin=await self.is_admin(name))
+                           is_admin=await self.is_admin(name),
+                           images=images if len(images) > 1 else (),
+                           chosen=await self.store.get_image_choice(name) or images[0])
 
     @app.route("/spawn/<name>", methods=["POST"])
     async def spawn(self, request: IRequest, name: str) -> bytes:
@@ -350,8 +353,13 @@ class Hub:
         if not self.post_allowed(request, session.csrf):
             return self.expired_form(request, session)
         nxt = safe_next(_form(request, "next"), f"/user/{name}/lab")
+        image = _form(request, "image") or None
+        if image is not None and image not in self.manager.limits.allowed_images:
+            return self.error(request, 400, "Not offered",
+                              "That image is not offered here; choose one from the list.",
+                              session)
         if name not in self.manager.routes:
-            self._start_in_background(name)
+            self._start_in_background(name, image)
         return self.redirect(request, f"/hub/spawn/{name}?next={quote(nxt, safe='/')}")
 
     @app.route("/stop/<name>", methods=["POST"])
@@ -391,6 +399,8 @@ class Hub:
             state = self._state(name, server)
             if state == "running":
                 send(Step("ready", "Your server is ready", 100, url=f"/user/{name}/lab"))
+            elif state == "failed" and progress and progress.last and progress.last.failed:
+                send(progress.last)  # with its error_kind (e.g. "limit")
             elif state == "failed":
                 send(Step("failed", server.error if server else "failed", 100))
             else:
@@ -621,3 +631,12 @@ class Hub:
             await self.store.add_event(f"user-{action}", name, f"by {session.user}")
         self.log.info("{admin}: {action} {name}", admin=session.user, action=action, name=name)
         return self.redirect(request, self._with_notice(back, action, name))
+
+
+def _install_history_pages() -> None:
+    from ipydoc.web import history_pages
+
+    history_pages.install(Hub)
+
+
+_install_history_pages()

@@ -13,7 +13,8 @@
   var button = document.getElementById("start-button");
   var next = box.dataset.next;
 
-  if (box.dataset.state === "stopped") {  // not running: start it right away
+  // Not running: start it right away, unless there is an image to choose first.
+  if (box.dataset.state === "stopped" && !document.getElementById("image")) {
     form.submit();
     return;
   }
@@ -33,6 +34,10 @@
     message.textContent = step.message;
     message.className = step.failed ? "error" : "";
     var previous = steps.querySelector(".current");
+    if (previous && previous.dataset.phase === "queued" && step.phase === "queued") {
+      previous.textContent = step.message;  // the queue moved: update, do not add
+      return;
+    }
     if (previous) previous.className = "done";
     var item = document.createElement("li");
     item.textContent = step.failed ? "The start failed" : step.message;

@@ -1,0 +1,179 @@
+"""The idle culler: stops servers nobody uses, inside the daemon (no extra service).
+
+Every ``cull.interval`` seconds it looks at each running server and stops it when
+
+* ``cull.idle_timeout`` > 0 and the server has been idle that long, or
+* ``cull.max_age`` > 0 and it has run that long, whatever it does.
+
+*Idle since* is the latest of: the server's start, the last request the proxy forwarded
+to it (in memory, before the batched write to Redis, and in Redis), and — unless
+``cull.ignore_kernel_activity`` — what the server itself reports: ``last_activity`` of
+``GET /api/status`` (API use, kernel messages, terminals) and, since a kernel busy in a
+long ``time.sleep`` sends no messages, "now" while any kernel is ``busy`` in
+``GET /api/kernels``.  Both calls carry ``no_track_activity=1`` and ``/api/status`` does
+not count as activity, so looking never keeps a server alive.  A server that does not
+answer is judged on the proxy's activity alone.
+
+Admins are exempt when ``cull.exempt_admins``.  Each stop is an event of kind ``cull``
+whose detail gives the reason; files are never touched (stop keeps them).  The first run
+is one interval after the daemon starts, so a daemon restart does not cull servers before
+their activity could be seen.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from ipydoc.spawner import ServerManager, base_url
+
+
+@dataclass(frozen=True)
+class CullSettings:
+    idle_timeout: float = 0.0       # seconds; 0 = never for idleness
+    max_age: float = 0.0            # seconds; 0 = no maximum
+    interval: float = 60.0
+    ignore_kernel_activity: bool = False
+    exempt_admins: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.idle_timeout > 0 or self.max_age > 0
+
+
+def parse_jupyter_time(value: Any) -> float | None:
+    """jupyter_server's ISO 8601 times ("2024-05-01T10:00:00.123456Z") to Unix time."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+class Culler(Service):
+    name = "culler"
+    log = Logger()
+
+    def __init__(self, manager: ServerManager, gate: Any, settings: CullSettings,
+                 reactor: Any) -> None:
+        self.manager = manager
+        self.gate = gate
+        self.settings = settings
+        self.reactor = reactor
+        self._loop: LoopingCall | None = None
+        self._running: defer.Deferred[list[str]] | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        self._loop = LoopingCall(self._tick)
+        self._loop.clock = self.reactor
+        self._loop.start(self.settings.interval, now=False)
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+
+    def _tick(self) -> None:
+        d = self.cull()
+        d.addErrback(lambda f: self.log.failure("idle culler run", f))
+
+    def cull(self) -> defer.Deferred[list[str]]:
+        """Run once now (runs do not overlap); fires with the names whose servers stopped."""
+        if self._running is not None:
+            shared: defer.Deferred[list[str]] = defer.Deferred()
+            self._running.addBoth(lambda r: (shared.callback(r if isinstance(r, list) else []),
+                                             r)[1])
+            return shared
+        d = defer.Deferred.fromCoroutine(self._cull())
+
+        def done(result: Any) -> Any:
+            self._running = None
+            return result
+        self._running = d
+        d.addBoth(done)
+        return d
+
+    async def _cull(self) -> list[str]:
+        s = self.settings
+        store = self.manager.store
+        names = [n for n in list(self.manager.routes) if not self.manager.is_busy(n)]
+        if not names:
+            return []
+        stored = await store.activity()
+        servers = await store.get_servers(names)
+        admins: set[str] = set()
+        if s.exempt_admins:
+            admins = {u.name for u in await store.get_users(names) if u.admin}
+        checks = [defer.Deferred.fromCoroutine(self._judge(n, servers.get(n), stored))
+                  for n in names if n not in admins]
+        verdicts = await defer.gatherResults(checks, consumeErrors=True) if checks else []
+        stopped = []
+        for name, reason in verdicts:
+            if reason is None or name not in self.manager.routes or self.manager.is_busy(name):
+                continue
+            self.log.info("culling the server of {name}: {reason}", name=name, reason=reason)
+            try:
+                await self.manager.stop(name, reason, kind="cull")
+            except Exception as e:  # noqa: BLE001 - one failure must not spare the others
+                self.log.error("could not cull {name}: {e}", name=name, e=e)
+                continue
+            stopped.append(name)
+        return stopped
+
+    async def _judge(self, name: str, server: Any, stored: dict[str, float]
+                     ) -> tuple[str, str | None]:
+        """``(name, reason to stop it or None)``."""
+        s = self.settings
+        now = time.time()
+        started = server.started if server and server.started else None
+        if s.max_age > 0 and started and now - started > s.max_age:
+            return name, f"running for {now - started:.0f} s (cull.max_age = {s.max_age:g} s)"
+        if s.idle_timeout <= 0:
+            return name, None
+        seen = [t for t in (started, stored.get(name), self.gate.activity.get(name)) if t]
+        if not s.ignore_kernel_activity:
+            own = await self._server_activity(name)
+            if own is not None:
+                seen.append(own)
+        if not seen:
+            return name, None
+        last = max(seen)
+        if now - last > s.idle_timeout:
+            return name, (f"idle for {now - last:.0f} s (cull.idle_timeout = "
+                          f"{s.idle_timeout:g} s)")
+        return name, None
+
+    async def _server_activity(self, name: str) -> float | None:
+        """The server's own view of its last activity; now while a kernel is busy."""
+        route = self.manager.routes.get(name)
+        if route is None:
+            return None
+        headers = {"Authorization": f"token {route.token}"}
+        root = f"{route.url}{base_url(name)}api"
+        http = self.manager._http
+        try:
+            r = await http.get(f"{root}/kernels?no_track_activity=1", headers=headers,
+                               timeout=5)
+            kernels = await r.json() if r.code == 200 else []
+            if any(isinstance(k, dict) and k.get("execution_state") == "busy"
+                   for k in kernels or []):
+                return time.time()
+            r = await http.get(f"{root}/status", headers=headers, timeout=5)
+            status = await r.json() if r.code == 200 else {}
+        except Exception as e:  # noqa: BLE001 - an unreachable server is judged without it
+            self.log.debug("no activity from {name}'s server: {e}", name=name, e=e)
+            return None
+        times = [parse_jupyter_time(status.get("last_activity"))]
+        times += [parse_jupyter_time(k.get("last_activity")) for k in kernels or []
+                  if isinstance(k, dict)]
+        found = [t for t in times if t]
+        return max(found) if found else None
