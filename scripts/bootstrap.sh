@@ -24,6 +24,7 @@ python3 -c 'import ensurepip' 2>/dev/null || pkgs+=(python3-venv)
 if [ $TEST = 1 ]; then
   command -v chromium >/dev/null || pkgs+=(chromium)
   command -v redis-cli >/dev/null || pkgs+=(redis-tools)
+  command -v systemd-analyze >/dev/null || pkgs+=(systemd)   # unit checks, socket activation
 fi
 if [ ${#pkgs[@]} -gt 0 ]; then
   need_root
