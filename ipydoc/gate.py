@@ -141,8 +141,17 @@ class UserGate:
     def saw_response(self, user: str, method: bytes, path: bytes, code: int) -> None:
         """Saves (contents PUT/PATCH/DELETE) go to the history queue (ipydoc.history);
         this only queues them, so the response is relayed at once."""
-        if self.history is not None:
+        if self.history is not None and not self.history.wants_body(user, method, path, code):
             self.history.note(user, method, path, code)
+
+    def wants_body(self, user: str, method: bytes, path: bytes, code: int) -> bool:
+        """A rename's answer names the new path, which the request line does not."""
+        return self.history is not None and self.history.wants_body(user, method, path, code)
+
+    def saw_body(self, user: str, method: bytes, path: bytes, code: int,
+                 body: bytes | None) -> None:
+        if self.history is not None:
+            self.history.note(user, method, path, code, body=body)
 
     def take_activity(self) -> dict[str, float]:
         stamps, self.activity = self.activity, {}

@@ -218,6 +218,19 @@ def test_rename_and_delete_are_recorded(site, alice):
     assert listed[0]["message"] == "Delete big.ipynb" and listed[0]["change"] == "D"
     files = {f["path"]: f for f in versions(site, "alice")}
     assert files["big.ipynb"]["present"] is False and files["renamed.ipynb"]["present"]
+    # A move to another folder is recorded as a move (the old path keeps its versions).
+    r = alice.put(f"{site.url}/user/alice/api/contents/archive", json={"type": "directory"},
+                  headers={"Origin": site.url})
+    assert r.status_code in (200, 201), r.text
+    r = alice.patch(f"{site.url}/user/alice/api/contents/renamed.ipynb",
+                    json={"path": "archive/renamed.ipynb"}, headers={"Origin": site.url})
+    assert r.status_code == 200, r.text
+    moved = wait_versions(site, "archive/renamed.ipynb", 1)
+    assert moved[0]["message"] == "Rename renamed.ipynb to archive/renamed.ipynb"
+    assert moved[0]["change"] == "A"
+    tree = git(site, "ls-tree", "-r", "--name-only", "main").split()
+    assert "archive/renamed.ipynb" in tree and "renamed.ipynb" not in tree
+    assert len(versions(site, "alice", "renamed.ipynb")) >= 2
 
 
 def test_another_user_cannot_read_alices_history(site, alice):

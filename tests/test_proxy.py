@@ -38,6 +38,7 @@ class FakeGate:
         self.traffic: list[str] = []
         self.responses: list[tuple[str, bytes, bytes, int]] = []
         self.decided = 0
+        self.bodies: list[tuple[bytes, bytes | None]] = []
 
     def claims(self, request) -> bool:
         return request.path.startswith(b"/user/")
@@ -59,6 +60,12 @@ class FakeGate:
 
     def saw_response(self, user: str, method: bytes, path: bytes, code: int) -> None:
         self.responses.append((user, method, path, code))
+
+    def wants_body(self, user: str, method: bytes, path: bytes, code: int) -> bool:
+        return method == b"PATCH"
+
+    def saw_body(self, user: str, method: bytes, path: bytes, code: int, body) -> None:
+        self.bodies.append((path, body))
 
 
 @pytest.fixture(scope="module")
@@ -448,3 +455,20 @@ async def test_small_bodies_that_arrive_with_the_headers(proxy):
         r = await in_thread(requests.post, url + "/user/alice/echo", data=data, timeout=30)
         assert r.status_code == 200
         assert r.json()["length"] == len(data)
+
+
+@pytest_twisted.ensureDeferred
+async def test_gate_sees_small_answers_it_asks_for(proxy):
+    """A rename's answer reaches the gate (history needs its new path); big ones do not."""
+    url, gate = proxy
+    r = await in_thread(requests.patch, url + "/user/alice/echo?n=1", data=b"{}", timeout=30)
+    assert r.status_code == 200
+    path, body = gate.bodies[-1]
+    assert path == b"/user/alice/echo" and body == r.content
+    await in_thread(requests.patch, url + "/user/alice/echo", data=b"x" * 100_000, timeout=30)
+    assert gate.bodies[-1][1] is not None  # the echo summary is small even for a big body
+    r = await in_thread(requests.patch, url + "/user/alice/download?size=200000", timeout=30)
+    assert r.status_code == 200 and len(r.content) == 200_000
+    assert gate.bodies[-1] == (b"/user/alice/download", None)  # over 64 KiB: not kept
+    await in_thread(requests.get, url + "/user/alice/echo", timeout=30)
+    assert len(gate.bodies) == 3  # only what it asked for

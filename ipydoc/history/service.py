@@ -29,12 +29,13 @@ file keeps it).  Notebooks are otherwise stored byte for byte as saved, so diffs
 restores are exact.  Binary files within the cap are stored as they are.  When the user's
 server is not running the queue waits (entries are kept) and drains at its next start.
 
-**Renames.**  The proxy sees only the old path of a ``PATCH`` (the new one is in the
-request body, which the proxy streams and does not keep).  The service lists the old
-path's folder and looks for the renamed file (same content, not yet versioned) or folder
-(the same entries); found, it records a move (``Rename A to B``); not found (a move to
-another folder), it records the old path as removed, and the file is versioned under its
-new name at its next save.
+**Renames.**  The new path of a ``PATCH`` is in the request body, which the proxy streams
+and does not keep; but the server answers with the renamed file's model, and the proxy
+hands the gate that small answer (``wants_body``/``saw_body``), so a rename or a move to
+another folder is recorded as a move (``Rename A to B``) with its history.  Should the
+answer not be seen (longer than 64 KiB, broken off), the service lists the old path's
+folder and looks for the file by content (or a folder by its entries); not found, it
+records the old path as removed and versions the file at its next save.
 
 **Restore.**  :meth:`History.restore` writes the old version back through the contents
 API (``PUT``, as a save) and queues it, so it becomes a new commit (``Restore P to
@@ -160,8 +161,15 @@ class History(Service):
                 self.kick(name)
 
     # -- seeing saves ----------------------------------------------------------------------
-    def note(self, user: str, method: bytes, path: bytes, code: int) -> None:
-        """A response from ``user``'s server (called by the gate, synchronously)."""
+    def wants_body(self, user: str, method: bytes, path: bytes, code: int) -> bool:
+        """Renames: the proxy hands over the answer, whose model names the new path."""
+        return (self.cfg.enabled and method == b"PATCH" and 200 <= code < 300
+                and path.startswith(f"/user/{user}/api/contents/".encode()))
+
+    def note(self, user: str, method: bytes, path: bytes, code: int,
+             body: bytes | None = None) -> None:
+        """A response from ``user``'s server (called by the gate, synchronously); ``body``
+        is a rename's answer when the proxy could keep it."""
         if not 200 <= code < 300 or method not in (b"PUT", b"PATCH", b"DELETE", b"POST"):
             return
         prefix = f"/user/{user}/api/contents/".encode()
@@ -183,7 +191,11 @@ class History(Service):
             check_path(rel)
         except ValueError:
             return
-        self.enqueue(user, {"op": op, "path": rel, "time": time.time()})
+        entry: dict[str, Any] = {"op": op, "path": rel, "time": time.time()}
+        moved_to = _model_path(body) if op == "rename" else None
+        if moved_to:
+            entry["to"] = moved_to
+        self.enqueue(user, entry)
 
     def enqueue(self, user: str, entry: dict[str, Any]) -> defer.Deferred[None]:
         """Append ``entry`` to ``user``'s queue after the appends before it; then drain."""
@@ -282,6 +294,8 @@ class History(Service):
         elif op == "delete":
             commit = await self._thread(repo.commit, [Change(path)], author=name,
                                         message=f"Delete {path}", when=when)
+        elif op == "rename" and entry.get("to"):
+            commit = await self._move(name, repo, path, check_path(str(entry["to"])), when)
         elif op == "rename":
             commit = await self._rename(name, route, repo, path, when)
         else:
@@ -362,8 +376,17 @@ class History(Service):
             return data
         return (json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n").encode()
 
+    async def _move(self, name: str, repo: GitRepo, old: str, new: str,
+                    when: float) -> str | None:
+        """A rename or move whose new path the server's answer named."""
+        if old == new or not await self._thread(repo.entries, old):
+            return None  # never versioned: it will be at its next save
+        return await self._thread(repo.commit, [], moves=[(old, new)], author=name,
+                                  message=f"Rename {old} to {new}", when=when)
+
     async def _rename(self, name: str, route: Any, repo: GitRepo, old: str,
                       when: float) -> str | None:
+        """A rename whose answer was not seen: find the new path by content."""
         tracked = await self._thread(repo.entries, old)
         if not tracked:
             return None  # never versioned: it will be at its next save
@@ -484,6 +507,17 @@ class History(Service):
         await self.store.add_event("history-restore", name,
                                    f"{path} to {full[:8]}" + (f" by {by}" if by else ""))
         return full
+
+
+def _model_path(body: bytes | None) -> str | None:
+    """The ``path`` of a contents-API model (a rename's answer), if it is a safe one."""
+    if not body:
+        return None
+    try:
+        path = json.loads(body).get("path")
+        return check_path(path.strip("/")) if isinstance(path, str) else None
+    except (ValueError, AttributeError):
+        return None
 
 
 def _superseded(entries: list[dict[str, Any]]) -> bool:

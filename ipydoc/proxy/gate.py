@@ -43,4 +43,10 @@ class Gate(Protocol):
         """Bytes moved for ``user``'s server (records last activity)."""
 
     def saw_response(self, user: str, method: bytes, path: bytes, code: int) -> None:
-        """The server answered ``method path`` with ``code`` (for save tracking later)."""
+        """The server answered ``method path`` with ``code`` (save tracking)."""
+
+    # Optional: a gate may also define
+    #   wants_body(user, method, path, code) -> bool
+    #   saw_body(user, method, path, code, body: bytes | None)
+    # to be handed the first 64 KiB of a response once it has been relayed (None when the
+    # body was longer or broke off), e.g. the model a contents-API rename answers with.

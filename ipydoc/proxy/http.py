@@ -32,6 +32,10 @@ _TIMEOUTS = (error.TimeoutError, error.TCPTimedOutError)
 _NO_BODY = (204, 304)
 
 
+#: Largest response body the gate may ask to see (a contents-API model, not a file).
+CAPTURE_LIMIT = 64 * 1024
+
+
 class HttpForwarder:
     """Forwards one request at a time to ``Forward.target`` and relays the answer."""
 
@@ -95,10 +99,17 @@ class HttpForwarder:
             return
         state.stop_timer()
         self._gate.saw_response(fwd.user, request.method, request.path, response.code)
-        await self._relay(request, response, state, fwd.token.encode())
+        wants_body = getattr(self._gate, "wants_body", None)
+        keep = CAPTURE_LIMIT if wants_body and wants_body(
+            fwd.user, request.method, request.path, response.code) else 0
+        body = await self._relay(request, response, state, fwd.token.encode(), keep)
+        if keep:
+            self._gate.saw_body(fwd.user, request.method, request.path, response.code, body)
 
     async def _relay(self, request: IRequest, response: IResponse, state: _Exchange,
-                     token: bytes) -> None:
+                     token: bytes, keep: int = 0) -> bytes | None:
+        """Stream the response to the client; with ``keep``, also return its first
+        ``keep`` bytes (None if the body was longer or broke off)."""
         request.defaultContentType = None  # never invent a Content-Type
         request.setResponseCode(response.code, response.phrase)
         out = strip_hop_by_hop(response.headers, _connection_header(response))
@@ -116,19 +127,20 @@ class HttpForwarder:
             request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % response.length])
 
         done: Deferred[None] = Deferred()
-        relay = _Relay(request, done, scrubber)
+        relay = _Relay(request, done, scrubber, keep)
         response.deliverBody(relay)
         state.abort = relay.stop
         await done
         reason = relay.reason
         if getattr(request, "_disconnected", False):
-            return
+            return None
         if reason.check(ResponseDone, PotentialDataLoss):
             request.end_response()
-        else:
-            # Headers are out; a short close is the only honest way to say "broken".
-            self._log.info("backend response broke off: {why}", why=_why(reason.value))
-            request.loseConnection()
+            return relay.kept
+        # Headers are out; a short close is the only honest way to say "broken".
+        self._log.info("backend response broke off: {why}", why=_why(reason.value))
+        request.loseConnection()
+        return None
 
 
 class _Exchange:
@@ -158,10 +170,13 @@ class _Relay(Protocol):
     """Response body to client; the backend transport is the client's producer."""
 
     def __init__(self, request: IRequest, done: Deferred[None],
-                 scrubber: Scrubber | None = None) -> None:
+                 scrubber: Scrubber | None = None, keep: int = 0) -> None:
         self._request = request
         self._done = done
         self._scrubber = scrubber
+        self._keep = keep
+        #: The body as sent, when ``keep`` > 0 and it fitted; else None.
+        self.kept: bytes | None = b"" if keep else None
         self._registered = False
         self.reason: Failure = Failure(ResponseDone())
 
@@ -171,6 +186,8 @@ class _Relay(Protocol):
             self._registered = True
 
     def dataReceived(self, data: bytes) -> None:
+        if self.kept is not None:
+            self.kept = self.kept + data if len(self.kept) + len(data) <= self._keep else None
         if self._scrubber is not None:
             data = self._scrubber.feed(data)
         if data:
