@@ -20,10 +20,13 @@ import time
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import txredisapi
+from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from ipydoc.names import InvalidName, validate_name
 from ipydoc.proxy.gate import Forward, Reply
+from ipydoc.redis_service import UNAVAILABLE
 from ipydoc.sessions import Sessions
 from ipydoc.spawner import ServerManager
 from ipydoc.web.tokens import from_authorization, token_hash, well_formed
@@ -58,6 +61,8 @@ def redirect(location: str) -> Reply:
 
 
 class UserGate:
+    log = Logger()
+
     def __init__(self, sessions: Sessions, manager: ServerManager,
                  public_url: str = "") -> None:
         self.sessions = sessions
@@ -80,6 +85,14 @@ class UserGate:
         return text == request_origin(request) or text in self.extra_origins
 
     async def decide(self, request: IRequest) -> Forward | Reply:
+        try:
+            return await self._decide(request)
+        except txredisapi.ConnectionError as e:  # TimeoutError is one too
+            self.log.warn("gate: redis unavailable: {e}", e=e)
+            body = json.dumps({"status": 503, "message": UNAVAILABLE}).encode()
+            return Reply(503, body, "application/json", {"Retry-After": "5"})
+
+    async def _decide(self, request: IRequest) -> Forward | Reply:
         segment = request.path[len(PREFIX):].split(b"/", 1)[0]
         try:
             name = validate_name(segment.decode("ascii"))

@@ -3,6 +3,13 @@
 With ``redis.url`` empty the daemon runs ``redis-server`` as a child process listening only
 on a unix socket in the state directory (mode 0700, no TCP port), with append-only
 persistence on, so sessions and server records survive a restart of the daemon.
+
+If that child dies (crash, OOM kill) it is started again (backoff 0.5 s doubling to 10 s,
+each restart logged); its data comes back from the append-only file.  The connection pool
+reconnects by itself; while no connection is up, commands fail at once with
+``txredisapi.ConnectionError`` (see :class:`FailFast`) instead of waiting, and a server
+that stops answering fails them after ``REPLY_TIMEOUT`` seconds (``TimeoutError``, a
+``ConnectionError``).  Pages and the proxy turn that error into a 503.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import txredisapi
 from twisted.application.service import Service
 from twisted.internet import defer, error, protocol
-from twisted.internet.task import deferLater
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
 from ipydoc.store import Store
@@ -34,6 +41,31 @@ appendonly yes
 appendfsync everysec
 save 3600 1 300 100 60 10000
 """
+
+REPLY_TIMEOUT = 5.0  # seconds without an answer before a command fails (Redis is hung)
+RESTART_DELAY = (0.5, 10.0)  # first and longest wait before restarting a dead embedded redis
+UNAVAILABLE = "ipydoc's state store (Redis) is unavailable; retrying"
+
+
+class FailFast:
+    """The pool as the store sees it: a command fails at once while no connection is up.
+
+    txredisapi's pool would queue it until a connection comes back, which holds a page or
+    a proxied request for as long as Redis is down.
+    """
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+
+    def __getattr__(self, method: str) -> Any:
+        call = getattr(self._pool, method)
+        factory = getattr(self._pool, "_factory", None)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if factory is not None and factory.size == 0:
+                return defer.fail(txredisapi.ConnectionError(UNAVAILABLE))
+            return call(*args, **kwargs)
+        return wrapper
 
 
 class _RedisChild(protocol.ProcessProtocol):
@@ -82,6 +114,9 @@ class RedisService(Service):
         self.store: Store | None = None
         self._child: _RedisChild | None = None
         self._transport: Any = None
+        self._stopping = False
+        self._restart_delay = RESTART_DELAY[0]
+        self._watchdog: LoopingCall | None = None
 
     @property
     def embedded(self) -> bool:
@@ -100,13 +135,97 @@ class RedisService(Service):
     async def _start(self) -> None:
         if self.embedded:
             sock = await self._spawn()
+            self._watch_child()
+            # dbid=None: no SELECT on (re)connect.  txredisapi stops reconnecting for good
+            # when the SELECT of a new connection fails (e.g. times out on a hung server).
             self.pool = await txredisapi.UnixConnectionPool(
-                str(sock), dbid=0, poolsize=self.poolsize, convertNumbers=False, replyTimeout=30)
+                str(sock), dbid=None, poolsize=self.poolsize, convertNumbers=False,
+                replyTimeout=REPLY_TIMEOUT)
         else:
             self.pool = await self._connect_url()
-        self.store = Store(self.pool, self.reactor)
+        self._tune(self.pool)
+        self.store = Store(FailFast(self.pool), self.reactor)
         await self.store.ping()
         self.log.info("connected to {what}", what=self.describe())
+        self._watchdog = LoopingCall(self._check_pool)
+        self._watchdog.clock = self.reactor
+        self._watchdog.start(1.0, now=False)
+
+    @staticmethod
+    def _tune(pool: Any) -> None:
+        """Reconnect sooner than txredisapi's default (1 s, ×e, up to 10 s)."""
+        factory = getattr(pool, "_factory", None)
+        if factory is not None:
+            factory.initialDelay = 0.25
+            factory.factor = 2.0
+            factory.maxDelay = 5.0
+
+    def _check_pool(self) -> defer.Deferred[None] | None:
+        """The pool reconnects by itself, except when txredisapi gave up on it (a failed
+        AUTH/SELECT on a new connection stops the whole pool): then make a new one."""
+        factory = getattr(self.pool, "_factory", None)
+        if self._stopping or factory is None or not factory.stopped or factory.disconnectCalled:
+            return None
+        self.log.warn("redis connection pool stopped reconnecting; opening a new one")
+        return defer.Deferred.fromCoroutine(self._renew_pool()).addErrback(
+            lambda f: self.log.failure("could not reopen the redis pool", f))
+
+    async def _renew_pool(self) -> None:
+        old = self.pool
+        if self.embedded:
+            pool = await txredisapi.UnixConnectionPool(
+                str(self.state_dir / "redis" / "redis.sock"), dbid=None,
+                poolsize=self.poolsize, convertNumbers=False, replyTimeout=REPLY_TIMEOUT)
+        else:
+            pool = await self._connect_url()
+        self._tune(pool)
+        self.pool = pool
+        if self.store is not None:
+            self.store.redis = FailFast(pool)
+        try:
+            await old.disconnect()
+        except Exception:  # noqa: BLE001 - the old pool is gone either way
+            pass
+
+    def _watch_child(self) -> None:
+        child = self._child
+        assert child is not None
+        child.ended.addCallback(lambda _: self._child_ended(child))
+
+    def _child_ended(self, child: _RedisChild) -> None:
+        if self._stopping or child is not self._child:
+            return
+        delay = self._restart_delay
+        self._restart_delay = min(delay * 2, RESTART_DELAY[1])
+        self.log.error("embedded redis-server exited ({tail}); restarting it in {delay} s",
+                       tail=" | ".join(child.tail[-3:]) or "no output", delay=delay)
+        deferLater(self.reactor, delay, lambda: None).addCallback(
+            lambda _: defer.Deferred.fromCoroutine(self._restart()))
+
+    async def _restart(self) -> None:
+        if self._stopping:
+            return
+        try:
+            await self._spawn()
+        except Exception as e:  # noqa: BLE001 - try again later
+            self.log.error("restarting embedded redis-server failed: {e}", e=e)
+            if self._child is not None and not self._child.ended.called:
+                try:  # started but never answered: end it, which schedules the next try
+                    self._transport.signalProcess("KILL")
+                except error.ProcessExitedAlready:
+                    pass
+            self._watch_child()
+            return
+        self._watch_child()
+        self.log.info("embedded redis-server restarted")
+        child = self._child
+        deferLater(self.reactor, 30, lambda: None).addCallback(
+            lambda _: self._reset_delay(child))
+
+    def _reset_delay(self, child: _RedisChild | None) -> None:
+        """Up for 30 s: the next crash is retried quickly again."""
+        if child is self._child and child is not None and not child.ended.called:
+            self._restart_delay = RESTART_DELAY[0]
 
     async def _connect_url(self) -> Any:
         u = urlsplit(self.url)
@@ -114,12 +233,13 @@ class RedisService(Service):
         if u.scheme == "unix":
             db = int(parse_qs(u.query).get("db", ["0"])[0])
             return await txredisapi.UnixConnectionPool(
-                u.path, dbid=db, poolsize=self.poolsize, password=password,
-                convertNumbers=False, replyTimeout=30)
+                u.path, dbid=db or None, poolsize=self.poolsize, password=password,
+                convertNumbers=False, replyTimeout=REPLY_TIMEOUT)
         db = int(u.path.strip("/") or 0)
         return await txredisapi.ConnectionPool(
-            u.hostname or "localhost", u.port or 6379, dbid=db, poolsize=self.poolsize,
-            password=password, convertNumbers=False, replyTimeout=30, connectTimeout=10)
+            u.hostname or "localhost", u.port or 6379, dbid=db or None, poolsize=self.poolsize,
+            password=password, convertNumbers=False, replyTimeout=REPLY_TIMEOUT,
+            connectTimeout=10)
 
     async def _spawn(self) -> Path:
         rdir = self.state_dir / "redis"
@@ -127,6 +247,8 @@ class RedisService(Service):
         os.chmod(rdir, 0o700)
         sock = rdir / "redis.sock"
         _kill_stale(rdir / "redis.pid")
+        if self._child is not None and self._child.ended.called:
+            (rdir / "redis.pid").unlink(missing_ok=True)  # ours died without removing it
         conf = rdir / "redis.conf"
         conf.write_text(REDIS_CONF.format(socket=sock, dir=rdir))
         os.chmod(conf, 0o600)
@@ -159,6 +281,9 @@ class RedisService(Service):
         return defer.Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
+        self._stopping = True
+        if self._watchdog is not None and self._watchdog.running:
+            self._watchdog.stop()
         if self.pool is not None:
             try:
                 await self.pool.disconnect()

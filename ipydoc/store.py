@@ -72,6 +72,14 @@ ACTIVITY = P + "activity"
 EVENTS = P + "events"
 EVENTS_MAXLEN = 10_000
 
+ADD_USER_SCRIPT = """
+if redis.call('HEXISTS', KEYS[1], 'password') == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'created', ARGV[1], 'password', ARGV[2], 'admin', ARGV[3],
+           'disabled', '0')
+redis.call('ZADD', KEYS[2], 0, ARGV[4])
+return 1
+"""
+
 SERVER_STATES = ("starting", "running", "stopping", "stopped", "failed")
 
 
@@ -168,16 +176,12 @@ class Store:
     # -- users ---------------------------------------------------------------------------
     async def add_user(self, name: str, password_hash: str, admin: bool) -> bool:
         """Create a user; False if the name is taken (nothing is changed then)."""
-        created = await self.redis.hsetnx(user_key(name), "created", repr(self._now()))
-        if not created:
-            return False
-        t = await self.redis.multi()
-        t.hset(user_key(name), "password", password_hash)
-        t.hset(user_key(name), "admin", "1" if admin else "0")
-        t.hset(user_key(name), "disabled", "0")
-        t.zadd(USERS, 0, name)
-        await t.commit()
-        return True
+        # one script: a Redis crash between "name taken" and "account written" must not
+        # leave a half-made user that blocks the name
+        created = await self.redis.execute_command(
+            "EVAL", ADD_USER_SCRIPT, "2", user_key(name), USERS,
+            repr(self._now()), password_hash, "1" if admin else "0", name)
+        return int(created) == 1
 
     async def get_user(self, name: str) -> User | None:
         h = await self.redis.hgetall(user_key(name))

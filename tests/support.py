@@ -131,9 +131,16 @@ class Daemon:
         return out.split()
 
     def cleanup_docker(self) -> None:
-        ids = self.containers()
-        if ids:
-            docker("rm", "-f", *ids, check=False)
+        # A start the stopped daemon had asked for may still land in dockerd just after:
+        # look until nothing of this instance has appeared for a moment.
+        deadline = time.monotonic() + 15
+        quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < 1.0 and time.monotonic() < deadline:
+            ids = self.containers()
+            if ids:
+                docker("rm", "-f", *ids, check=False)
+                quiet_since = time.monotonic()
+            time.sleep(0.2)
         vols = docker("volume", "ls", "-q", "--filter", f"name={self.instance}-home-").split()
         if vols:
             docker("volume", "rm", "-f", *vols, check=False)

@@ -55,7 +55,9 @@ def test_engine_outage_is_reported_and_recovered_without_restart(make_daemon):
     others = [c for c in subprocess.run(["docker", "ps", "-q"], capture_output=True,
                                         text=True).stdout.split()
               if c not in d.containers(all=False)]
-    if others:
+    if others and not os.environ.get("CI"):
+        # On a developer's machine, never stop containers this test did not start; CI's
+        # machine runs only this suite, whose other daemons have cleaned up by now.
         pytest.skip(f"{len(others)} other running containers would be stopped with dockerd")
     try:
         stop_dockerd()

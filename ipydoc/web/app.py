@@ -24,6 +24,7 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import txredisapi
 from jinja2 import Environment, PackageLoader, select_autoescape
 from klein import Klein
 from twisted.internet import defer, threads
@@ -37,6 +38,7 @@ from ipydoc.gate import UserGate, request_origin
 from ipydoc.names import InvalidName, normalize_login, validate_name
 from ipydoc.passwords import WeakPassword, check_strength, hash_password, verify_password
 from ipydoc.progress import Step
+from ipydoc.redis_service import UNAVAILABLE
 from ipydoc.sessions import Session, Sessions
 from ipydoc.spawner import ServerManager, StartFailed
 from ipydoc.web import tokens
@@ -204,6 +206,17 @@ class Hub:
         if server.state == "running" and name not in self.manager.routes:
             return "stopped"
         return server.state
+
+    @app.handle_errors(txredisapi.ConnectionError)  # TimeoutError is one too
+    def redis_down(self, request: IRequest, failure: Any) -> bytes:
+        """Redis is down or hung: a clear 503 (page or JSON), never a traceback."""
+        self.log.warn("hub: redis unavailable on {path}: {e}",
+                      path=request.path.decode("latin-1"), e=failure.value)
+        request.setHeader(b"Retry-After", b"5")
+        if b"/api/" in request.path:
+            return self.json(request, {"status": 503, "message": UNAVAILABLE}, 503)
+        return self.error(request, 503, "Service temporarily unavailable",
+                          UNAVAILABLE[0].upper() + UNAVAILABLE[1:] + ". Try again in a moment.")
 
     # -- static, index, login, logout ----------------------------------------------------
     @app.route("/static/", branch=True)
