@@ -1,7 +1,7 @@
 """The gate in front of user servers: who may reach ``/user/<name>/``, and where it goes.
 
 Rules, in order: the path names a valid user; the request carries a live session (or a
-personal API token, ``Authorization: token ipd_...``, see :mod:`ipydoc.web.tokens`); that
+personal API token, ``Authorization: token ipd_...``, see :mod:`ipydoc.tokens`); that
 user owns the route; a state-changing method or WebSocket upgrade comes from
 this site (``Origin``); the server runs.  Browsers get redirects and pages, API clients
 and WebSockets get 401/403/503 with a JSON message.  Activity is kept in memory and
@@ -29,7 +29,7 @@ from ipydoc.proxy.gate import Forward, Reply
 from ipydoc.redis_service import UNAVAILABLE
 from ipydoc.sessions import Sessions
 from ipydoc.spawner import ServerManager
-from ipydoc.web.tokens import from_authorization, token_hash, well_formed
+from ipydoc.tokens import from_authorization, token_hash, well_formed
 
 SAFE_METHODS = {b"GET", b"HEAD", b"OPTIONS"}
 PREFIX = b"/user/"

@@ -32,6 +32,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.static import File
 
+from ipydoc import tokens
 from ipydoc.backends.base import BackendError
 from ipydoc.cookies import LOGIN_CSRF_COOKIE, cookie_header
 from ipydoc.gate import UserGate, request_origin
@@ -41,7 +42,6 @@ from ipydoc.progress import Step
 from ipydoc.redis_service import UNAVAILABLE
 from ipydoc.sessions import Session, Sessions
 from ipydoc.spawner import ServerManager, StartFailed
-from ipydoc.web import tokens
 from ipydoc.web.present import FILTERS, SORTS, Row, StatsCache, StatsFn, sort_rows, when
 from ipydoc.web.redirects import safe_next
 
