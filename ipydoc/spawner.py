@@ -46,6 +46,7 @@ from ipydoc.progress import Progress, Step
 from ipydoc.store import Server, Store
 
 READY_POLL = 0.025
+STOP_CONCURRENCY = 4
 T = TypeVar("T")
 
 
@@ -179,6 +180,9 @@ class ServerManager(Service):
         self.reactor = reactor
         self.routes: dict[str, Route] = {}      # the proxy's view; Redis holds the same
         self.progress: dict[str, Progress] = {}
+        # Docker tears containers down faster a few at a time than all at once (its
+        # network teardown serialises on iptables): a logout wave or cull of many servers.
+        self._stop_slots = defer.DeferredSemaphore(STOP_CONCURRENCY)
         self._starts = OnePerUser()
         self._stops = OnePerUser()
         self.queue = SpawnQueue(limits.concurrency)
@@ -359,7 +363,8 @@ class ServerManager(Service):
     async def _stop(self, name: str, reason: str, kind: str = "stop") -> None:
         self.routes.pop(name, None)
         await self.store.set_server(name, "stopping")
-        await self.backend.stop(name)
+        async with self._stop_slots:
+            await self.backend.stop(name)
         await self.store.set_server(name, "stopped", id="", error="")
         await self.store.add_event(kind, name, reason)
         if name in self.progress:
