@@ -18,7 +18,10 @@
     form.submit();
     return;
   }
-  if (box.dataset.state !== "starting") return;
+  if (box.dataset.state !== "starting") {
+    if (box.dataset.state === "failed") button.focus();  // failed before the page loaded
+    return;
+  }
 
   var source = new EventSource(box.dataset.progress);
   var fresh = true;
