@@ -271,11 +271,6 @@ def _target(args: argparse.Namespace) -> Target:
     return Target(path=spec[5:] if spec.startswith("unix:") else spec)
 
 
-def _socket_path(args: argparse.Namespace) -> str:
-    """The unix socket the CLI would use (kept for callers of the older API)."""
-    return _target(args).describe()
-
-
 def _config(args: argparse.Namespace) -> Any:
     from ipydoc.config import ConfigError, find_config, load
     try:

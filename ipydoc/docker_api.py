@@ -480,12 +480,6 @@ class DockerAPI:
             ok=(204, 304), none_on=(404,), timeout=self.timeout + timeout_s,
         )
 
-    async def kill_container(self, cid: str, signal: str = "KILL") -> None:
-        await self._call(
-            "POST", f"/containers/{quote(cid)}/kill", params={"signal": signal}, ok=(204,),
-            none_on=(404, 409),
-        )
-
     async def remove_container(self, cid: str, force: bool = False) -> None:
         """Remove; a container that is gone (404) is fine.  Volumes are never removed."""
         await self._call(
@@ -565,9 +559,6 @@ class DockerAPI:
             "POST", "/volumes/create", body={"Name": name, "Labels": labels or {}, "Driver": "local"},
             expect=dict,
         )
-
-    async def inspect_volume(self, name: str) -> dict | None:
-        return await self._call("GET", f"/volumes/{quote(name)}", none_on=(404,), expect=dict)
 
     async def remove_volume(self, name: str) -> None:
         """Remove a volume; gone is fine; in use raises kind "conflict"."""

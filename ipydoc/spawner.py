@@ -422,10 +422,10 @@ class ServerManager(Service):
         if route is not None and route.id == event.id:
             # Synchronously: the very next request is sent to the start page, not a 502.
             del self.routes[event.name]
-        defer.Deferred.fromCoroutine(self._gone(event, route is not None)).addErrback(
+        defer.Deferred.fromCoroutine(self._gone(event)).addErrback(
             lambda f: self.log.failure("handling {e}", f, e=event))
 
-    async def _gone(self, event: BackendEvent, had_route: bool) -> None:
+    async def _gone(self, event: BackendEvent) -> None:
         record = await self.store.get_server(event.name)
         if record is None or record.id != event.id or record.state in ("stopped", "failed"):
             return
