@@ -17,6 +17,7 @@ setup(
         "service-identity>=24",
         "argon2-cffi>=23",
         "jinja2>=3.1",
+        "pyjwt[crypto]>=2.8",  # OIDC ID tokens and JWKS (with cryptography)
     ],
     extras_require={
         "test": [

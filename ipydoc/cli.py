@@ -452,7 +452,7 @@ def _check_name(name: str | None) -> None:
 
 
 def _server_rows(servers: list[dict[str, Any]]) -> str:
-    return table([[s["name"], s["state"], s["image"] or "-", s["url"] or "-",
+    return table([[s["name"], s["state"], s["image"] or "-", s.get("link") or s["url"] or "-",
                    _when(s["started"]), _ago(s.get("last_activity")), s["error"]]
                   for s in servers],
                  ["NAME", "STATE", "IMAGE", "URL", "STARTED", "LAST ACTIVITY", "ERROR"])

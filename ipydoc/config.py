@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
+from ipydoc.auth.settings import GithubAuth, OidcAuth
+
 DEFAULT_CONFIG_PATHS = ("/etc/ipydoc/ipydoc.toml", "etc/ipydoc.toml")
 
 
@@ -28,6 +30,29 @@ class ServerSection:
     listen: list[str] = field(default_factory=lambda: ["tcp:8000:interface=127.0.0.1"])
     state_dir: str = "/var/lib/ipydoc"
     public_url: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_certs: list[list[str]] = field(default_factory=list)
+    redirect_listen: list[str] = field(default_factory=list)
+    hsts: int = 0
+    hsts_include_subdomains: bool = False
+    routing: str = "path"
+    domain: str = ""
+    # Client limits (ipydoc.request_rules): seconds, bytes, header lines.
+    client_header_timeout: float = 30.0
+    client_body_timeout: float = 60.0
+    client_idle_timeout: float = 120.0
+    client_send_timeout: float = 120.0
+    max_header_size: int = 16384
+    max_headers: int = 100
+    # "daemon" (a line per request in the daemon's log), "off", or a file path.
+    access_log: str = "daemon"
+
+
+@dataclass
+class ProxySection:
+    backend_connect_timeout: float = 10.0
+    backend_response_timeout: float = 300.0
 
 
 @dataclass
@@ -50,6 +75,12 @@ class AuthSection:
     session_lifetime: int = 14 * 24 * 3600
     stop_on_logout: bool = True
     start_on_login: bool = True
+    login_attempts_per_account: int = 5
+    login_attempts_per_address: int = 50
+    login_window: int = 900
+    local: bool = True
+    github: GithubAuth | None = None
+    oidc: dict[str, OidcAuth] = field(default_factory=dict)
 
 
 @dataclass
@@ -111,6 +142,7 @@ class Config:
     docker: DockerSection = field(default_factory=DockerSection)
     cull: CullSection = field(default_factory=CullSection)
     history: HistorySection = field(default_factory=HistorySection)
+    proxy: ProxySection = field(default_factory=ProxySection)
     path: str = ""
 
     @property
@@ -155,11 +187,29 @@ def _check_type(key: str, value: Any, hint: Any) -> Any:
     elif hint is str:
         if not isinstance(value, str):
             raise bad("a string")
+    elif hint in (GithubAuth | None, OidcAuth):
+        if not isinstance(value, dict):
+            raise bad("a table")
+        table = (OidcAuth if hint is OidcAuth else GithubAuth)()
+        _fill(table, key, value)
+        value = table
+    elif hint == dict[str, OidcAuth]:
+        if not isinstance(value, dict):
+            raise bad("a table of tables")
+        value = {k: _check_type(f"{key}.{k}", v, OidcAuth) for k, v in value.items()}
+    elif hint == dict[str, list[str]]:
+        if not isinstance(value, dict):
+            raise bad("a table of lists of strings")
+        value = {k: _check_type(f"{key}.{k}", v, list[str]) for k, v in value.items()}
     elif hint == list[str]:
-        if isinstance(value, str) and key == "server.listen":
+        if isinstance(value, str) and key in ("server.listen", "server.redirect_listen"):
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise bad("a list of strings")
+    elif hint == list[list[str]]:
+        if not isinstance(value, list) or not all(
+                isinstance(v, list) and all(isinstance(s, str) for s in v) for v in value):
+            raise bad("a list of lists of strings")
     return value
 
 
@@ -169,7 +219,13 @@ def _validate(cfg: Config) -> None:
     if not cfg.server.listen:
         raise ConfigError("server.listen must name at least one endpoint")
     for spec in cfg.server.listen:
-        _check_endpoint("server.listen", spec, endpoints, reactor)
+        if not spec.startswith(("ssl:", "tls:")):  # TLS entries: _validate_tls
+            _check_endpoint("server.listen", spec, endpoints, reactor)
+    _validate_tls(cfg.server, endpoints, reactor)
+    _validate_limits(cfg)
+    if cfg.server.access_log not in ("daemon", "off") and not os.path.isabs(cfg.server.access_log):
+        raise ConfigError("server.access_log must be \"daemon\", \"off\" or an absolute file "
+                          f"path, not {cfg.server.access_log!r}")
     c = cfg.control
     if c.listen_tls:
         if c.listen_tls.split(":", 1)[0] in ("ssl", "tls"):
@@ -183,6 +239,7 @@ def _validate(cfg: Config) -> None:
         u = urlsplit(cfg.server.public_url)
         if u.scheme not in ("http", "https") or not u.netloc:
             raise ConfigError("server.public_url must look like https://host[:port]")
+    _validate_routing(cfg.server)
     if cfg.redis.url and urlsplit(cfg.redis.url).scheme not in ("redis", "unix"):
         raise ConfigError("redis.url must be redis://HOST:PORT/DB or unix:///PATH?db=N (or empty)")
     if cfg.spawn.backend not in ("docker",):
@@ -211,6 +268,11 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"spawn.mem_limit: {e}") from None
     if cfg.auth.session_lifetime <= 0:
         raise ConfigError("auth.session_lifetime must be positive (seconds)")
+    for key in ("login_attempts_per_account", "login_attempts_per_address"):
+        if getattr(cfg.auth, key) < 0:
+            raise ConfigError(f"auth.{key} must be 0 (no limit) or positive")
+    if cfg.auth.login_window <= 0:
+        raise ConfigError("auth.login_window must be positive (seconds)")
     if cfg.docker.storage not in ("volume", "bind"):
         raise ConfigError("docker.storage must be 'volume' or 'bind'")
     if cfg.docker.storage == "bind" and not cfg.docker.bind_root:
@@ -222,6 +284,93 @@ def _validate(cfg: Config) -> None:
     if not cfg.docker.notebook_dir.startswith("/"):
         raise ConfigError("docker.notebook_dir must be an absolute path")
     _validate_history(cfg.history)
+    _validate_login_providers(cfg.auth)
+
+
+def _validate_login_providers(auth: AuthSection) -> None:
+    from ipydoc.auth import settings
+
+    settings.validate(auth)
+    if not auth.local and auth.github is None and not auth.oidc:
+        raise ConfigError("auth.local = false needs a login provider ([auth.github] or "
+                          "[auth.oidc.NAME])")
+
+
+def _validate_routing(s: ServerSection) -> None:
+    from ipydoc.routing import DomainError, check_domain
+
+    if s.routing not in ("path", "subdomain"):
+        raise ConfigError(f"server.routing must be 'path' or 'subdomain', not {s.routing!r}")
+    if s.routing == "path":
+        return
+    if not s.domain:
+        raise ConfigError("server.domain must be set when server.routing = 'subdomain' "
+                          "(e.g. \"notebooks.example.org\")")
+    try:
+        check_domain(s.domain)
+    except DomainError as e:
+        raise ConfigError(f"server.domain: {e}") from None
+    if s.public_url and (urlsplit(s.public_url).hostname or "") != s.domain.lower():
+        raise ConfigError("server.public_url must be on server.domain in subdomain mode "
+                          f"(https://{s.domain.lower()}[:port])")
+
+
+def _validate_tls(s: ServerSection, endpoints: Any, reactor: Any) -> None:
+    """The forms only: the certificate files are read by the daemon (ipydoc/tls_server.py),
+    which may be able to read them where the CLI, reading this same file, cannot."""
+    from ipydoc.tls_server import parse_listen
+
+    tls_listeners = 0
+    for spec in s.listen:
+        try:
+            tls = parse_listen(spec)
+        except ValueError as e:
+            raise ConfigError(f"server.listen: {e}") from None
+        if tls is None:
+            continue
+        tls_listeners += 1
+        _check_endpoint(f"server.listen (TLS entry {spec!r})", tls.endpoint, endpoints, reactor)
+        if not tls.cert and not s.tls_cert:
+            raise ConfigError(f"server.tls_cert (and tls_key) must be set for the TLS listener "
+                              f"{spec!r}, or the entry must name its own with privateKey=")
+    if s.tls_key and not s.tls_cert:
+        raise ConfigError("server.tls_key is set but server.tls_cert is not")
+    for i, pair in enumerate(s.tls_certs):
+        if len(pair) not in (1, 2) or not all(pair):
+            raise ConfigError(f"server.tls_certs[{i}] must be [\"CERT.pem\", \"KEY.pem\"] "
+                              "(or [\"BOTH.pem\"])")
+    for key in ("tls_cert", "tls_certs"):
+        if getattr(s, key) and not tls_listeners:
+            raise ConfigError(f"server.{key} is set but no server.listen entry is ssl: or "
+                              "tls: (e.g. \"ssl:443\"), so it would not be used")
+    for spec in s.redirect_listen:
+        if spec.startswith(("ssl:", "tls:")):
+            raise ConfigError(f"server.redirect_listen: {spec!r}: the redirect listeners are "
+                              "plain HTTP (e.g. tcp:80)")
+        _check_endpoint("server.redirect_listen", spec, endpoints, reactor)
+    https_public = urlsplit(s.public_url).scheme == "https"
+    if s.redirect_listen and not (tls_listeners or https_public):
+        raise ConfigError("server.redirect_listen needs a TLS listener (an ssl: entry in "
+                          "server.listen) or an https server.public_url to redirect to")
+    if s.hsts < 0:
+        raise ConfigError("server.hsts must be 0 (off) or a max-age in seconds")
+    if s.hsts and not tls_listeners:
+        raise ConfigError("server.hsts needs a TLS listener (an ssl: entry in server.listen); "
+                          "behind a TLS-terminating proxy, set HSTS there")
+
+
+def _validate_limits(cfg: Config) -> None:
+    """Client and backend limits (ipydoc.request_rules, the proxy's timeouts)."""
+    for section, key in (("server", "client_header_timeout"), ("server", "client_body_timeout"),
+                         ("server", "client_idle_timeout"), ("server", "client_send_timeout"),
+                         ("proxy", "backend_connect_timeout"),
+                         ("proxy", "backend_response_timeout")):
+        if getattr(getattr(cfg, section), key) <= 0:
+            raise ConfigError(f"{section}.{key} must be positive (seconds)")
+    if cfg.server.max_header_size < 1024:
+        raise ConfigError("server.max_header_size must be at least 1024 (bytes)")
+    if cfg.server.max_headers < 8:
+        raise ConfigError("server.max_headers must be at least 8")
 
 
 def _validate_history(h: HistorySection) -> None:
@@ -258,6 +407,17 @@ def _check_endpoint(key: str, spec: str, endpoints: Any, reactor: Any) -> None:
         raise ConfigError(f"{key}: bad endpoint string {spec!r}: {e}") from None
 
 
+def _fill(section: Any, name: str, table: dict[str, Any]) -> None:
+    """Set the keys of the TOML ``table`` named ``name`` on the dataclass ``section``."""
+    hints = get_type_hints(type(section))
+    for key, v in table.items():
+        if key not in hints:
+            raise ConfigError(
+                f"unknown key {name}.{key} (known in [{name}]: {', '.join(hints)})"
+            )
+        setattr(section, key, _check_type(f"{name}.{key}", v, hints[key]))
+
+
 def from_dict(data: dict[str, Any], path: str = "") -> Config:
     """Build and validate a Config from parsed TOML."""
     cfg = Config(path=path)
@@ -267,14 +427,7 @@ def from_dict(data: dict[str, Any], path: str = "") -> Config:
             raise ConfigError(f"unknown section [{name}] (known: {', '.join(sections)})")
         if not isinstance(value, dict):
             raise ConfigError(f"[{name}] must be a table")
-        section = getattr(cfg, name)
-        hints = get_type_hints(type(section))
-        for key, v in value.items():
-            if key not in hints:
-                raise ConfigError(
-                    f"unknown key {name}.{key} (known in [{name}]: {', '.join(hints)})"
-                )
-            setattr(section, key, _check_type(f"{name}.{key}", v, hints[key]))
+        _fill(getattr(cfg, name), name, value)
     _validate(cfg)
     return cfg
 

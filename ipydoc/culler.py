@@ -32,7 +32,7 @@ from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from ipydoc.spawner import ServerManager, base_url
+from ipydoc.spawner import ServerManager
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ class Culler(Service):
         if route is None:
             return None
         headers = {"Authorization": f"token {route.token}"}
-        root = f"{route.url}{base_url(name)}api"
+        root = f"{route.url}{self.manager.base_url(name)}api"
         http = self.manager._http
         try:
             r = await http.get(f"{root}/kernels?no_track_activity=1", headers=headers,

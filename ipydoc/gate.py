@@ -27,6 +27,7 @@ from twisted.web.iweb import IRequest
 from ipydoc.names import InvalidName, validate_name
 from ipydoc.proxy.gate import Forward, Reply
 from ipydoc.redis_service import UNAVAILABLE
+from ipydoc.routing import Routing
 from ipydoc.sessions import Sessions
 from ipydoc.spawner import ServerManager
 from ipydoc.tokens import from_authorization, token_hash, well_formed
@@ -71,8 +72,14 @@ class UserGate:
         self.activity: dict[str, float] = {}
         self.history: Any = None  # ipydoc.history.service.History, when versioning is on
         self._token_touched: dict[str, float] = {}
+        # Subdomain mode (ipydoc.routing, ipydoc.subdomain_gate): set by the daemon.
+        self.routing: Routing = Routing()
+        self.hosts: Any = None  # ipydoc.user_hosts.HostSessions
 
     def claims(self, request: IRequest) -> bool:
+        if self.routing.subdomain:  # every host but the hub's own: user hosts, unknown → 404
+            return (self.routing.classify(request)[0] != "hub"  # (and old /user/ links)
+                    or request.path.startswith(PREFIX))
         return request.path.startswith(PREFIX)
 
     def origin_ok(self, request: IRequest) -> bool:
@@ -93,6 +100,15 @@ class UserGate:
             return Reply(503, body, "application/json", {"Retry-After": "5"})
 
     async def _decide(self, request: IRequest) -> Forward | Reply:
+        if self.routing.subdomain:
+            from ipydoc.subdomain_gate import decide_user_host, moved_to_user_host
+
+            kind, host_user = self.routing.classify(request)
+            if kind == "hub":
+                return moved_to_user_host(self.routing, request)
+            if kind != "user":
+                return json_reply(404, "no such site")
+            return await decide_user_host(self, request, host_user)
         segment = request.path[len(PREFIX):].split(b"/", 1)[0]
         try:
             name = validate_name(segment.decode("ascii"))

@@ -3,7 +3,8 @@
 ``tornado_settings.hub_prefix`` puts JupyterLab in hub mode: it leaves the server token
 out of the page it sends (otherwise ``page_config.token`` would hand the browser a
 credential that bypasses the proxy) and shows "Hub Control Panel" and "Log Out" menu
-entries pointing at ``/hub/``.  The token itself only ever travels in ``JUPYTER_TOKEN``.
+entries pointing at ``/hub/`` (on ``hub_host``, the hub's origin, in subdomain mode).
+The token itself only ever travels in ``JUPYTER_TOKEN``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from ipydoc.backends.base import ServerSpec
 
 
 def server_args(spec: ServerSpec, *, port: int, root_dir: str, ip: str = "0.0.0.0") -> list[str]:
-    hub = {"hub_prefix": "/hub/", "hub_host": "", "user": spec.name}
+    hub = {"hub_prefix": "/hub/", "hub_host": spec.hub_host, "user": spec.name}
     return [
         f"--ServerApp.ip={ip}",
         f"--ServerApp.port={port}",

@@ -43,6 +43,7 @@ from twisted.web.client import Agent
 from ipydoc.backends.base import Backend, BackendError, BackendEvent, ServerSpec
 from ipydoc.httppool import quiet_pool
 from ipydoc.progress import Progress, Step
+from ipydoc.routing import Routing
 from ipydoc.store import Server, Store
 
 READY_POLL = 0.025
@@ -165,16 +166,14 @@ class StartFailed(Exception):
         self.message = message
 
 
-def base_url(name: str) -> str:
-    return f"/user/{name}/"
-
-
 class ServerManager(Service):
     name = "servers"
     log = Logger()
 
-    def __init__(self, backend: Backend, store_source: Any, limits: Limits, reactor: Any) -> None:
+    def __init__(self, backend: Backend, store_source: Any, limits: Limits, reactor: Any,
+                 routing: Routing | None = None) -> None:
         self.backend = backend
+        self.routing = routing or Routing()
         self._store_source = store_source      # RedisService: its .store exists once started
         self.limits = limits
         self.reactor = reactor
@@ -194,6 +193,10 @@ class ServerManager(Service):
     @property
     def store(self) -> Store:
         return self._store_source.store
+
+    def base_url(self, name: str) -> str:
+        """``name``'s server's base URL: ``/user/NAME/``, or ``/`` in subdomain mode."""
+        return self.routing.base_url(name)
 
     # -- service ------------------------------------------------------------------------
     def startService(self) -> defer.Deferred[None]:
@@ -246,7 +249,7 @@ class ServerManager(Service):
         await self._stops.wait(name)
         current = await self.store.get_server(name)
         if current and current.state == "running" and name in self.routes:
-            progress.add(Step("ready", "Your server is ready", 100, url=f"{base_url(name)}lab"))
+            progress.add(Step("ready", "Your server is ready", 100, url=f"{self.base_url(name)}lab"))
             return current
         cap = self.limits.max_running
         if cap and self.running_count() >= cap:
@@ -279,7 +282,8 @@ class ServerManager(Service):
             image = chosen if chosen in lim.allowed_images else lim.allowed_images[0]
         elif image != await self.store.get_image_choice(name):
             await self.store.set_image_choice(name, image)
-        return ServerSpec(name=name, image=image, base_url=base_url(name), token=token,
+        return ServerSpec(name=name, image=image, base_url=self.base_url(name), token=token,
+                          hub_host=self.routing.hub_host_for_jupyter(),
                           mem_limit=own.get("mem", lim.mem_limit),
                           cpu_limit=own.get("cpu", lim.cpu_limit),
                           pids_limit=own.get("pids", lim.pids_limit))
@@ -314,7 +318,7 @@ class ServerManager(Service):
         self.routes[name] = Route(info.url, token, info.id)
         await self.store.add_event("spawn", name, f"ready in {time.monotonic() - t0:.2f}s")
         self.log.info("server for {name} ready in {s:.2f}s", name=name, s=time.monotonic() - t0)
-        step("ready", "Your server is ready", 100, url=f"{base_url(name)}lab")
+        step("ready", "Your server is ready", 100, url=f"{self.base_url(name)}lab")
         return Server(name, "running", info.id, info.url, token, spec.image, now)
 
     async def _fail(self, name: str, kind: str, message: str) -> None:
@@ -329,7 +333,7 @@ class ServerManager(Service):
         self.progress[name].add(Step("failed", message, 100, error_kind=kind))
 
     async def _wait_ready(self, name: str, url: str, token: str, deadline: float) -> None:
-        status_url = f"{url}{base_url(name)}api/status"
+        status_url = f"{url}{self.base_url(name)}api/status"
         headers = {"Authorization": f"token {token}"}
         next_check = time.monotonic() + 1.0
         while True:
@@ -390,8 +394,18 @@ class ServerManager(Service):
         for name in list(self.routes):
             if name not in running and not self.is_busy(name):
                 self.routes.pop(name, None)  # the proxy stops sending traffic at once
-        for info in running.values():
+        for info in list(running.values()):
             record = await self.store.get_server(info.name)
+            if info.base_url and info.base_url != self.base_url(info.name):
+                # Started before server.routing changed: its URLs are wrong, so it
+                # could not be reached; the user's next visit starts a fresh one.
+                self.log.warn("container {id} of {name} has base URL {b}, not {want} "
+                              "(server.routing changed); stopping it", id=info.id[:12],
+                              name=info.name, b=info.base_url, want=self.base_url(info.name))
+                await self.backend.stop(info.name)
+                await self.store.set_server(info.name, "stopped", id="")
+                running.pop(info.name, None)
+                continue
             token = (record.token if record and record.token and record.id == info.id
                      else info.token)
             if not token:

@@ -38,6 +38,25 @@ key                                type    contents
 ``ipydoc:history-push:{name}``     hash    the remote mirror: ``state`` (ok/failing),
                                            ``rev`` (last pushed), ``error``, ``attempts``,
                                            ``updated``, ``created`` (repo made through the API)
+``ipydoc:handoff:{sha256(token)}`` string  subdomain mode: a one-time token from the hub to
+                                           a user's host, ``"NAME SESSIONKEY"``; 30 s
+                                           (:mod:`ipydoc.user_hosts`)
+``ipydoc:host-session:{sha256(id)}`` hash  subdomain mode: the ``ipydoc-user`` cookie of
+                                           NAME's host: ``user``, ``session`` (the hub
+                                           session's key; dead with it), ``created``
+``ipydoc:login-fails:user:{name}`` string  failed logins of an account name (existing or
+                                           not) in the current ``auth.login_window``; expires
+                                           with it (:mod:`ipydoc.login_limits`)
+``ipydoc:login-fails:addr:{addr}`` string  the same per client address (IPv4, IPv6 ``/64``)
+``ipydoc:login-state:{sha256(st)}`` string  a login at a provider in progress (JSON: provider,
+                                           nonce, PKCE verifier, next, redirect_uri, hash of
+                                           the browser-binding cookie); 10 minutes, taken
+                                           once by the callback (:mod:`ipydoc.auth.login_state`)
+``ipydoc:identity:{p}:{sha256(sub)}`` string  the account name owned by provider ``p``'s subject
+                                           ``sub`` (OIDC ``sub``, GitHub numeric id)
+``ipydoc:user-identity:{name}``    string  JSON ``provider``, ``subject``, ``created`` (the
+                                           account's): the identity that owns the account
+                                           (:mod:`ipydoc.auth.identities`)
 =================================  ======  ===================================================
 
 A personal token is named outside Redis by its ``id``: the first 16 hex digits of its

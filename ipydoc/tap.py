@@ -105,9 +105,14 @@ class IpydocDaemon(MultiService):
         from ipydoc.docker_api import DockerAPI
         from ipydoc.gate import UserGate
         from ipydoc.http_site import make_site
+        from ipydoc.login_limits import LimitSettings
         from ipydoc.redis_service import RedisService
+        from ipydoc.request_rules import RequestLimits
+        from ipydoc.routing import Routing
         from ipydoc.sessions import Sessions
         from ipydoc.spawner import Limits, ServerManager
+        from ipydoc.tls_server import CertificateError, edge_listeners
+        from ipydoc.user_hosts import HostSessions
         from ipydoc.web.app import Hub, HubSettings
 
         cfg, reactor = self.cfg, self.reactor
@@ -128,11 +133,14 @@ class IpydocDaemon(MultiService):
                         cfg.spawn.pids_limit or None, cfg.spawn.start_timeout,
                         concurrency=cfg.spawn.concurrency, max_running=cfg.spawn.max_running,
                         images=tuple(cfg.spawn.images))
-        self.manager = ServerManager(self.backend, self.redis, limits, reactor)
+        routing = Routing(cfg.server.routing, cfg.server.domain.lower(), cfg.server.public_url)
+        self.manager = ServerManager(self.backend, self.redis, limits, reactor, routing=routing)
         self.manager.setServiceParent(self)
 
         sessions = Sessions(self.redis, load_secret(state / "secret"), cfg.auth.session_lifetime)
         self.gate = UserGate(sessions, self.manager, cfg.server.public_url)
+        self.gate.routing = routing
+        self.gate.hosts = HostSessions(self.redis, load_secret(state / "secret"))
         activity = TimerService(5.0, self._flush_activity)
         activity.setName("activity")
         activity.setServiceParent(self)
@@ -153,20 +161,36 @@ class IpydocDaemon(MultiService):
 
         hub = Hub(sessions, self.manager, self.gate, HubSettings(
             image=cfg.spawn.image, stop_on_logout=cfg.auth.stop_on_logout,
-            start_on_login=cfg.auth.start_on_login), stats=self.backend.api.stats)
-        site = make_site(hub.resource(), self.gate, reactor)
+            start_on_login=cfg.auth.start_on_login,
+            login_limits=LimitSettings.from_auth(cfg.auth)), stats=self.backend.api.stats)
+        from ipydoc.auth.routes import configure as configure_login_providers
+        configure_login_providers(hub, cfg, reactor)
+        site = make_site(hub.resource(), self.gate, reactor, limits=RequestLimits(
+            header_timeout=cfg.server.client_header_timeout,
+            body_timeout=cfg.server.client_body_timeout,
+            idle_timeout=cfg.server.client_idle_timeout,
+            send_timeout=cfg.server.client_send_timeout,
+            max_header_size=cfg.server.max_header_size, max_headers=cfg.server.max_headers),
+            connect_timeout=cfg.proxy.backend_connect_timeout,
+            head_timeout=cfg.proxy.backend_response_timeout, access_log=cfg.server.access_log)
         web = WebService(site)
         web.setName("web")
-        for i, spec in enumerate(cfg.server.listen):
+        try:  # TLS certificates are read here: a bad one stops the daemon before it listens
+            listeners, tls_reloader = edge_listeners(cfg.server, site, reactor)
+        except CertificateError as e:
+            raise ConfigError(f"{cfg.path}: {e}") from None
+        if tls_reloader is not None:
+            tls_reloader.setServiceParent(web)
+        for i, (spec, plain, factory) in enumerate(listeners):
             try:
-                endpoint = endpoints.serverFromString(reactor, spec)
+                endpoint = endpoints.serverFromString(reactor, plain)
             except (IndexError, KeyError):  # a systemd: socket that was not passed to us
                 raise ConfigError(
                     f"server.listen: {spec!r} names a socket systemd did not pass to this "
                     "process (LISTEN_FDS, LISTEN_PID and LISTEN_FDNAMES; start ipydoc "
                     "through its .socket unit, or listen on tcp:)"
                 ) from None
-            ListenService(f"web-{i}", endpoint, site, spec).setServiceParent(web)
+            ListenService(f"web-{i}", endpoint, factory, spec).setServiceParent(web)
         web.setServiceParent(self)
 
         sock = cfg.control_socket

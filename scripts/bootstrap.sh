@@ -23,6 +23,8 @@ command -v debootstrap >/dev/null || pkgs+=(debootstrap)
 python3 -c 'import ensurepip' 2>/dev/null || pkgs+=(python3-venv)
 if [ $TEST = 1 ]; then
   command -v chromium >/dev/null || pkgs+=(chromium)
+  command -v node >/dev/null || pkgs+=(nodejs)   # the OIDC provider of the login tests
+  command -v npm >/dev/null || pkgs+=(npm)
   command -v redis-cli >/dev/null || pkgs+=(redis-tools)
   command -v systemd-analyze >/dev/null || pkgs+=(systemd)   # unit checks, socket activation
 fi
@@ -60,6 +62,16 @@ if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e ".$extras" --config-settings editable_mode=compat
   touch "$stamp"
+fi
+
+# -- OIDC provider for the login tests (npm package oidc-provider, pinned by the lock) -------
+if [ $TEST = 1 ]; then
+  want=$(sha256sum tests/oidc/package-lock.json | cut -c1-16)
+  if [ "$(cat tests/oidc/node_modules/.ipydoc-lock 2>/dev/null)" != "$want" ]; then
+    say "installing tests/oidc (npm ci)"
+    (cd tests/oidc && npm ci --no-audit --no-fund --loglevel=error)
+    echo "$want" > tests/oidc/node_modules/.ipydoc-lock
+  fi
 fi
 
 # -- notebook image ---------------------------------------------------------------------------

@@ -167,7 +167,7 @@ async def test_response_passes_with_status_cookies_and_no_hop_headers(proxy):
     url, _ = proxy
     r = await in_thread(requests.get, url + "/user/alice/cookies", timeout=10)
     assert (r.status_code, r.reason) == (201, "Made It")
-    assert r.raw.headers.getlist("Set-Cookie") == [
+    assert r.raw.headers.getlist("Set-Cookie") == [  # Domain cookies dropped: no tossing
         "a=1; Path=/user/alice/",
         "b=2; Path=/user/alice/; HttpOnly",
     ]
@@ -472,3 +472,36 @@ async def test_gate_sees_small_answers_it_asks_for(proxy):
     assert gate.bodies[-1] == (b"/user/alice/download", None)  # over 64 KiB: not kept
     await in_thread(requests.get, url + "/user/alice/echo", timeout=30)
     assert len(gate.bodies) == 3  # only what it asked for
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("mode", ["daemon", "file", "off"])
+async def test_access_log_modes(backend, tmp_path, mode):
+    from twisted.logger import formatEvent, globalLogPublisher
+
+    lines: list[str] = []
+
+    def observe(event):
+        lines.append(formatEvent(event))
+
+    path = tmp_path / "access.log"
+    gate = FakeGate(backend, f"http://127.0.0.1:{closed_port()}")
+    site, port = await _listen(gate, access_log=str(path) if mode == "file" else mode)
+    url = f"http://127.0.0.1:{port.getHost().port}/user/alice/echo?code=one-time-secret&x=1"
+    globalLogPublisher.addObserver(observe)
+    try:
+        r = await in_thread(requests.get, url, timeout=10)
+        assert r.status_code == 200
+        await deferLater(reactor, 0.05)
+    finally:
+        globalLogPublisher.removeObserver(observe)
+        await port.stopListening()
+        await site.proxy.close()
+    logged = [line for line in lines if "/user/alice/echo" in line]
+    if mode == "file":
+        logged = [line for line in path.read_text().splitlines() if "/user/alice/echo" in line]
+    if mode == "off":
+        assert logged == [] and not path.exists()
+    else:
+        assert len(logged) == 1 and "GET /user/alice/echo?code=...&x=1 HTTP/1.1\" 200" in logged[0]
+        assert "one-time-secret" not in logged[0]

@@ -127,6 +127,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_upload(self, q) -> None:
         delay = float(q.get("delay", 0))
+        time.sleep(float(q.get("wait", 0)))  # a server slow to start reading the body
         h = hashlib.sha256()
         n = 0
         with _lock:
@@ -171,6 +172,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/octet-stream")
         self.send_header("Set-Cookie", "a=1; Path=/user/alice/")
         self.send_header("Set-Cookie", "b=2; Path=/user/alice/; HttpOnly")
+        self.send_header("Set-Cookie", "ipydoc-session=planted; Domain=example.org; Path=/")
+        self.send_header("Set-Cookie", "c=3; Path=/;  domain=.example.org")
         self.send_header("Connection", "X-Hop-Secret")
         self.send_header("X-Hop-Secret", "must-not-pass")
         self.send_header("Keep-Alive", "timeout=5")
@@ -232,6 +235,10 @@ class Handler(BaseHTTPRequestHandler):
             if payload == b"close-now":
                 self.connection.shutdown(socket.SHUT_RDWR)
                 return
+            if payload.startswith(b"flood:"):  # N MiB to a client that may not read them
+                for _ in range(int(payload[6:])):
+                    self.ws_send(2, BLOCK)
+                continue
             if opcode == 9:
                 self.ws_send(10, payload)
             elif opcode in (1, 2):

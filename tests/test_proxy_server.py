@@ -1,12 +1,14 @@
 """The real site and proxy in a process of their own, so a test can read its memory.
 
-    python3 tests/test_proxy_server.py BACKEND_URL   # prints the port, then serves
+    python3 tests/test_proxy_server.py BACKEND_URL [LIMITS_JSON]   # prints the port, serves
 
 Every ``/user/...`` request is forwarded to BACKEND_URL (the gate is not under test).
+LIMITS_JSON sets :class:`ipydoc.request_rules.RequestLimits` fields, e.g. '{"header_timeout": 1}'.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -19,6 +21,7 @@ def main() -> None:
 
     from ipydoc.http_site import make_site
     from ipydoc.proxy.gate import Forward
+    from ipydoc.request_rules import RequestLimits
 
     class ForwardAll:
         def claims(self, request) -> bool:
@@ -33,7 +36,9 @@ def main() -> None:
         def saw_response(self, user, method, path, code) -> None:
             pass
 
-    port = reactor.listenTCP(0, make_site(Resource(), ForwardAll(), reactor), interface="127.0.0.1")
+    limits = RequestLimits(**json.loads(sys.argv[2])) if len(sys.argv) > 2 else None
+    site = make_site(Resource(), ForwardAll(), reactor, limits=limits)
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
     print(port.getHost().port, flush=True)
     reactor.run()
 

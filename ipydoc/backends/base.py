@@ -34,6 +34,7 @@ class ServerSpec:
     cpu_limit: float | None = None  # CPUs
     pids_limit: int | None = None
     env: dict[str, str] = field(default_factory=dict)
+    hub_host: str = ""             # the hub's origin when it is on another host (subdomains)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class ServerInfo:
     image: str = ""
     started_at: float | None = None
     token: str | None = None       # recovered from the server's environment, for adoption
+    base_url: str | None = None    # what it was started with, when the backend records it
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ log = Logger()
 
 USER_LABEL = "ipydoc.user"
 MANAGED_LABEL = "ipydoc.managed"
+BASE_URL_LABEL = "ipydoc.base_url"  # which routing mode it was started for (adoption)
 EVENT_ACTIONS = ("start", "die", "destroy")
 
 
@@ -186,7 +187,7 @@ class DockerBackend:
             "Image": spec.image,
             "Cmd": self.command(spec),
             "Env": [f"{k}={v}" for k, v in env.items()],
-            "Labels": self._labels(spec.name),
+            "Labels": {**self._labels(spec.name), BASE_URL_LABEL: spec.base_url},
             "User": f"{self.uid}:{self.gid}",
             "WorkingDir": self.notebook_dir,
             "ExposedPorts": {port_key: {}},
@@ -405,6 +406,7 @@ class DockerBackend:
             image=config.get("Image", ""),
             started_at=parse_docker_time(state.get("StartedAt")),
             token=token,
+            base_url=labels.get(BASE_URL_LABEL),
         )
 
     def _url(self, c: dict) -> str | None:

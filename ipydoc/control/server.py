@@ -23,6 +23,7 @@ from ipydoc import __version__
 from ipydoc.backends.base import BackendError
 from ipydoc.control import commands as c
 from ipydoc.control.tls import peer_name
+from ipydoc.login_limits import clear_account
 from ipydoc.names import InvalidName, validate_name
 from ipydoc.passwords import WeakPassword, check_strength, hash_password_async
 
@@ -182,6 +183,8 @@ class ControlProtocol(amp.AMP):
         if activity is None:
             activity = await self.store.activity()
         item["last_activity"] = activity.get(name)
+        if self.manager.routing.subdomain:  # where people open it (``url`` is the backend's)
+            item["link"] = self.manager.routing.user_url(name, "lab")
         return item
 
     async def _stop_if_running(self, name: str, reason: str) -> bool:
@@ -341,6 +344,7 @@ class ControlProtocol(amp.AMP):
         await self._user(name)
         hashed = await hash_password_async(_password(password))
         await self.store.update_user(name, password=hashed)
+        await clear_account(self.store.redis, name)  # the new password works at once
         revoked = 0 if keep_sessions else await self.store.revoke_sessions(name)
         await self._audit("user-password", name, f"{revoked} sessions revoked")
         return {"result": json.dumps({"name": name, "sessions_revoked": revoked})}

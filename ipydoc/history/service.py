@@ -2,7 +2,8 @@
 
 **What is seen.**  The proxy calls :meth:`History.note` (through ``UserGate.saw_response``)
 when a user's server answers.  Successful (2xx) ``PUT`` (save, upload, new folder),
-``PATCH`` (rename or move), ``DELETE`` on ``/user/NAME/api/contents/PATH`` and ``POST``
+``PATCH`` (rename or move), ``DELETE`` on ``/user/NAME/api/contents/PATH`` (``/api/...``
+on ``NAME.<domain>`` in subdomain mode) and ``POST``
 on ``.../PATH/checkpoints/ID`` (revert to a checkpoint, which rewrites the file) are
 recorded; everything else (reads, checkpoint creation and deletion) is not.
 
@@ -161,10 +162,15 @@ class History(Service):
                 self.kick(name)
 
     # -- seeing saves ----------------------------------------------------------------------
+    def _contents(self, user: str) -> str:
+        """The contents API's path on ``user``'s server (its base URL depends on routing)."""
+        base = self.manager.base_url(user) if self.manager is not None else f"/user/{user}/"
+        return f"{base}api/contents/"
+
     def wants_body(self, user: str, method: bytes, path: bytes, code: int) -> bool:
         """Renames: the proxy hands over the answer, whose model names the new path."""
         return (self.cfg.enabled and method == b"PATCH" and 200 <= code < 300
-                and path.startswith(f"/user/{user}/api/contents/".encode()))
+                and path.startswith(self._contents(user).encode()))
 
     def note(self, user: str, method: bytes, path: bytes, code: int,
              body: bytes | None = None) -> None:
@@ -172,7 +178,7 @@ class History(Service):
         is a rename's answer when the proxy could keep it."""
         if not 200 <= code < 300 or method not in (b"PUT", b"PATCH", b"DELETE", b"POST"):
             return
-        prefix = f"/user/{user}/api/contents/".encode()
+        prefix = self._contents(user).encode()
         if not path.startswith(prefix):
             return
         try:
@@ -311,7 +317,7 @@ class History(Service):
 
     # -- reading from the user's server ----------------------------------------------------
     def _url(self, name: str, route: Any, path: str) -> str:
-        return f"{route.url}/user/{name}/api/contents/{quote(path)}"
+        return f"{route.url}{self._contents(name)}{quote(path)}"
 
     async def _get(self, name: str, route: Any, path: str, **params: str) -> dict[str, Any] | None:
         try:

@@ -8,6 +8,7 @@ that may be refused.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -18,8 +19,11 @@ from ipydoc.proxy.body import BodyStream
 from ipydoc.proxy.gate import Forward, Gate, Reply
 from ipydoc.proxy.headers import is_websocket_upgrade
 from ipydoc.proxy.http import HttpForwarder
-from ipydoc.proxy.replies import error_reply, write_reply
+from ipydoc.proxy.paths import dot_segment
+from ipydoc.proxy.replies import error_reply, remember_server, write_reply
 from ipydoc.proxy.websocket import WebSocketForwarder
+
+NOT_FORWARDED = "This path is not forwarded: it has '.' or '..' segments."
 
 
 class Proxy:
@@ -32,7 +36,7 @@ class Proxy:
         gate: Gate,
         reactor: Any,
         *,
-        pool_size: int = 16,
+        pool_size: int = 32,
         connect_timeout: float = 10.0,
         head_timeout: float = 300.0,
     ) -> None:
@@ -61,6 +65,10 @@ class Proxy:
             body.discard()
             write_reply(request, error_reply(request, 400))
             return
+        if dot_segment(request.path):  # never routed on, whatever the gate would say
+            body.discard()
+            write_reply(request, error_reply(request, 404, NOT_FORWARDED))
+            return
         body.hold(True)
         try:
             decision = await self._gate.decide(request)
@@ -71,12 +79,23 @@ class Proxy:
         if isinstance(decision, Reply):
             body.discard()
             write_reply(request, decision)
-        elif not isinstance(decision, Forward):
+            return
+        if not isinstance(decision, Forward):
             raise TypeError(f"gate.decide returned {type(decision).__name__}")
-        elif is_websocket_upgrade(request) and not body.has_body:
+        remember_server(request, decision.user, lambda: self._start_url(request, decision.user))
+        if is_websocket_upgrade(request) and not body.has_body:
             await self.websocket.forward(request, decision)
         else:
             await self.http.forward(request, decision)
+
+    def _start_url(self, request: IRequest, user: str) -> str:
+        """The hub's start page for ``user``, coming back to this request's URL."""
+        routing = getattr(self._gate, "routing", None)
+        hub = user_origin = ""
+        if routing is not None and getattr(routing, "subdomain", False):
+            hub, user_origin = routing.hub_origin(request), routing.user_origin(user, request)
+        back = user_origin + request.uri.decode("latin-1")
+        return f"{hub}/hub/spawn/{user}?next={quote(back, safe='/')}"
 
     def _crashed(self, failure: Failure, request: IRequest) -> None:
         self._log.failure(

@@ -70,45 +70,72 @@ def strip_hub_cookies(values: Iterable[bytes]) -> bytes | None:
     return b"; ".join(kept) or None
 
 
+def own_host_cookie(set_cookie: bytes) -> bool:
+    """False for a ``Set-Cookie`` from a user's server that names a ``Domain``.
+
+    Host-only cookies stay on the server's own origin.  A ``Domain`` cookie would also go
+    to the hub and to other users' hosts (per-user subdomains): a server could plant a
+    session cookie in another user's browser ("cookie tossing").  Such cookies are
+    dropped rather than rewritten, so nothing is set that the server did not ask for.
+    """
+    lower = set_cookie.lower()
+    if b"domain" not in lower:
+        return True
+    return not any(attr.strip().startswith(b"domain") for attr in lower.split(b";")[1:])
+
+
 def _client_ip(request: IRequest) -> bytes:
     addr = request.getClientAddress()
     return str(getattr(addr, "host", "unix")).encode("ascii", "replace")
 
 
-def backend_request_headers(
-    request: IRequest, token: str, *, websocket: bool = False
-) -> Headers:
-    """The headers to send to a user's server for ``request``.
+#: Request headers the proxy drops and sets itself (besides hop-by-hop ones).
+_REPLACED = frozenset({
+    b"authorization", b"cookie", b"expect", b"content-length",
+    b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-forwarded-port",
+})
 
-    ``Host`` is kept as the browser sent it: jupyter_server checks ``Origin``
-    against it.  For a WebSocket handshake ``Connection: Upgrade`` and the client's
-    ``Upgrade`` value are put back after the hop-by-hop sweep.
+
+def backend_request_lines(
+    request: IRequest, token: str, *, websocket: bool = False
+) -> list[bytes]:
+    """The header lines (``Name: value``) to send to a user's server for ``request``.
+
+    ``Host`` is kept as the browser sent it: jupyter_server checks ``Origin`` against
+    it.  ``Expect`` is gone (a 100-continue is answered by us), and so is
+    ``Content-Length``: framing is the proxy's job.  For a WebSocket handshake
+    ``Connection: Upgrade`` and the client's ``Upgrade`` value are put back after the
+    hop-by-hop sweep.  Built as bytes in one pass: this runs for every request.
     """
     src = request.requestHeaders
-    out = strip_hop_by_hop(src)
-    out.removeHeader(b"authorization")
-    out.removeHeader(b"expect")  # the 100-continue was answered by us already
-    out.removeHeader(b"content-length")  # framing is the client library's job
-    out.removeHeader(b"cookie")
-    cookie = strip_hub_cookies(src.getRawHeaders(b"cookie") or ())
+    raw = dict(src.getAllRawHeaders())  # canonical names: b"Cookie", b"X-Forwarded-For"
+    named = connection_tokens(raw.get(b"Connection", ())) if b"Connection" in raw else ()
+    lines: list[bytes] = []
+    for name, values in raw.items():
+        lower = name.lower()
+        if lower in _REPLACED or lower in HOP_BY_HOP or lower in named \
+                or lower.startswith(b"proxy-"):
+            continue
+        for value in values:
+            lines.append(name + b": " + value)
+    cookie = strip_hub_cookies(raw.get(b"Cookie", ()))
     if cookie is not None:
-        out.setRawHeaders(b"cookie", [cookie])
-    out.setRawHeaders(b"authorization", [b"token " + token.encode("ascii")])
-
-    forwarded_for = b", ".join([*(src.getRawHeaders(b"x-forwarded-for") or ()), _client_ip(request)])
-    out.setRawHeaders(b"x-forwarded-for", [forwarded_for])
-    out.setRawHeaders(b"x-forwarded-proto", [b"https" if request.isSecure() else b"http"])
-    host = src.getRawHeaders(b"host")
+        lines.append(b"Cookie: " + cookie)
+    lines.append(b"Authorization: token " + token.encode("ascii"))
+    lines.append(b"X-Forwarded-For: " + b", ".join([*raw.get(b"X-Forwarded-For", ()),
+                                                     _client_ip(request)]))
+    lines.append(b"X-Forwarded-Proto: https" if request.isSecure()
+                 else b"X-Forwarded-Proto: http")
+    host = raw.get(b"Host")
     if host:
-        out.setRawHeaders(b"x-forwarded-host", [host[0]])
+        lines.append(b"X-Forwarded-Host: " + host[0])
     port = getattr(request.getHost(), "port", None)
     if port is not None:
-        out.setRawHeaders(b"x-forwarded-port", [b"%d" % port])
-
+        lines.append(b"X-Forwarded-Port: %d" % port)
     if websocket:
-        out.setRawHeaders(b"connection", [b"Upgrade"])
-        out.setRawHeaders(b"upgrade", [src.getRawHeaders(b"upgrade", [b"websocket"])[0]])
-    return out
+        lines.append(b"Connection: Upgrade")
+        lines.append(b"Upgrade: " + (raw.get(b"Upgrade") or [b"websocket"])[0])
+    return lines
 
 
 def is_websocket_upgrade(request: IRequest) -> bool:

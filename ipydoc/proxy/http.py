@@ -1,39 +1,40 @@
 """Plain HTTP to a user's server: streamed both ways, over pooled connections.
 
-``twisted.web.client.Agent`` with a persistent ``HTTPConnectionPool`` keeps backend
-connections warm.  The request body is a :class:`~ipydoc.proxy.body.BodyStream`
-(the client is paused when the backend is slow); the response body is pushed to the
-client with the backend connection registered as the client's producer (the backend
-is paused when the client is slow).  When the client leaves, the backend request is
-cancelled or its connection stopped, so nothing keeps running for nobody.
+The hop uses :mod:`ipydoc.proxy.backend` (keep-alive connections per server, a strict
+response parser) rather than ``twisted.web.client.Agent``, which spent more CPU per
+request than everything else in the daemon together.  The request body is a
+:class:`~ipydoc.proxy.body.BodyStream` (the client is paused when the backend is slow);
+the response body is pushed to the client with the backend connection registered as the
+client's producer (the backend is paused when the client is slow).  When the client
+leaves, the backend connection is aborted, so nothing keeps running for nobody.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from twisted.internet import error
-from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.protocol import Protocol
+from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, ResponseDone
-from twisted.web.http import PotentialDataLoss
-from twisted.web.iweb import UNKNOWN_LENGTH, IRequest, IResponse
+from twisted.web.iweb import IRequest
 
-from ipydoc.httppool import quiet_pool
+from ipydoc.proxy.backend import BackendConnection, BackendPool, Exchange, ResponseHead
 from ipydoc.proxy.body import BodyStream
 from ipydoc.proxy.gate import Forward, Gate
-from ipydoc.proxy.headers import backend_request_headers, strip_hop_by_hop
+from ipydoc.proxy.headers import HOP_BY_HOP, backend_request_lines, own_host_cookie
 from ipydoc.proxy.replies import error_reply, write_reply
 from ipydoc.proxy.scrub import Scrubber, is_textual
 
 _TIMEOUTS = (error.TimeoutError, error.TCPTimedOutError)
-_NO_BODY = (204, 304)
-
 
 #: Largest response body the gate may ask to see (a contents-API model, not a file).
 CAPTURE_LIMIT = 64 * 1024
+
+#: Methods whose request may be sent again when a reused connection turns out closed.
+_RETRYABLE = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
+_BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 
 
 class HttpForwarder:
@@ -53,175 +54,246 @@ class HttpForwarder:
         self._reactor = reactor
         self._gate = gate
         self._head_timeout = head_timeout
-        self._pool = quiet_pool(reactor, persistent=True, per_host=pool_size)
-        self._pool.cachedConnectionTimeout = 120
-        self._agent = Agent(reactor, connectTimeout=connect_timeout, pool=self._pool)
+        self._pool = BackendPool(reactor, per_target=pool_size, connect_timeout=connect_timeout)
+        self._addresses: dict[str, tuple[str, int]] = {}
 
     def close(self) -> Deferred[None]:
-        """Close idle backend connections (on shutdown)."""
-        return self._pool.closeCachedConnections()
+        """Close backend connections (on shutdown)."""
+        return self._pool.close()
 
-    async def forward(self, request: IRequest, fwd: Forward) -> None:
+    def _address(self, target: str) -> tuple[str, int]:
+        address = self._addresses.get(target)
+        if address is None:
+            parts = urlsplit(target)
+            if parts.scheme != "http" or not parts.hostname or not parts.port:
+                raise ValueError(f"unsupported server address {target!r}")
+            address = self._addresses[target] = (parts.hostname, parts.port)
+            if len(self._addresses) > 10_000:
+                self._addresses.clear()
+        return address
+
+    def forward(self, request: IRequest, fwd: Forward) -> Deferred[None]:
+        """Relay ``request``; the Deferred fires when the exchange is over (never fails)."""
         body: BodyStream = request.content
-        url = fwd.target.encode("ascii") + request.uri
-        headers = backend_request_headers(request, fwd.token)
         try:
-            pending = self._agent.request(
-                request.method, url, headers, body if body.has_body else None
-            )
-        except ValueError:  # a method or URI the client library refuses to send
+            host, port = self._address(fwd.target)
+            head = request_head(request, fwd.token, body)
+        except ValueError:
             body.discard()
             write_reply(request, error_reply(request, 400))
-            return
+            return succeed(None)
         self._gate.saw_traffic(fwd.user)
-
-        state = _Exchange(pending)
-        request.notifyFinish().addErrback(lambda _: state.abort())
-        body.received.addCallback(
-            lambda _: state.start_timer(self._reactor, self._head_timeout)
-        )
-        try:
-            response: IResponse = await pending
-        except Exception as e:
-            state.stop_timer()
-            if getattr(request, "_disconnected", False):
-                return
-            code = 504 if state.timed_out or _is_timeout(e) else 502
-            if not isinstance(e, (error.ConnectError, CancelledError)) and not _is_timeout(e):
-                self._log.failure("forwarding to {user}'s server", user=fwd.user)
-            self._log.info(
-                "backend {code} for {user} {method} {path}: {why}",
-                code=code, user=fwd.user, method=request.method.decode("latin-1"),
-                path=request.path.decode("latin-1"), why=_why(e),
-            )
-            body.discard()
-            write_reply(request, error_reply(request, code))
-            return
-        state.stop_timer()
-        self._gate.saw_response(fwd.user, request.method, request.path, response.code)
-        wants_body = getattr(self._gate, "wants_body", None)
-        keep = CAPTURE_LIMIT if wants_body and wants_body(
-            fwd.user, request.method, request.path, response.code) else 0
-        body = await self._relay(request, response, state, fwd.token.encode(), keep)
-        if keep:
-            self._gate.saw_body(fwd.user, request.method, request.path, response.code, body)
-
-    async def _relay(self, request: IRequest, response: IResponse, state: _Exchange,
-                     token: bytes, keep: int = 0) -> bytes | None:
-        """Stream the response to the client; with ``keep``, also return its first
-        ``keep`` bytes (None if the body was longer or broke off)."""
-        request.defaultContentType = None  # never invent a Content-Type
-        request.setResponseCode(response.code, response.phrase)
-        out = strip_hop_by_hop(response.headers, _connection_header(response))
-        for name, values in out.getAllRawHeaders():
-            request.responseHeaders.setRawHeaders(name, list(values))
-        scrubber = None
-        if token and is_textual(response.headers.getRawHeaders(b"content-type", [None])[0]):
-            scrubber = Scrubber(token)  # the body may shrink: no Content-Length
-            request.responseHeaders.removeHeader(b"content-length")
-        elif (
-            response.length is not UNKNOWN_LENGTH
-            and request.method != b"HEAD"
-            and response.code not in _NO_BODY
-        ):
-            request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % response.length])
-
-        done: Deferred[None] = Deferred()
-        relay = _Relay(request, done, scrubber, keep)
-        response.deliverBody(relay)
-        state.abort = relay.stop
-        await done
-        reason = relay.reason
-        if getattr(request, "_disconnected", False):
-            return None
-        if reason.check(ResponseDone, PotentialDataLoss):
-            request.end_response()
-            return relay.kept
-        # Headers are out; a short close is the only honest way to say "broken".
-        self._log.info("backend response broke off: {why}", why=_why(reason.value))
-        request.loseConnection()
-        return None
+        relay = _Relay(self, request, fwd, head, body)
+        request.notifyFinish().addErrback(relay.client_gone)
+        body.received.addCallback(relay.start_timer)
+        relay.connect(host, port)
+        return relay.done
 
 
-class _Exchange:
-    """The moving parts of one forwarded request that a client disconnect must stop."""
+class _Relay(Exchange):
+    """One forwarded request: connection, response head, body and the ways it can end."""
 
-    def __init__(self, pending: Deferred[IResponse]) -> None:
-        self.abort = pending.cancel
-        self.timed_out = False
-        self._pending = pending
+    def __init__(self, fwd_: HttpForwarder, request: IRequest, fwd: Forward, head: bytes,
+                 body: BodyStream) -> None:
+        self._forwarder = fwd_
+        self._request = request
+        self._fwd = fwd
+        self._head = head
+        self._body = body
+        self._conn: BackendConnection | None = None
+        self._connecting: Deferred[BackendConnection] | None = None
         self._timer: Any = None
+        self._timed_out = False
+        self._scrubber: Scrubber | None = None
+        self._keep = 0
+        self._kept: bytes | None = None
+        self._code = 0
+        self._registered = False
+        self._retried = False
+        self._finished = False
+        self.done: Deferred[None] = Deferred()
 
-    def start_timer(self, reactor: Any, seconds: float) -> None:
-        """The body is in: the backend now has ``seconds`` to start answering."""
-        if not self._pending.called:
-            self._timer = reactor.callLater(seconds, self._expire)
+    # -- connecting and sending ---------------------------------------------------------
 
-    def stop_timer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
+    def connect(self, host: str, port: int) -> None:
+        d = self._forwarder._pool.get(host, port)
+        self._connecting = d
+        d.addCallbacks(self._send, self._connect_failed, errbackArgs=(host, port))
+
+    def _send(self, conn: BackendConnection) -> None:
+        self._connecting = None
+        if self._finished:  # the client left while we were connecting
+            self._forwarder._pool.release(conn)
+            return
+        self._conn = conn
+        body = self._body if self._body.has_body else None
+        conn.send(self._head, body, self, no_body_expected=self._request.method == b"HEAD")
+
+    def _connect_failed(self, reason: Failure, host: str, port: int) -> None:
+        self._connecting = None
+        if self._finished:
+            return
+        self._error(reason)
+
+    def start_timer(self, _: object = None) -> None:
+        """The body is in: the backend now has ``head_timeout`` to start answering."""
+        if not self._finished and self._code == 0:
+            reactor = self._forwarder._reactor
+            self._timer = reactor.callLater(self._forwarder._head_timeout, self._expire)
+
+    def _stop_timer(self) -> None:
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
 
     def _expire(self) -> None:
-        self.timed_out = True
-        self._pending.cancel()
+        self._timer = None
+        self._timed_out = True
+        if self._connecting is not None:
+            self._connecting.cancel()
+        elif self._conn is not None:
+            self._conn.abort()
 
+    def client_gone(self, _: Failure) -> None:
+        """The client disconnected: drop the backend side too."""
+        if self._finished:
+            return
+        self._stop_timer()
+        if self._connecting is not None:
+            self._connecting.cancel()
+        if self._conn is not None:
+            self._conn.abort()
+        self._end()
 
-class _Relay(Protocol):
-    """Response body to client; the backend transport is the client's producer."""
+    # -- the response -------------------------------------------------------------------
 
-    def __init__(self, request: IRequest, done: Deferred[None],
-                 scrubber: Scrubber | None = None, keep: int = 0) -> None:
-        self._request = request
-        self._done = done
-        self._scrubber = scrubber
-        self._keep = keep
-        #: The body as sent, when ``keep`` > 0 and it fitted; else None.
-        self.kept: bytes | None = b"" if keep else None
-        self._registered = False
-        self.reason: Failure = Failure(ResponseDone())
+    def head_received(self, head: ResponseHead) -> None:
+        self._stop_timer()
+        request, fwd, gate = self._request, self._fwd, self._forwarder._gate
+        self._code = head.code
+        gate.saw_response(fwd.user, request.method, request.path, head.code)
+        wants_body = getattr(gate, "wants_body", None)
+        if wants_body and wants_body(fwd.user, request.method, request.path, head.code):
+            self._keep = CAPTURE_LIMIT
+            self._kept = b""
 
-    def connectionMade(self) -> None:
-        if not getattr(self._request, "_disconnected", False):
-            self._request.registerProducer(self.transport, True)
+        request.defaultContentType = None  # never invent a Content-Type
+        request.setResponseCode(head.code, head.phrase)
+        named = head.connection
+        out = request.responseHeaders
+        content_type = None
+        for name, value in head.headers:
+            lower = name.lower()
+            if lower in HOP_BY_HOP or lower in named or lower.startswith(b"proxy-"):
+                continue
+            if lower == b"content-type":
+                content_type = value
+            elif lower == b"set-cookie" and not own_host_cookie(value):
+                continue
+            out.addRawHeader(name, value)
+        token = fwd.token.encode()
+        if token and is_textual(content_type):
+            self._scrubber = Scrubber(token)  # the body may shrink: no Content-Length
+            out.removeHeader(b"content-length")
+        if self._conn is not None and self._conn.transport is not None:
+            request.registerProducer(self._conn.transport, True)
             self._registered = True
 
-    def dataReceived(self, data: bytes) -> None:
-        if self.kept is not None:
-            self.kept = self.kept + data if len(self.kept) + len(data) <= self._keep else None
+    def body_received(self, data: bytes) -> None:
+        if self._kept is not None:
+            self._kept = self._kept + data if len(self._kept) + len(data) <= self._keep else None
         if self._scrubber is not None:
             data = self._scrubber.feed(data)
-        if data:
+        if data and not self._finished:
             self._request.write(data)
 
-    def connectionLost(self, reason: Failure = Failure(ResponseDone())) -> None:
-        if self._scrubber is not None and not getattr(self._request, "_disconnected", False):
+    def response_done(self) -> None:
+        request = self._request
+        if self._finished:
+            return
+        if self._scrubber is not None:
             rest = self._scrubber.flush()
             if rest:
-                self._request.write(rest)
-        if self._registered and not getattr(self._request, "_disconnected", False):
-            self._request.unregisterProducer()
-        self._registered = False
-        self.reason = reason
-        self._done.callback(None)
+                request.write(rest)
+        self._unregister()
+        request.end_response()
+        kept, code = self._kept, self._code
+        self._end()
+        if self._keep:
+            fwd = self._fwd
+            self._forwarder._gate.saw_body(fwd.user, request.method, request.path, code, kept)
 
-    def stop(self) -> None:
-        """The client left: drop the backend connection (never reused)."""
-        if self.transport is not None:
-            self.transport.stopProducing()
+    def exchange_failed(self, reason: Failure, head_seen: bool) -> None:
+        if self._finished:
+            return
+        self._unregister()
+        conn, self._conn = self._conn, None
+        if not head_seen and not self._timed_out and self._may_retry(conn):
+            self._retried = True
+            host, port = conn.key
+            self.connect(host, port)
+            return
+        if head_seen:
+            # Headers are out; a short close is the only honest way to say "broken".
+            self._forwarder._log.info("backend response broke off: {why}", why=_why(reason.value))
+            self._request.loseConnection()
+            self._end()
+            return
+        self._error(reason)
+
+    def _may_retry(self, conn: BackendConnection | None) -> bool:
+        """A reused connection the server had closed meanwhile: send once more."""
+        return (conn is not None and conn.used > 1 and not self._retried
+                and not self._body.has_body and self._request.method in _RETRYABLE)
+
+    def _error(self, reason: Failure) -> None:
+        self._stop_timer()
+        request, fwd = self._request, self._fwd
+        e = reason.value
+        code = 504 if self._timed_out or _is_timeout(e) else 502
+        if not isinstance(e, (error.ConnectError, error.ConnectionDone, error.ConnectionLost,
+                              CancelledError)) and not _is_timeout(e):
+            self._forwarder._log.info("bad answer from {user}'s server: {why}",
+                                      user=fwd.user, why=_why(e))
+        self._forwarder._log.info(
+            "backend {code} for {user} {method} {path}: {why}",
+            code=code, user=fwd.user, method=request.method.decode("latin-1"),
+            path=request.path.decode("latin-1"), why=_why(e),
+        )
+        self._body.discard()
+        write_reply(request, error_reply(request, code))
+        self._end()
+
+    def _unregister(self) -> None:
+        if self._registered:
+            self._registered = False
+            if not getattr(self._request, "_disconnected", False):
+                self._request.unregisterProducer()
+
+    def _end(self) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._stop_timer()
+        self.done.callback(None)
 
 
-def _connection_header(response: IResponse) -> list[bytes]:
-    """The backend's ``Connection:`` values, which Twisted's parser keeps apart.
-
-    Best effort through private attributes of ``twisted.web._newclient``: used only
-    to drop headers the backend named as hop-by-hop.
-    """
-    try:
-        proto = response._transport._producer.protocol  # type: ignore[attr-defined]
-        proto = getattr(proto, "_wrappedProtocol", proto)
-        return list(proto._parser.connHeaders.getRawHeaders(b"connection") or ())
-    except AttributeError:
-        return []
+def request_head(request: IRequest, token: str, body: BodyStream) -> bytes:
+    """The request line and headers for the user's server, framing included."""
+    method, uri = request.method, request.uri
+    if not uri.startswith(b"/") or any(c in uri for c in b" \r\n\x00"):
+        raise ValueError("bad request target")
+    lines = [b"%s %s HTTP/1.1" % (method, uri), *backend_request_lines(request, token)]
+    if body.has_body:
+        if isinstance(body.length, int):
+            lines.append(b"Content-Length: %d" % body.length)
+        else:
+            lines.append(b"Transfer-Encoding: chunked")
+    elif method in _BODY_METHODS:
+        lines.append(b"Content-Length: 0")
+    lines.append(b"\r\n")
+    return b"\r\n".join(lines)
 
 
 def _is_timeout(e: BaseException) -> bool:
@@ -238,4 +310,5 @@ def _why(e: BaseException) -> str:
         return ", ".join(type(r.value).__name__ for r in reasons if isinstance(r, Failure))
     if isinstance(e, CancelledError):
         return "cancelled"
-    return type(e).__name__
+    text = str(e) if e.__class__.__module__ == "ipydoc.proxy.backend" else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__

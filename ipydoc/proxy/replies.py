@@ -1,12 +1,15 @@
 """Answers the proxy gives itself: the gate's replies and short error pages.
 
 Errors are one sentence, in JSON when the caller is JupyterLab's API client (it shows
-``message``), in plain text otherwise; never a traceback.
+``message``), a small HTML page when a browser navigates (with a way to start the
+server when it is the server that is missing), plain text otherwise; never a traceback.
 """
 
 from __future__ import annotations
 
+import html
 import json
+from collections.abc import Callable
 from typing import Protocol
 
 from twisted.web.iweb import IRequest
@@ -28,6 +31,54 @@ MESSAGES = {
     504: "Your Jupyter server took too long to answer.",
 }
 
+#: Page titles for browsers; 502 is what a stopped or vanished container looks like.
+TITLES = {
+    400: "Bad request",
+    404: "Not found",
+    500: "Something went wrong",
+    502: "Your server is not running",
+    504: "Your server is not answering",
+}
+
+_SERVER_ATTR = "_ipydoc_server"
+
+
+def remember_server(request: IRequest, user: str, start_url: Callable[[], str]) -> None:
+    """Note whose server ``request`` goes to, so an error page can offer to start it
+    (``start_url`` is only worked out if an error page is actually shown)."""
+    setattr(request, _SERVER_ATTR, (user, start_url))
+
+
+def wants_html(request: IRequest) -> bool:
+    """A browser navigating (it asks for HTML), not a script or a WebSocket."""
+    accept = b",".join(request.requestHeaders.getRawHeaders(b"accept") or ()).lower()
+    upgrade = b",".join(request.requestHeaders.getRawHeaders(b"upgrade") or ())
+    return b"text/html" in accept and not upgrade
+
+
+def error_page(code: int, message: str, start_url: str | None, retry: str | None) -> bytes:
+    """A self-contained page (no template, no script) for a proxy error."""
+    title = TITLES.get(code, "Proxy error")
+    actions = []
+    if start_url and code in (502, 504):
+        actions.append(f'<a class="button" id="start" href="{html.escape(start_url)}">'
+                       "Start or check my server</a>")
+    if retry:
+        actions.append(f'<a class="button" id="retry" href="{html.escape(retry)}">Try again</a>')
+    actions.append('<a href="/hub/home">Home</a>')
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)} · ipydoc</title>"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        "<style>body{font:16px/1.5 system-ui,sans-serif;max-width:36em;margin:4em auto;"
+        "padding:0 1em}.button{display:inline-block;padding:.4em 1em;margin-right:.6em;"
+        "border-radius:4px;background:#1a5fb4;color:#fff;text-decoration:none}</style>"
+        f'</head><body><main><h1>{html.escape(title)}</h1>'
+        f'<p id="message">{html.escape(message)}</p>'
+        f'<p class="actions">{"".join(actions)}</p>'
+        f"<p><small>HTTP {code}</small></p></main></body></html>\n"
+    ).encode()
+
 
 def wants_json(request: IRequest) -> bool:
     """JSON for API paths, or when the client prefers JSON over HTML."""
@@ -44,6 +95,12 @@ def error_reply(request: IRequest, code: int, message: str | None = None) -> Rep
     if wants_json(request):
         body = json.dumps({"status": code, "message": text}).encode()
         return Reply(code, body, "application/json")
+    if wants_html(request):
+        _, start = getattr(request, _SERVER_ATTR, (None, None))
+        start_url = start() if start is not None else None
+        retry = request.uri.decode("latin-1") if request.method in (b"GET", b"HEAD") \
+            and code in (502, 504) else None
+        return Reply(code, error_page(code, text, start_url, retry), "text/html; charset=utf-8")
     return Reply(code, text.encode() + b"\n")
 
 

@@ -33,12 +33,15 @@ class Scrubber:
         if self._keep == 0:
             self._tail = b""
             return buf
-        cut = len(buf) - self._keep
-        # Hold back only if the end of ``buf`` could start the secret.
-        for i in range(max(cut, 0), len(buf)):
+        # Hold back only if the end of ``buf`` could start the secret: look only where its
+        # first byte occurs in the last len(secret)-1 bytes (usually nowhere).
+        first = self._secret[:1]
+        i = buf.find(first, max(len(buf) - self._keep, 0))
+        while i >= 0:
             if self._secret.startswith(buf[i:]):
                 self._tail = buf[i:]
                 return buf[:i]
+            i = buf.find(first, i + 1)
         self._tail = b""
         return buf
 

@@ -6,6 +6,10 @@ transport is taken away from twisted.web's ``HTTPChannel`` (the way autobahn's
 ``WebSocketResource`` does it) and the two transports are joined: each is the other's
 streaming producer, so a slow reader on either side pauses the other.  Frames are
 never parsed; whatever one side sends, the other receives.
+
+Latency: both sockets get ``TCP_NODELAY`` and both re-arm ``TCP_QUICKACK`` after every
+read (:func:`~ipydoc.proxy.backend.ack_now` explains the 40 ms this saves per message
+with a stock jupyter_server, which writes its frames with Nagle's algorithm on).
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ from twisted.web.http import _ChunkedTransferDecoder
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 
+from ipydoc.proxy.backend import ack_now, tune_backend_socket
 from ipydoc.proxy.gate import Forward, Gate
-from ipydoc.proxy.headers import backend_request_headers, strip_hop_by_hop
+from ipydoc.proxy.headers import backend_request_lines, strip_hop_by_hop
 from ipydoc.proxy.replies import error_reply, write_reply
 
 MAX_HEAD = 64 * 1024
@@ -126,9 +131,11 @@ class _Backend(Protocol):
         self.closed: Deferred[None] = Deferred()
 
     def connectionMade(self) -> None:
+        tune_backend_socket(self.transport)
         self.transport.write(self._out)
 
     def dataReceived(self, data: bytes) -> None:
+        ack_now(self.transport)
         if self._sink is not None:
             self._sink(data)
             return
@@ -175,6 +182,7 @@ class _ClientEnd(Protocol):
         self._activity = activity
 
     def dataReceived(self, data: bytes) -> None:
+        ack_now(_socket_transport(self.transport))
         self._activity.touch()
         self._backend.write(data)
 
@@ -198,6 +206,7 @@ def _splice(request: IRequest, backend: _Backend, head: _Head, activity: _Activi
     else:
         client.protocol = end
     end.makeConnection(client)
+    tune_backend_socket(_socket_transport(client))  # same latency rules towards the browser
 
     def to_client(data: bytes) -> None:
         activity.touch()
@@ -260,11 +269,16 @@ async def _relay_refusal(request: IRequest, backend: _Backend, head: _Head) -> N
     request.end_response()  # type: ignore[attr-defined]
 
 
+def _socket_transport(transport: Any) -> Any:
+    """The TCP transport under a TLS wrapper (or the transport itself)."""
+    if isinstance(transport, ProtocolWrapper) and transport.transport is not None:
+        return transport.transport
+    return transport
+
+
 def _request_head(request: IRequest, token: str) -> bytes:
-    headers = backend_request_headers(request, token, websocket=True)
-    lines = [b"%s %s HTTP/1.1" % (request.method, request.uri)]
-    for name, values in headers.getAllRawHeaders():
-        lines.extend(name + b": " + v for v in values)
+    lines = [b"%s %s HTTP/1.1" % (request.method, request.uri),
+             *backend_request_lines(request, token, websocket=True)]
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 

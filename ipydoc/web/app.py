@@ -19,7 +19,7 @@ import hmac
 import json
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -36,12 +36,14 @@ from ipydoc import tokens
 from ipydoc.backends.base import BackendError
 from ipydoc.cookies import LOGIN_CSRF_COOKIE, cookie_header
 from ipydoc.gate import UserGate, request_origin
+from ipydoc.login_limits import LimitSettings, LoginLimits, client_group
 from ipydoc.names import InvalidName, normalize_login, validate_name
 from ipydoc.passwords import WeakPassword, check_strength, hash_password, verify_password
 from ipydoc.progress import Step
 from ipydoc.redis_service import UNAVAILABLE
 from ipydoc.sessions import Session, Sessions
 from ipydoc.spawner import ServerManager, StartFailed
+from ipydoc.web import account_pages
 from ipydoc.web.present import FILTERS, SORTS, Row, StatsCache, StatsFn, sort_rows, when
 from ipydoc.web.redirects import safe_next
 
@@ -62,6 +64,7 @@ NOTICES = {  # ?done=… after an action: fixed texts, so a link cannot put word
     "disable": "Disabled {user}: sessions ended, server stopped, files kept.",
     "enable": "Enabled {user}.",
     "revoked": "The token was revoked.",
+    "password": "Your password was changed; your other sessions were logged out.",
 }
 
 
@@ -70,6 +73,7 @@ class HubSettings:
     image: str
     stop_on_logout: bool = True
     start_on_login: bool = True
+    login_limits: LimitSettings = field(default_factory=LimitSettings)
 
 
 def _form(request: IRequest, key: str) -> str:
@@ -90,6 +94,9 @@ def _notice(request: IRequest) -> str:
 class Hub:
     app = Klein()
     log = Logger()
+    # [auth] local and the login providers by id; ipydoc.auth.routes.configure sets them
+    local_login = True
+    login_providers: dict[str, Any] = {}
 
     def __init__(self, sessions: Sessions, manager: ServerManager, gate: UserGate,
                  settings: HubSettings, stats: StatsFn | None = None) -> None:
@@ -105,6 +112,7 @@ class Hub:
                                      autoescape=select_autoescape(default=True))
         self.templates.filters.update(FILTERS)
         self._static = File(str(resources.files("ipydoc.web") / "static"))
+        self.login_limits = LoginLimits(sessions, settings.login_limits)
 
     @property
     def store(self) -> Any:
@@ -245,37 +253,48 @@ class Hub:
             LOGIN_CSRF_COOKIE, token, secure=request.isSecure(), max_age=3600,
             path="/hub/login").encode())
         return self.render(request, "login.html", code, csrf=token, next=nxt, error=error,
-                           username=username, user=None)
+                           username=username, user=None, local=self.local_login,
+                           providers=self.login_providers.values())
 
     @app.route("/login", methods=["POST"])
     async def login(self, request: IRequest) -> bytes:
         nxt = _form(request, "next")
+        if not self.local_login:
+            return self.login_form(request, nxt, "Log in with one of the providers below.",
+                                   code=403)
         cookie = (request.getCookie(LOGIN_CSRF_COOKIE.encode()) or b"").decode("ascii", "replace")
         if not cookie or not self.post_allowed(request, cookie):
             return self.login_form(request, nxt, "Your login form expired; please try again.",
                                    code=403)
         typed = _form(request, "username")
         password = _form(request, "password")
+        group = client_group(request)
         try:
-            name = normalize_login(typed)
+            name: str | None = normalize_login(typed)
         except InvalidName:
-            await verify_password(None, password)
-            return self.login_form(request, nxt, "Wrong user name or password.", typed, 403)
-        user = await self.store.get_user(name)
+            name = None
+        refusal = await self.login_limits.check(name, group)  # paused: argon2 is not run
+        if refusal is not None:
+            return account_pages.login_limited(self, request, nxt, typed, name, group, refusal)
+        user = await self.store.get_user(name) if name else None
         ok = await verify_password(user.password_hash if user else None, password)
-        if not ok or user is None:
-            self.log.info("login refused for {name}: wrong name or password", name=name)
-            await self.store.add_event("login-refused", name, "wrong name or password")
-            return self.login_form(request, nxt, "Wrong user name or password.", typed, 403)
+        if not ok or user is None or name is None:
+            return await account_pages.login_failed(self, request, nxt, typed, name, group)
         if user.disabled:
             return self.login_form(request, nxt, "This account is disabled.", typed, 403)
+        await self.login_limits.succeeded(name)
         previous = await self.sessions.from_request(request)
         if previous is not None:  # a new login replaces the session this browser had
             await self.store.delete_session(previous.id)
         await self.sessions.create(request, name)
         await self.store.add_event("login", name, "password")
         self.log.info("{name} logged in", name=name)
-        target = safe_next(nxt, f"/user/{name}/lab")
+        return await self.after_login(request, name, nxt)
+
+    async def after_login(self, request: IRequest, name: str, nxt: str) -> bytes:
+        """Where a fresh login goes (any provider): ``next`` if it is the user's own or
+        the hub's, else JupyterLab, through the spawn page when the server must start."""
+        target = self.gate.routing.user_target(name, nxt, request)
         server = await self.store.get_server(name)
         if server and server.state == "running" and name in self.manager.routes:
             return self.redirect(request, target)
@@ -283,7 +302,7 @@ class Hub:
             self._start_in_background(name)
         if target.startswith("/hub/"):
             return self.redirect(request, target)  # e.g. /hub/admin: no need to wait
-        return self.redirect(request, f"/hub/spawn/{name}?next={quote(target, safe='/')}")
+        return self.redirect(request, f"/hub/spawn/{name}?next={quote(target, safe='/:')}")
 
     def _start_in_background(self, name: str, image: str | None = None) -> None:
         d = defer.Deferred.fromCoroutine(self.manager.start(name, image))
@@ -333,7 +352,7 @@ class Hub:
                               else self.settings.image)},
             last_activity=await self.store.last_activity(name),
             limits={"mem": limits.mem_limit, "cpu": limits.cpu_limit, "pids": limits.pids_limit},
-            notice=_notice(request))
+            notice=_notice(request), lab_url=self.gate.routing.user_url(name, "lab", request))
 
     # -- spawn ---------------------------------------------------------------------------
     @app.route("/spawn/<name>", methods=["GET"])
@@ -341,7 +360,7 @@ class Hub:
         session = await self.owner_session(request, name)
         if not isinstance(session, Session):
             return session
-        nxt = safe_next(_form(request, "next"), f"/user/{name}/lab")
+        nxt = self.gate.routing.user_target(name, _form(request, "next"), request)
         server = await self.store.get_server(name)
         state = self._state(name, server)
         if state == "running":
@@ -365,7 +384,7 @@ class Hub:
             return session
         if not self.post_allowed(request, session.csrf):
             return self.expired_form(request, session)
-        nxt = safe_next(_form(request, "next"), f"/user/{name}/lab")
+        nxt = self.gate.routing.user_target(name, _form(request, "next"), request)
         image = _form(request, "image") or None
         if image is not None and image not in self.manager.limits.allowed_images:
             return self.error(request, 400, "Not offered",
@@ -402,7 +421,10 @@ class Hub:
         def send(step: Step) -> None:
             if done.called:
                 return
-            request.write(f"data: {json.dumps(step.as_dict())}\n\n".encode())
+            shown = step.as_dict()
+            if shown.get("url"):  # the manager's path is inside the server; browsers need this
+                shown["url"] = self.gate.routing.user_url(name, "lab", request)
+            request.write(f"data: {json.dumps(shown)}\n\n".encode())
             if step.final:
                 done.callback(None)
 
@@ -411,7 +433,8 @@ class Hub:
             server = await self.store.get_server(name)
             state = self._state(name, server)
             if state == "running":
-                send(Step("ready", "Your server is ready", 100, url=f"/user/{name}/lab"))
+                send(Step("ready", "Your server is ready", 100,
+                          url=self.gate.routing.user_url(name, "lab", request)))
             elif state == "failed" and progress and progress.last and progress.last.failed:
                 send(progress.last)  # with its error_kind (e.g. "limit")
             elif state == "failed":
@@ -434,7 +457,9 @@ class Hub:
             is_admin=await self.is_admin(session.user),
             tokens=await self.store.list_tokens(session.user), created=created,
             created_info=created_info, error=error, note=note, choices=tokens.EXPIRY_CHOICES,
-            notice=_notice(request), now=time.time(), origin=request_origin(request))
+            notice=_notice(request), now=time.time(), origin=request_origin(request),
+            server_url=(request_origin(request) if not self.gate.routing.subdomain else "")
+            + self.gate.routing.user_url(session.user, "", request))
 
     @app.route("/token", methods=["GET"])
     async def token_list(self, request: IRequest) -> bytes:
@@ -647,9 +672,13 @@ class Hub:
 
 
 def _install_history_pages() -> None:
-    from ipydoc.web import history_pages
+    from ipydoc.web import handoff_page, history_pages
 
     history_pages.install(Hub)
+    from ipydoc.auth import routes as login_provider_routes
+    login_provider_routes.install(Hub)
+    handoff_page.install(Hub)
+    account_pages.install(Hub)
 
 
 _install_history_pages()

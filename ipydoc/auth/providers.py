@@ -1,0 +1,107 @@
+"""What every login provider offers the hub, and the registry built from ``[auth]``.
+
+A provider turns a login into an :class:`Identity` or raises :class:`Refused` with a
+reason in plain words for the person (shown on the login page) and a detail for the log
+(never a token, code or secret).  HTTP goes through treq with a timeout and a size cap:
+a slow or huge answer from a provider is a refusal, not a hung login.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import treq
+from twisted.internet import defer
+
+TIMEOUT = 15.0
+MAX_BODY = 1 << 20
+
+
+class Refused(Exception):
+    """The login is refused: ``reason`` is for the person, ``detail`` for the log."""
+
+    def __init__(self, reason: str, detail: str = "", name: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail or reason
+        self.name = name
+
+
+@dataclass(frozen=True)
+class Identity:
+    provider: str
+    subject: str  # the provider's stable id of the person
+    name: str  # the validated ipydoc name derived from it
+    admin: bool | None  # None: the provider has no admin rule, leave the flag alone
+    detail: str = ""  # for the event log, e.g. the GitHub login
+
+
+class Provider(Protocol):
+    id: str
+    display_name: str
+
+    async def authorize_url(self, redirect_uri: str, state: str, nonce: str,
+                            challenge: str) -> str: ...
+
+    async def complete(self, code: str, redirect_uri: str, nonce: str,
+                       verifier: str) -> Identity: ...
+
+
+@dataclass
+class Reply:
+    code: int
+    body: bytes
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+class HTTP:
+    """Small JSON-over-HTTPS helper for the providers (one place for timeouts/caps)."""
+
+    def __init__(self, reactor: Any, agent: Any = None) -> None:
+        self.reactor = reactor
+        self.client = treq.client.HTTPClient(agent) if agent is not None else treq
+
+    async def request(self, method: str, url: str, **kw: Any) -> Reply:
+        headers = {"Accept": "application/json", "User-Agent": "ipydoc",
+                   **kw.pop("headers", {})}
+        d = self.client.request(method, url, headers=headers, timeout=TIMEOUT,
+                                reactor=self.reactor, **kw)
+        response = await d
+        body = await defer.Deferred.fromCoroutine(_read_capped(response))
+        return Reply(response.code, body)
+
+
+async def _read_capped(response: Any) -> bytes:
+    length = response.length if isinstance(response.length, int) else None
+    if length is not None and length > MAX_BODY:
+        raise ValueError("answer too large")
+    body = await treq.content(response)
+    if len(body) > MAX_BODY:
+        raise ValueError("answer too large")
+    return body
+
+
+def build(auth: Any, reactor: Any) -> dict[str, Provider]:
+    """The configured providers by id, in the order the login page shows them."""
+    from ipydoc.auth.github import GithubProvider
+    from ipydoc.auth.oidc import OidcProvider
+    from ipydoc.auth.settings import read_secret
+
+    http = HTTP(reactor)
+    providers: dict[str, Provider] = {}
+    if auth.github is not None:
+        g = auth.github
+        providers["github"] = GithubProvider(
+            g, read_secret("auth.github", g.client_secret, g.client_secret_file), http)
+    for pid, o in auth.oidc.items():
+        providers[pid] = OidcProvider(
+            pid, o, read_secret(f"auth.oidc.{pid}", o.client_secret, o.client_secret_file),
+            http, reactor.seconds)
+    return providers

@@ -1,0 +1,141 @@
+"""The hub's routes for login providers: ``/hub/oauth/<id>/start`` sends the browser to
+the provider, ``/hub/oauth/<id>/callback`` is where it comes back (register this URL with
+the provider: ``{server.public_url}/hub/oauth/<id>/callback``).
+
+Installed into :class:`ipydoc.web.app.Hub` like the history pages.  The callback checks,
+in order: the login state exists, is unused and belongs to this browser
+(:mod:`.login_state`); the provider's answer (:mod:`.oidc`, :mod:`.github`); the identity
+owns the name or the name is free (:mod:`.identities`); the account is not disabled.
+Each refusal shows the login page with the reason and logs a detail without secrets.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+
+from ipydoc.auth import login_state
+from ipydoc.auth.identities import Identities, NameTaken
+from ipydoc.auth.providers import Refused, build
+from ipydoc.cookies import cookie_header
+from ipydoc.gate import request_origin
+from ipydoc.web.redirects import safe_next
+
+log = Logger()
+EXPIRED = "This login has expired or was started in another browser; please log in again."
+_ERROR_CODE = re.compile(r"[a-z_]{1,40}")
+
+
+def configure(hub: Any, cfg: Any, reactor: Any) -> None:
+    """Give the hub the configured providers (called by the daemon at start)."""
+    hub.login_providers = build(cfg.auth, reactor)
+    hub.local_login = cfg.auth.local
+    hub.oauth_base_url = cfg.server.public_url.rstrip("/")
+
+
+def _arg(request: IRequest, key: str) -> str:
+    values = request.args.get(key.encode()) or [b""]
+    return values[0].decode("utf-8", errors="replace")
+
+
+def _binding_cookie(request: IRequest, value: str, max_age: int) -> None:
+    request.responseHeaders.addRawHeader(b"Set-Cookie", cookie_header(
+        login_state.BINDING_COOKIE, value, secure=request.isSecure(), max_age=max_age,
+        path=login_state.COOKIE_PATH).encode())
+
+
+async def _refuse(hub: Any, request: IRequest, provider: str, nxt: str, refusal: Refused,
+                  code: int = 403) -> bytes:
+    log.info("login via {provider} refused: {detail}", provider=provider,
+             detail=refusal.detail)
+    await hub.store.add_event("login-refused", refusal.name, f"{provider}: {refusal.detail}")
+    return hub.login_form(request, nxt, refusal.reason, code=code)
+
+
+async def oauth_start(self: Any, request: IRequest, provider_id: str) -> bytes:
+    provider = self.login_providers.get(provider_id)
+    if provider is None:
+        return self.error(request, 404, "Not found", "There is no such login provider.")
+    nxt = safe_next(_arg(request, "next"), "")
+    base = getattr(self, "oauth_base_url", "") or request_origin(request)
+    redirect_uri = f"{base}/hub/oauth/{provider_id}/callback"
+    state, cookie, record = login_state.new_login(provider_id, nxt, redirect_uri)
+    try:
+        url = await provider.authorize_url(redirect_uri, state, record.nonce, record.challenge)
+    except Refused as e:
+        return await _refuse(self, request, provider_id, nxt, e, 502)
+    await login_state.save(self.store.redis, state, record)
+    _binding_cookie(request, cookie, login_state.TTL_SECONDS)
+    return self.redirect(request, url, 302)
+
+
+async def oauth_callback(self: Any, request: IRequest, provider_id: str) -> bytes:
+    provider = self.login_providers.get(provider_id)
+    if provider is None:
+        return self.error(request, 404, "Not found", "There is no such login provider.")
+    record = await login_state.take(self.store.redis, _arg(request, "state"))
+    cookie = (request.getCookie(login_state.BINDING_COOKIE.encode()) or b"").decode(
+        "ascii", "replace")
+    _binding_cookie(request, "", 0)
+    if record is None or record.provider != provider_id:
+        return await _refuse(self, request, provider_id, "",
+                             Refused(EXPIRED, "unknown, expired or already used state"))
+    if not login_state.bound_to(record, cookie):
+        return await _refuse(self, request, provider_id, "",
+                             Refused(EXPIRED, "state not started by this browser"))
+    nxt = record.next
+    error = _arg(request, "error")
+    if error:
+        error = error if _ERROR_CODE.fullmatch(error) else "unknown"
+        reason = (f"You did not allow the login at {provider.display_name}."
+                  if error == "access_denied" else
+                  f"{provider.display_name} refused the login ({error}).")
+        return await _refuse(self, request, provider_id, nxt,
+                             Refused(reason, f"provider answered error {error}"))
+    code = _arg(request, "code")
+    if not code:
+        return await _refuse(self, request, provider_id, nxt,
+                             Refused(EXPIRED, "callback without code"))
+    try:
+        identity = await provider.complete(code, record.redirect_uri, record.nonce,
+                                           record.verifier)
+    except Refused as e:
+        return await _refuse(self, request, provider_id, nxt, e)
+    try:
+        resolved = await Identities(self.store).resolve(identity.provider, identity.subject,
+                                                        identity.name, bool(identity.admin))
+    except NameTaken as e:
+        return await _refuse(self, request, provider_id, nxt, Refused(
+            f"The user name {e} already belongs to another account on this site, so your "
+            f"{provider.display_name} account cannot use it; ask an administrator.",
+            f"{identity.detail}: name {e} belongs to a local account or another identity",
+            str(e)))
+    name = resolved.name
+    user = await self.store.get_user(name)
+    if user is None or user.disabled:
+        return await _refuse(self, request, provider_id, nxt, Refused(
+            "This account is disabled.", f"{identity.detail}: account {name} is disabled",
+            name))
+    if identity.admin is not None and user.admin != identity.admin:
+        await self.store.update_user(name, admin=identity.admin)
+        await self.store.add_event("user-admin", name, f"{'granted' if identity.admin else 'revoked'}"
+                                                       f" by {provider_id} at login")
+    if resolved.created:
+        await self.store.add_event("user-add", name, f"first login via {provider_id}")
+    previous = await self.sessions.from_request(request)
+    if previous is not None:  # a new login replaces the session this browser had
+        await self.store.delete_session(previous.id)
+    await self.sessions.create(request, name)
+    await self.store.add_event("login", name, f"{provider_id} ({identity.detail})")
+    log.info("{name} logged in via {provider}", name=name, provider=provider_id)
+    return await self.after_login(request, name, nxt)
+
+
+def install(hub_class: Any) -> None:
+    """Add the provider routes to the hub's Klein app."""
+    app = hub_class.app
+    app.route("/oauth/<provider_id>/start", methods=["GET"])(oauth_start)
+    app.route("/oauth/<provider_id>/callback", methods=["GET"])(oauth_callback)

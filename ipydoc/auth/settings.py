@@ -1,0 +1,127 @@
+"""The configuration tables of the login providers: ``[auth.github]`` and
+``[auth.oidc.<id>]``.  :mod:`ipydoc.config` parses them with the same strictness as every
+other table (unknown key → error naming it); :func:`validate` checks what types cannot.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+PROVIDER_ID = re.compile(r"[a-z][a-z0-9-]{0,30}")
+DEFAULT_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
+                      "ES512", "EdDSA"]
+
+
+@dataclass
+class GithubAuth:
+    client_id: str = ""
+    client_secret: str = ""
+    client_secret_file: str = ""
+    url: str = "https://github.com"
+    api_url: str = "https://api.github.com"
+    orgs: list[str] = field(default_factory=list)
+    teams: list[str] = field(default_factory=list)
+    users: list[str] = field(default_factory=list)
+    admin_users: list[str] = field(default_factory=list)
+    admin_teams: list[str] = field(default_factory=list)
+    display_name: str = "GitHub"
+
+
+@dataclass
+class OidcAuth:
+    issuer: str = ""
+    client_id: str = ""
+    client_secret: str = ""
+    client_secret_file: str = ""
+    scopes: list[str] = field(default_factory=lambda: ["openid", "email", "profile"])
+    username_claim: str = "preferred_username"
+    allow: dict[str, list[str]] = field(default_factory=dict)
+    allow_all: bool = False
+    require_email_verified: bool = True
+    admin_claim: str = ""
+    admin_values: list[str] = field(default_factory=list)
+    algorithms: list[str] = field(default_factory=lambda: list(DEFAULT_ALGORITHMS))
+    leeway: float = 30.0
+    jwks_refetch_interval: float = 30.0
+    display_name: str = ""
+
+
+def _error(message: str) -> Exception:
+    from ipydoc.config import ConfigError
+
+    return ConfigError(message)
+
+
+def _url(key: str, value: str) -> None:
+    """https, or http on loopback only (a test provider): tokens never cross a network
+    in clear."""
+    u = urlsplit(value)
+    loopback = (u.hostname or "") in ("localhost", "127.0.0.1", "::1")
+    if not u.netloc or not (u.scheme == "https" or (u.scheme == "http" and loopback)):
+        raise _error(f"{key} must be an https:// URL (http:// only on localhost), "
+                     f"not {value!r}")
+
+
+def read_secret(key: str, secret: str, secret_file: str) -> str:
+    """The client secret from the table or its file (one of them, not both)."""
+    if secret and secret_file:
+        raise _error(f"{key}.client_secret and client_secret_file: set only one")
+    if secret_file:
+        try:
+            secret = Path(secret_file).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise _error(f"{key}.client_secret_file: cannot read {secret_file}: "
+                         f"{e.strerror}") from None
+    if not secret:
+        raise _error(f"{key}.client_secret (or client_secret_file) must be set")
+    return secret
+
+
+def _team(key: str, value: str) -> None:
+    org, _, slug = value.partition("/")
+    if not org or not slug or "/" in slug:
+        raise _error(f"{key} entries are \"org/team-slug\", not {value!r}")
+
+
+def validate(auth: Any) -> None:
+    """Check ``[auth]``'s provider tables; raise ConfigError naming the key."""
+    if auth.github is not None:
+        g, k = auth.github, "auth.github"
+        if not g.client_id:
+            raise _error(f"{k}.client_id must be set")
+        read_secret(k, g.client_secret, g.client_secret_file)
+        _url(f"{k}.url", g.url)
+        _url(f"{k}.api_url", g.api_url)
+        if not (g.orgs or g.teams or g.users):
+            raise _error(f"{k}: set orgs, teams or users: who may log in")
+        for t in g.teams:
+            _team(f"{k}.teams", t)
+        for t in g.admin_teams:
+            _team(f"{k}.admin_teams", t)
+    for pid, o in auth.oidc.items():
+        k = f"auth.oidc.{pid}"
+        if not PROVIDER_ID.fullmatch(pid) or pid == "github":
+            raise _error(f"[{k}]: a provider id is lower-case letters, digits and hyphens "
+                         "(and not 'github')")
+        for key in ("issuer", "client_id", "username_claim"):
+            if not getattr(o, key):
+                raise _error(f"{k}.{key} must be set")
+        _url(f"{k}.issuer", o.issuer)
+        read_secret(k, o.client_secret, o.client_secret_file)
+        if "openid" not in o.scopes:
+            raise _error(f"{k}.scopes must contain \"openid\"")
+        if not o.allow and not o.allow_all:
+            raise _error(f"{k}: set allow (e.g. allow.groups = [\"lab\"]) or, to let in "
+                         "everyone with an account at the provider, allow_all = true")
+        if o.admin_values and not o.admin_claim:
+            raise _error(f"{k}.admin_claim must be set when admin_values is")
+        if not o.algorithms or any(a.lower() == "none" or a.startswith("HS")
+                                   for a in o.algorithms):
+            raise _error(f"{k}.algorithms must list asymmetric JWS algorithms "
+                         "(never none or HS*)")
+        if o.leeway < 0 or o.jwks_refetch_interval < 0:
+            raise _error(f"{k}.leeway and jwks_refetch_interval must be 0 or more (seconds)")

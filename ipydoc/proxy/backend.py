@@ -1,0 +1,511 @@
+"""A lean HTTP/1.1 client for the one hop the proxy makes: to a user's Jupyter server.
+
+``twisted.web.client.Agent`` is general (any URL, redirects, TLS, a request object, a
+response object, several Deferreds per request) and it cost more CPU per proxied request
+than twisted.web's own server side and the parsing of the request together.  This client
+does only what the hop needs: keep-alive connections per backend address, a request head
+written in one ``write``, the body streamed from a
+:class:`~ipydoc.proxy.body.BodyStream`, and a strict response parser that hands the head
+and then body bytes to an :class:`Exchange` through plain method calls.
+
+Strict, because a user's container is not trusted: a response whose framing is
+ambiguous (two different ``Content-Length`` values, a malformed chunk, an obsolete
+folded header line) fails the exchange and the connection is closed rather than reused,
+so a server cannot make its answer bleed into the next request on the connection.
+
+Latency: every backend socket gets ``TCP_NODELAY`` (a request head is one small write
+and must not wait for an ACK).  Plain request/response traffic needs no more; the
+WebSocket splice also re-arms ``TCP_QUICKACK`` after every read, see :func:`ack_now`.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet import error
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.python.failure import Failure
+
+from ipydoc.proxy.body import BodyStream
+
+#: Largest response head (status line and headers) a backend may send.
+MAX_HEAD = 64 * 1024
+#: Largest chunk-size line (with extensions) or trailer section.
+MAX_CHUNK_LINE = 4096
+MAX_TRAILERS = 16 * 1024
+
+_TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+#: Deleting these from a header name must leave nothing (RFC 9110 token characters).
+_TOKEN_CHARS = (b"!#$%&'*+-.^_`|~0123456789"
+                b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_HEX = b"0123456789abcdefABCDEF"
+
+
+class BadResponse(Exception):
+    """The backend's answer cannot be framed safely."""
+
+
+@dataclass(slots=True)
+class ResponseHead:
+    code: int
+    phrase: bytes
+    #: In arrival order, names as sent; hop-by-hop ones included (the caller filters).
+    headers: list[tuple[bytes, bytes]]
+    #: Whether the connection may carry another request after this response.
+    keep_alive: bool
+    #: Lower-cased tokens of ``Connection:`` (headers named there are hop-by-hop too).
+    connection: frozenset[bytes] = frozenset()
+
+
+class Exchange:
+    """What a connection reports about one request; the forwarder subclasses it."""
+
+    def head_received(self, head: ResponseHead) -> None:
+        """The status and headers are in; body bytes (if any) follow."""
+
+    def body_received(self, data: bytes) -> None:
+        """A piece of the (de-chunked) response body."""
+
+    def response_done(self) -> None:
+        """The whole response is in."""
+
+    def exchange_failed(self, reason: Failure, head_seen: bool) -> None:
+        """Connection lost, bad framing or aborted; nothing else will be called."""
+
+
+def ack_now(transport: Any) -> None:
+    """Re-arm ``TCP_QUICKACK`` on a backend socket: acknowledge at once, never later.
+
+    A stock jupyter_server writes WebSocket frames (and some responses) as several small
+    ``send``s with Nagle's algorithm on: the second frame stays in the server's kernel
+    until the first one is acknowledged.  With delayed ACKs the receiver waits up to
+    40 ms before acknowledging, so each kernel round trip (``status``, ``execute_input``,
+    ``execute_reply``, ...) stalled for ~40 ms.  We are that receiver.  Linux leaves
+    quick-ACK mode again on its own after a while, so it is set again after every read;
+    one ``setsockopt`` per read is far cheaper than a 40 ms stall.
+    """
+    if _TCP_QUICKACK is None:
+        return
+    try:
+        transport.socket.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+    except (AttributeError, OSError):
+        pass
+
+
+def tune_backend_socket(transport: Any) -> None:
+    """``TCP_NODELAY`` and quick ACKs on a fresh backend connection."""
+    try:
+        transport.setTcpNoDelay(True)
+    except (AttributeError, OSError):
+        pass
+    ack_now(transport)
+
+
+# Parser states.
+_IDLE, _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _UNTIL_CLOSE = range(8)
+
+
+class BackendConnection(Protocol):
+    """One keep-alive connection to a backend; one exchange at a time."""
+
+    def __init__(self, pool: BackendPool, key: tuple[str, int]) -> None:
+        self._pool = pool
+        self.key = key
+        self._state = _IDLE
+        self._buf = b""
+        self._remaining = 0
+        self._trailer_bytes = 0
+        self._exchange: Exchange | None = None
+        self._head: ResponseHead | None = None
+        self._no_body = False
+        self._body: BodyStream | None = None
+        self._body_chunked = False
+        self._body_sent = True
+        self._aborted = False
+        self.used = 0
+        self.idle_since = 0.0
+
+    # -- the request ------------------------------------------------------------------
+
+    def send(self, head: bytes, body: BodyStream | None, exchange: Exchange, *,
+             no_body_expected: bool) -> None:
+        """Write ``head`` and stream ``body``; the answer goes to ``exchange``."""
+        self.used += 1
+        self._exchange = exchange
+        self._head = None
+        self._no_body = no_body_expected
+        self._state = _HEAD
+        self._buf = b""
+        transport = self.transport
+        transport.write(head)
+        if body is None:
+            self._body_sent = True
+            return
+        self._body = body
+        self._body_sent = False
+        self._body_chunked = body.length is None or not isinstance(body.length, int)
+        transport.registerProducer(body, True)
+        body.startProducing(self).addCallbacks(self._body_done, self._body_failed)
+
+    def write(self, data: bytes) -> None:
+        """IConsumer for the BodyStream: frame and send a piece of the request body."""
+        if not data or self.transport is None:
+            return
+        if self._body_chunked:
+            self.transport.writeSequence([b"%x\r\n" % len(data), data, b"\r\n"])
+        else:
+            self.transport.write(data)
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:  # IConsumer
+        pass
+
+    def unregisterProducer(self) -> None:  # IConsumer
+        pass
+
+    def _body_done(self, _: object) -> None:
+        if self._body is None:
+            return
+        if self._body_chunked and self.transport is not None:
+            self.transport.write(b"0\r\n\r\n")
+        self._release_body()
+        self._body_sent = True
+        if self._state == _IDLE and self._exchange is None:
+            self._pool.release(self)  # the response had already finished
+
+    def _body_failed(self, reason: Failure) -> None:
+        """The client broke off its upload: the backend must not see a short body."""
+        self._release_body()
+        self.abort()
+
+    def _release_body(self) -> None:
+        if self._body is not None and self.transport is not None:
+            self.transport.unregisterProducer()
+        self._body = None
+
+    def abort(self) -> None:
+        """Drop the connection now (client gone, timeout): never reused."""
+        self._aborted = True
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    # -- the response -----------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        tune_backend_socket(self.transport)
+        self._pool.connected(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._aborted:
+            return
+        if self._state == _IDLE:
+            self.abort()  # bytes nobody asked for: this connection cannot be trusted
+            return
+        if self._state == _LENGTH and not self._buf:  # the common case, no copying
+            self._body_bytes(data)
+            return
+        self._buf += data
+        try:
+            self._parse()
+        except BadResponse as e:
+            self._fail(Failure(e))
+            self.abort()
+
+    def _parse(self) -> None:
+        while self._buf and self._exchange is not None and not self._aborted:
+            state = self._state
+            if state == _HEAD:
+                end = self._buf.find(b"\r\n\r\n")
+                if end < 0:
+                    if len(self._buf) > MAX_HEAD:
+                        raise BadResponse("response head too large")
+                    return
+                raw, self._buf = self._buf[:end], self._buf[end + 4:]
+                self._got_head(raw)
+            elif state == _LENGTH:
+                data, self._buf = self._buf, b""
+                self._body_bytes(data)
+            elif state == _UNTIL_CLOSE:
+                data, self._buf = self._buf, b""
+                self._exchange.body_received(data)
+            elif state == _CHUNK_SIZE:
+                end = self._buf.find(b"\r\n")
+                if end < 0:
+                    if len(self._buf) > MAX_CHUNK_LINE:
+                        raise BadResponse("chunk-size line too long")
+                    return
+                line, self._buf = self._buf[:end], self._buf[end + 2:]
+                size = _chunk_size(line)
+                if size == 0:
+                    self._state = _TRAILER
+                else:
+                    self._remaining = size
+                    self._state = _CHUNK_DATA
+            elif state == _CHUNK_DATA:
+                n = self._remaining
+                data, self._buf = self._buf[:n], self._buf[n:]
+                self._remaining -= len(data)
+                if self._remaining == 0:
+                    self._state = _CHUNK_END
+                self._exchange.body_received(data)
+            elif state == _CHUNK_END:
+                if len(self._buf) < 2:
+                    return
+                if self._buf[:2] != b"\r\n":
+                    raise BadResponse("chunk not followed by CRLF")
+                self._buf = self._buf[2:]
+                self._state = _CHUNK_SIZE
+            elif state == _TRAILER:
+                end = self._buf.find(b"\r\n")
+                if end < 0:
+                    if len(self._buf) > MAX_TRAILERS:
+                        raise BadResponse("trailers too large")
+                    return
+                line, self._buf = self._buf[:end], self._buf[end + 2:]
+                self._trailer_bytes += end + 2
+                if self._trailer_bytes > MAX_TRAILERS:
+                    raise BadResponse("trailers too large")
+                if not line:
+                    self._complete()
+            else:  # _IDLE with bytes left over: more than the framing said
+                raise BadResponse("bytes after the end of the response")
+
+    def _got_head(self, raw: bytes) -> None:
+        head, framing, length = _parse_head(raw, self._no_body)
+        if 100 <= head.code < 200:
+            if head.code == 101:
+                raise BadResponse("unexpected protocol switch")
+            return  # 100 Continue / 103 Early Hints: informational, wait for the real one
+        self._head = head
+        self._state = framing
+        self._remaining = length
+        self._exchange.head_received(head)
+        if framing == _LENGTH and length == 0:
+            self._complete()
+
+    def _body_bytes(self, data: bytes) -> None:
+        n = self._remaining
+        if len(data) > n:
+            data, self._buf = data[:n], data[n:]
+        self._remaining -= len(data)
+        if data:
+            self._exchange.body_received(data)
+        if self._remaining == 0 and self._exchange is not None:
+            self._complete()
+
+    def _complete(self) -> None:
+        exchange, self._exchange = self._exchange, None
+        self._state = _IDLE
+        reusable = self._head is not None and self._head.keep_alive
+        if self._buf:
+            reusable = False  # the backend sent more than it framed
+        if exchange is not None:
+            exchange.response_done()
+        if not reusable:
+            self.transport.loseConnection()
+        elif self._body_sent:
+            self._pool.release(self)
+        # else: released once the rest of the request body has gone out (_body_done)
+
+    def _fail(self, reason: Failure) -> None:
+        exchange, self._exchange = self._exchange, None
+        self._state = _IDLE
+        if exchange is not None:
+            exchange.exchange_failed(reason, self._head is not None)
+
+    def connectionLost(self, reason: Failure = Failure(error.ConnectionDone())) -> None:
+        self._pool.lost(self)
+        if self._body is not None:
+            self._body.stopProducing()
+            self._body = None
+        if self._state == _UNTIL_CLOSE and self._exchange is not None:
+            self._complete_on_close()
+        else:
+            self._fail(reason)
+
+    def _complete_on_close(self) -> None:
+        exchange, self._exchange = self._exchange, None
+        self._state = _IDLE
+        exchange.response_done()
+
+
+def _chunk_size(line: bytes) -> int:
+    size = line.split(b";", 1)[0].rstrip(b" \t")
+    if not size or len(size) > 16 or size.translate(None, _HEX):
+        raise BadResponse("bad chunk size")
+    return int(size, 16)
+
+
+def _parse_head(raw: bytes, no_body: bool) -> tuple[ResponseHead, int, int]:
+    """Status line and headers; the body framing (state) and length."""
+    lines = raw.split(b"\r\n")
+    status = lines[0]
+    if not status.startswith(b"HTTP/1.") or len(status) < 12 or status[12:13] not in (b"", b" "):
+        raise BadResponse("bad status line")
+    version, code_text, phrase = status[5:8], status[9:12], status[13:]
+    if not code_text.isdigit():
+        raise BadResponse("bad status code")
+    code = int(code_text)
+    headers: list[tuple[bytes, bytes]] = []
+    lengths: set[bytes] = set()
+    codings: list[bytes] = []
+    connection: list[bytes] = []
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not name or name.translate(None, _TOKEN_CHARS):
+            raise BadResponse("bad header line")  # also obs-fold and "Name :" forms
+        value = value.strip(b" \t")
+        if b"\r" in value or b"\n" in value or b"\x00" in value:
+            raise BadResponse("bad header value")
+        lower = name.lower()
+        if lower == b"content-length":
+            lengths.update(v.strip() for v in value.split(b","))
+        elif lower == b"transfer-encoding":
+            codings.extend(c.strip().lower() for c in value.split(b",") if c.strip())
+        elif lower == b"connection":
+            connection.extend(c.strip().lower() for c in value.split(b","))
+        headers.append((name, value))
+
+    keep_alive = b"close" not in connection and (version == b"1.1" or b"keep-alive" in connection)
+    head = ResponseHead(code, phrase, headers, keep_alive, frozenset(connection))
+    if no_body or code in (204, 304) or 100 <= code < 200:
+        return head, _LENGTH, 0
+    if codings:
+        if codings[-1] != b"chunked":
+            head.keep_alive = False
+            return head, _UNTIL_CLOSE, 0
+        if codings.count(b"chunked") != 1:
+            raise BadResponse("chunked applied twice")
+        return head, _CHUNK_SIZE, 0
+    if lengths:
+        if len(lengths) != 1:
+            raise BadResponse("conflicting Content-Length")
+        (text,) = lengths
+        if not text.isdigit() or len(text) > 18:
+            raise BadResponse("bad Content-Length")
+        return head, _LENGTH, int(text)
+    head.keep_alive = False
+    return head, _UNTIL_CLOSE, 0
+
+
+class _Connector(ClientFactory):
+    """One connection attempt, reported through a Deferred."""
+
+    noisy = False
+
+    def __init__(self, pool: BackendPool, key: tuple[str, int], d: Deferred[BackendConnection]):
+        self._pool, self._key, self._d = pool, key, d
+
+    def buildProtocol(self, addr: Any) -> BackendConnection:
+        conn = BackendConnection(self._pool, self._key)
+        conn.factory = self
+        return conn
+
+    def clientConnectionFailed(self, connector: Any, reason: Failure) -> None:
+        if not self._d.called:
+            self._d.errback(reason)
+
+    def connected(self, conn: BackendConnection) -> None:
+        if not self._d.called:
+            self._d.callback(conn)
+
+
+class BackendPool:
+    """Idle keep-alive connections per backend address, newest first."""
+
+    def __init__(self, reactor: Any, *, per_target: int, connect_timeout: float,
+                 idle_timeout: float = 120.0) -> None:
+        self._reactor = reactor
+        self._per_target = per_target
+        self._connect_timeout = connect_timeout
+        self._idle_timeout = idle_timeout
+        self._idle: dict[tuple[str, int], deque[BackendConnection]] = {}
+        self._active: set[BackendConnection] = set()
+        self._sweeper: Any = None
+
+    def get(self, host: str, port: int) -> Deferred[BackendConnection]:
+        """An idle connection to ``host:port`` if there is one, else a new one."""
+        key = (host, port)
+        idle = self._idle.get(key)
+        while idle:
+            conn = idle.pop()
+            if conn.transport is not None and conn.transport.connected:
+                self._active.add(conn)
+                d: Deferred[BackendConnection] = Deferred()
+                d.callback(conn)
+                return d
+        return self._connect(key)
+
+    def _connect(self, key: tuple[str, int]) -> Deferred[BackendConnection]:
+        connector: Any = None
+
+        def cancel(d: Deferred[BackendConnection]) -> None:
+            if connector is not None:
+                connector.disconnect()
+
+        d: Deferred[BackendConnection] = Deferred(cancel)
+        factory = _Connector(self, key, d)
+        connector = self._reactor.connectTCP(key[0], key[1], factory,
+                                             timeout=self._connect_timeout)
+        return d
+
+    def connected(self, conn: BackendConnection) -> None:
+        self._active.add(conn)
+        factory = getattr(conn, "factory", None)
+        if isinstance(factory, _Connector):
+            factory.connected(conn)
+
+    def release(self, conn: BackendConnection) -> None:
+        """The exchange is over and the connection clean: keep it for the next one."""
+        self._active.discard(conn)
+        transport = conn.transport
+        if transport is None or not transport.connected:
+            return
+        transport.resumeProducing()  # a slow client may have left it paused
+        idle = self._idle.setdefault(conn.key, deque())
+        if len(idle) >= self._per_target:
+            transport.loseConnection()
+            return
+        conn.idle_since = self._reactor.seconds()
+        idle.append(conn)
+        if self._sweeper is None:
+            self._sweeper = self._reactor.callLater(self._idle_timeout / 4, self._sweep)
+
+    def lost(self, conn: BackendConnection) -> None:
+        self._active.discard(conn)
+        idle = self._idle.get(conn.key)
+        if idle is not None:
+            try:
+                idle.remove(conn)
+            except ValueError:
+                pass
+            if not idle:
+                del self._idle[conn.key]
+
+    def _sweep(self) -> None:
+        """Close connections idle for longer than ``idle_timeout`` (a backend restarts)."""
+        self._sweeper = None
+        limit = self._reactor.seconds() - self._idle_timeout
+        for idle in list(self._idle.values()):
+            for conn in [c for c in idle if c.idle_since < limit]:
+                conn.transport.loseConnection()
+        if self._idle:
+            self._sweeper = self._reactor.callLater(self._idle_timeout / 4, self._sweep)
+
+    def close(self) -> Deferred[None]:
+        """Close idle connections, abort active ones (shutdown)."""
+        if self._sweeper is not None and self._sweeper.active():
+            self._sweeper.cancel()
+        self._sweeper = None
+        for idle in list(self._idle.values()):
+            for conn in list(idle):
+                conn.transport.loseConnection()
+        for conn in list(self._active):
+            conn.abort()
+        d: Deferred[None] = Deferred()
+        d.callback(None)
+        return d
+

@@ -1,0 +1,337 @@
+"""A strict HTTP/1.1 front end: what a request must look like, and how fast it must come.
+
+Every byte a browser sends reaches a user's server through this parser, so any
+disagreement between it and the server about where one request ends is a request
+smuggled past the gate.  twisted.web's ``HTTPChannel`` already refuses most ambiguous
+framing (checked against Twisted 26.10: ``Content-Length`` with ``Transfer-Encoding``,
+a repeated or non-numeric ``Content-Length``, unknown codings, bad chunk sizes, NUL/CR/LF
+in values, a space before a header's colon, HTTP/0.9 and 2.0 request lines);
+:class:`StrictChannel` adds what it lets through:
+
+* obsolete line folding (a header line starting with SP/HT) → 400;
+* ``Transfer-Encoding`` on HTTP/1.0, ``chunked`` not last (or alone ``identity``) → 400;
+  a coding before ``chunked`` that we do not implement (``gzip, chunked``) → 501;
+* a ``Content-Length`` or chunk size too large for 63 bits, a chunk-size line ended by a
+  bare LF → 400;
+* HTTP/1.1 without exactly one ``Host``, and a request target that is not a path
+  (absolute-form, authority-form; only ``OPTIONS *`` is kept) → 400;
+* a request head over ``max_header_size`` bytes or ``max_headers`` lines → 431.
+
+Each refusal is answered (unless a response is already under way) and the connection
+is closed, so nothing the client sent after it can be read as another request.
+
+Timeouts (all configurable, see ``[server]`` in etc/ipydoc.toml):
+
+* ``header_timeout``: a request head must be complete this long after its first byte
+  (or after the connection opened), however steadily it trickles in (slowloris) → 408;
+* ``body_timeout``: the longest silence while we are *reading* a request body; time
+  the proxy holds the client back (gate deciding, backend slow to read) does not count;
+* ``idle_timeout``: a keep-alive connection with no request under way is closed;
+* ``send_timeout``: a client that leaves its response unread (our send buffer full and
+  not draining) this long is disconnected, which also aborts the backend request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.error import ConnectionLost
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel, _ChunkedTransferDecoder, _GenericHTTPChannelProtocol
+
+#: Largest number that fits the 63 bits every HTTP implementation can count to.
+MAX_LENGTH_DIGITS = 18   # decimal digits of a Content-Length (< 10**18 < 2**63)
+MAX_CHUNK_DIGITS = 15    # hex digits of a chunk size (< 16**15 = 2**60)
+
+REASONS = {
+    400: b"Bad Request", 408: b"Request Timeout",
+    431: b"Request Header Fields Too Large", 501: b"Not Implemented",
+}
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """Sizes and timeouts for client connections (``[server]`` in the configuration)."""
+
+    header_timeout: float = 30.0
+    body_timeout: float = 60.0
+    idle_timeout: float = 120.0
+    send_timeout: float = 120.0
+    max_header_size: int = 16384
+    max_headers: int = 100
+
+
+class StrictChunkedDecoder(_ChunkedTransferDecoder):
+    """Twisted's chunked decoder, without huge sizes or bare-LF size lines."""
+
+    def _dataReceived_CHUNK_LENGTH(self) -> bool:
+        eol = self._buffer.find(b"\r\n")
+        line = self._buffer if eol < 0 else self._buffer[:eol]
+        if b"\n" in line:
+            raise _malformed("chunk-size line ended by a bare LF")
+        size = line.split(b";", 1)[0]
+        if len(size.lstrip(b"0")) > MAX_CHUNK_DIGITS:
+            raise _malformed("chunk size too large")
+        return super()._dataReceived_CHUNK_LENGTH()
+
+
+def _malformed(why: str) -> Exception:
+    from twisted.web.http import _MalformedChunkedDataError
+
+    return _MalformedChunkedDataError(why)
+
+
+class StrictChannel(HTTPChannel):
+    """``HTTPChannel`` with the stricter parsing and the timeouts described above."""
+
+    _log = Logger()
+    _head_timer: Any = None
+    _body_timer: Any = None
+    _send_timer: Any = None
+    _idle_saved: float | None = None
+    _in_body = False
+    _reading_paused = False
+    _refused = False
+
+    def __init__(self, limits: RequestLimits) -> None:
+        super().__init__()
+        self.limits = limits
+        self.maxHeaders = limits.max_headers
+        self.totalHeadersSize = limits.max_header_size
+        self.MAX_LENGTH = limits.max_header_size
+        self.reader = _Reader(self)
+
+    # -- connection and timers --------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self._start_head_timer()
+
+    def connectionLost(self, reason: Any) -> None:
+        for name in ("_head_timer", "_body_timer", "_send_timer"):
+            self._cancel(name)
+        super().connectionLost(reason)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self.line_mode and not self._handlingRequest:
+            self._start_head_timer()
+        elif self._in_body:
+            self._arm_body_timer()
+        super().dataReceived(data)
+
+    def pauseProducing(self) -> None:
+        """Our send buffer is full: the client has this long to start reading again."""
+        super().pauseProducing()
+        if self._send_timer is None:
+            self._send_timer = self.callLater(self.limits.send_timeout, self._send_stalled)
+
+    def resumeProducing(self) -> None:
+        self._cancel("_send_timer")
+        super().resumeProducing()
+
+    def _start_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.callLater(self.limits.header_timeout, self._head_too_slow)
+
+    def _arm_body_timer(self) -> None:
+        if not self._in_body or self._reading_paused:
+            self._cancel("_body_timer")
+        elif self._body_timer is not None and self._body_timer.active():
+            self._body_timer.reset(self.limits.body_timeout)  # cheaper than a new call
+        else:
+            self._body_timer = self.callLater(self.limits.body_timeout, self._body_too_slow)
+
+    def _cancel(self, name: str) -> None:
+        call = getattr(self, name)
+        setattr(self, name, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if self.transport is not None:
+            self._log.info("request head not complete in {s}s from {peer}: closing",
+                           s=self.limits.header_timeout, peer=_peer(self))
+            self.refuse(408, "The request head took too long to arrive.")
+
+    def _body_too_slow(self) -> None:
+        self._body_timer = None
+        if self.transport is not None:
+            self._log.info("request body stalled for {s}s from {peer}: closing",
+                           s=self.limits.body_timeout, peer=_peer(self))
+            self.refuse(408, "The request body stopped arriving.")
+
+    def _send_stalled(self) -> None:
+        self._send_timer = None
+        if self.transport is not None:
+            self._log.info("client {peer} read nothing for {s}s: disconnecting",
+                           peer=_peer(self), s=self.limits.send_timeout)
+            self.transport.abortConnection()
+
+    # -- parsing ----------------------------------------------------------------------
+
+    def lineReceived(self, line: bytes) -> None:
+        if self._refused:
+            return
+        first = getattr(self, "_HTTPChannel__first_line", 1)
+        if not first and line[:1] in (b" ", b"\t"):
+            self.refuse(400, "Folded header lines (obs-fold) are not accepted.")
+            return
+        if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
+            self.refuse(431, "The request head is too large.")
+            return
+        super().lineReceived(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.refuse(431, "A request header line is too long.")
+
+    def headerReceived(self, line: bytes) -> bool:
+        if self._refused:
+            return False
+        if self._receivedHeaderCount >= self.maxHeaders:
+            self.refuse(431, "The request has too many header lines.")
+            return False
+        return super().headerReceived(line)
+
+    def _maybeChooseTransferDecoder(self, header: bytes, data: bytes) -> bool:
+        if header == b"Content-Length" and len(data.lstrip(b"0")) > MAX_LENGTH_DIGITS:
+            self.refuse(400, "Content-Length is too large.")
+            self.length = None
+            return False
+        if header == b"Transfer-Encoding":
+            codings = [c.strip().lower() for c in data.split(b",")]
+            if self._version != b"HTTP/1.1":
+                self.refuse(400, "Transfer-Encoding needs HTTP/1.1.")
+            elif codings[-1] != b"chunked":
+                self.refuse(400, "Transfer-Encoding must end with chunked.")
+            elif len(codings) > 1:
+                self.refuse(501, "Only the chunked transfer coding is implemented.")
+            if self._refused:
+                self.length = None
+                return False
+        ok = super()._maybeChooseTransferDecoder(header, data)
+        decoder = self._transferDecoder
+        if ok and type(decoder) is _ChunkedTransferDecoder:
+            self._transferDecoder = StrictChunkedDecoder(
+                decoder.dataCallback, decoder.finishCallback)
+        return ok
+
+    def allHeadersReceived(self) -> None:
+        self._cancel("_head_timer")
+        why = self._head_problem()
+        if why:
+            self.refuse(400, why)
+            return
+        if self.length != 0:
+            # Reading a body: the body timer replaces the idle timer until it is in.
+            self._in_body = True
+            self._idle_saved = self.setTimeout(None)
+            self._arm_body_timer()
+        super().allHeadersReceived()
+
+    def allContentReceived(self) -> None:
+        if self._refused:
+            return
+        self._end_body()
+        super().allContentReceived()
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if not self._refused:
+            super().rawDataReceived(data)
+
+    def _end_body(self) -> None:
+        self._cancel("_body_timer")
+        self._in_body = False
+        self._reading_paused = False
+        if self._idle_saved is not None:
+            self.setTimeout(self._idle_saved)
+            self._idle_saved = None
+
+    def _head_problem(self) -> str:
+        request = self.requests[-1]
+        target = self._path
+        if not target.startswith(b"/") and not (target == b"*" and self._command == b"OPTIONS"):
+            return "The request target must be a path (origin-form)."
+        hosts = request.requestHeaders.getRawHeaders(b"host") or []
+        if self._version == b"HTTP/1.1" and len(hosts) != 1:
+            return "An HTTP/1.1 request needs exactly one Host header."
+        if len(hosts) > 1:
+            return "More than one Host header."
+        return ""
+
+    # -- refusing -----------------------------------------------------------------------
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        self.refuse(400, "The request is malformed.")
+
+    def refuse(self, code: int, message: str) -> None:
+        """Answer ``code`` (unless a response has started) and close the connection."""
+        if self._refused or self.transport is None:
+            return
+        self._refused = True
+        self._cancel("_head_timer")
+        self._end_body()
+        self.persistent = False
+        request = self.requests[-1] if self.requests else None
+        if request is None or not (request.startedWriting or request.finished):
+            body = message.encode() + b"\n"
+            self.transport.write(
+                b"HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\nCache-Control: no-store\r\n"
+                b"\r\n%s" % (code, REASONS.get(code, b"Error"), len(body), body))
+        # else a response is under way: closing early is the only way left to say no.
+        self.loseConnection()
+        # A request the proxy is already forwarding must stop now (backend aborted,
+        # nothing more written), not when the last byte has left.
+        pending, self.requests = self.requests, []
+        for r in pending:
+            r.connectionLost(Failure(ConnectionLost(f"request refused: {message}")))
+
+
+class _Reader:
+    """The client transport as the proxy's request-body stream pauses it.
+
+    Time spent paused on purpose (backpressure) is not a slow client: the body timer
+    stops while paused and starts again on resume.
+    """
+
+    def __init__(self, channel: StrictChannel) -> None:
+        self._channel = channel
+
+    def pauseProducing(self) -> None:
+        ch = self._channel
+        ch._reading_paused = True
+        ch._cancel("_body_timer")
+        if ch.transport is not None:
+            ch.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        ch = self._channel
+        ch._reading_paused = False
+        ch._arm_body_timer()
+        if ch.transport is not None:
+            ch.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        if self._channel.transport is not None:
+            self._channel.transport.stopProducing()
+
+
+def _peer(channel: HTTPChannel) -> str:
+    try:
+        return str(channel.transport.getPeer())
+    except Exception:  # noqa: BLE001 - only for a log line
+        return "?"
+
+
+def channel_factory(limits: RequestLimits) -> Any:
+    """A ``Site.protocol`` replacement: strict channels in twisted.web's usual wrapper."""
+
+    def build() -> _GenericHTTPChannelProtocol:
+        return _GenericHTTPChannelProtocol(StrictChannel(limits))
+
+    return build

@@ -1,0 +1,140 @@
+"""Subdomain mode: how a login on the hub becomes a credential for ``NAME.<domain>``.
+
+The hub's session cookie is host-only on the bare domain, so browsers never send it to a
+user's host (whose pages run that user's code).  Each user host gets its own host-only
+cookie, ``ipydoc-user``, through a handoff:
+
+1. ``NAME.<domain>/anything`` without a valid ``ipydoc-user`` → redirect to
+   ``<domain>/hub/handoff?to=NAME&next=/anything``;
+2. the hub checks its session belongs to NAME and stores a random **handoff token**
+   (30 s, single use, bound to NAME and that hub session; Redis keeps only its hash) and
+   redirects to ``NAME.<domain>/_ipydoc/handoff?token=...&next=/anything``;
+3. that endpoint takes the token out of Redis atomically (GET+DEL in one MULTI) — a
+   replay, a late use or the token shown at another user's host is refused — creates a
+   **host session** bound to the hub session, sets its cookie and redirects to ``next``
+   (a path on the same host).
+
+A host session is valid only while its hub session lives (logout, ``user disable``,
+``session revoke``, expiry all end it: it is checked on every lookup, with the same few
+seconds of cache as hub sessions, emptied whenever the store ends sessions) and only
+for its user's host.  The ``/_ipydoc/`` path prefix on user hosts belongs to ipydoc.
+
+Redis keys (see :mod:`ipydoc.store`): ``ipydoc:handoff:{sha256(token)}`` (string
+``"NAME SESSIONKEY"``, 30 s) and ``ipydoc:host-session:{sha256(id)}`` (hash ``user``,
+``session``, ``created``; expires with the hub session).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from typing import Any
+
+from twisted.web.iweb import IRequest
+
+from ipydoc.cookies import Signer, cookie_header, new_id
+from ipydoc.sessions import Session
+from ipydoc.store import P, Store, session_key
+
+USER_COOKIE = "ipydoc-user"
+HANDOFF_SECONDS = 30
+HANDOFF_PATH = b"/_ipydoc/handoff"
+CACHE_SECONDS = 5.0
+CACHE_MAX = 10_000
+
+
+def handoff_key(token: str) -> str:
+    return f"{P}handoff:{hashlib.sha256(token.encode()).hexdigest()}"
+
+
+def host_session_key(host_session_id: str) -> str:
+    return f"{P}host-session:{hashlib.sha256(host_session_id.encode()).hexdigest()}"
+
+
+class HostSessions:
+    """Handoff tokens and the per-user-host sessions they turn into."""
+
+    def __init__(self, store_source: Any, secret: bytes) -> None:
+        self._store_source = store_source
+        self.signer = Signer(secret, "user-host")
+        self._cache: dict[str, tuple[str, float]] = {}
+        self._generation = 0
+        self._watched: Store | None = None
+
+    @property
+    def store(self) -> Store:
+        store = self._store_source.store
+        if store is not self._watched:
+            store.on_sessions_ended(self._forget_all)
+            self._watched = store
+        return store
+
+    def _forget_all(self) -> None:
+        self._cache.clear()
+        self._generation += 1
+
+    # -- the hub's side ------------------------------------------------------------------
+    async def issue(self, session: Session) -> str:
+        """A fresh one-time token handing ``session``'s user to their own host."""
+        token = secrets.token_urlsafe(32)
+        await self.store.redis.set(handoff_key(token), f"{session.user} {session_key(session.id)}",
+                                   expire=HANDOFF_SECONDS)
+        return token
+
+    # -- the user host's side ------------------------------------------------------------
+    async def redeem(self, token: str, host_user: str) -> tuple[str, int] | None:
+        """Consume ``token`` (whatever happens next) at ``host_user``'s host; the new host
+        session's signed cookie value and lifetime (the hub session's remaining seconds),
+        or None if the token is unknown, used, expired, someone else's, or its hub
+        session has ended."""
+        if not token or len(token) > 100:
+            return None
+        redis = self.store.redis
+        t = await redis.multi()
+        t.get(handoff_key(token))
+        t.delete(handoff_key(token))
+        value = (await t.commit())[0]
+        if not value:
+            return None
+        user, _, hub_key = str(value).partition(" ")
+        if user != host_user or not hub_key:
+            return None
+        if await redis.hget(hub_key, "user") != user:
+            return None
+        ttl = await redis.ttl(hub_key)
+        if ttl is None or ttl <= 0:
+            return None
+        host_id = new_id()
+        key = host_session_key(host_id)
+        t = await redis.multi()
+        t.hmset(key, {"user": user, "session": hub_key, "created": repr(time.time())})
+        t.expire(key, ttl)
+        await t.commit()
+        return self.signer.sign(host_id), ttl
+
+    async def user_of(self, request: IRequest) -> str | None:
+        """The user whose host session the request's ``ipydoc-user`` cookie names, if
+        it and its hub session are alive."""
+        host_id = self.signer.unsign(request.getCookie(USER_COOKIE.encode()))
+        if host_id is None:
+            return None
+        now = time.monotonic()
+        hit = self._cache.get(host_id)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        generation = self._generation
+        redis = self.store.redis
+        user, hub_key = await redis.hmget(host_session_key(host_id), ["user", "session"])
+        if not user or not hub_key or await redis.hget(hub_key, "user") != user:
+            self._cache.pop(host_id, None)
+            return None
+        if generation == self._generation:
+            if len(self._cache) >= CACHE_MAX:
+                self._cache.clear()
+            self._cache[host_id] = (user, now + CACHE_SECONDS)
+        return user
+
+    @staticmethod
+    def cookie(value: str, *, secure: bool, max_age: int | None) -> str:
+        return cookie_header(USER_COOKIE, value, secure=secure, max_age=max_age)
