@@ -199,6 +199,7 @@ def main() -> None:
     ap.add_argument("--pyspy", type=float, default=0, help="seconds of py-spy record of the daemon (0: none)")
     ap.add_argument("--pyspy-conns", type=int, default=50)
     ap.add_argument("--pyspy-rate", type=int, default=200, help="py-spy samples per second")
+    ap.add_argument("--access-log", default="", help='server.access_log for the daemon ("off": as nginx here)')
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
 
@@ -210,7 +211,8 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="ipydoc-proxybench-"))
     spawn.TWISTD = srv + spawn.TWISTD  # the daemon, and its redis-server, on CPU 1
-    d = spawn.Daemon(a.image, root, "cpu_limit = 0")
+    d = spawn.Daemon(a.image, root, "cpu_limit = 0",
+                     f'access_log = "{a.access_log}"' if a.access_log else "")
     procs: list[subprocess.Popen] = []
     nginx_root = root / "nginx"
     result: dict = {"tool": "ipydoc-proxy", "date": stamp, "tag": a.tag, "image": a.image,

@@ -119,9 +119,10 @@ def mem_unit(v: str) -> float:
 
 
 class Daemon:
-    def __init__(self, image: str, root: Path, spawn_extra: str = "") -> None:
+    def __init__(self, image: str, root: Path, spawn_extra: str = "", server_extra: str = "") -> None:
         self.image = image
         self.spawn_extra = spawn_extra
+        self.server_extra = server_extra
         self.root = root
         self.port = free_port()
         self.instance = "bench" + secrets.token_hex(3)
@@ -135,6 +136,7 @@ class Daemon:
 [server]
 listen = ["tcp:{self.port}:interface=127.0.0.1"]
 state_dir = "{self.root / 'state'}"
+{self.server_extra}
 [spawn]
 image = "{self.image}"
 start_timeout = 120.0

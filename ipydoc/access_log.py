@@ -8,9 +8,10 @@ to the log (the request line and the Referer).  Their values are replaced by ``â
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
-from twisted.web.http import combinedLogFormatter
+from twisted.logger import Logger
 
 SECRET_PARAMS = re.compile(
     rb"([?&](?:code|state|token|access_token|id_token|_csrf)=)[^&#\s]*", re.IGNORECASE)
@@ -20,20 +21,89 @@ def scrub_uri(uri: bytes) -> bytes:
     return SECRET_PARAMS.sub(rb"\1...", uri)
 
 
-class _Scrubbed:
-    """The request as the formatter sees it, with its URI scrubbed."""
+#: Anything that is not printable ASCII, and the quote and backslash, gets escaped.
+_UNSAFE = re.compile(r'[^\x20-\x7e]|["\\]')
 
-    def __init__(self, request: Any) -> None:
-        self._request = request
-        self.uri = scrub_uri(request.uri)
 
-    def getHeader(self, name: bytes) -> bytes | None:  # noqa: N802 - IRequest's name
-        value = self._request.getHeader(name)
-        return scrub_uri(value) if value and name.lower() == b"referer" else value
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._request, name)
+def _escape(value: bytes) -> str:
+    """As twisted.web's ``_escape``: a value can never break out of its quotes or line."""
+    text = value.decode("latin-1")
+    if _UNSAFE.search(text) is None:
+        return text
+    return _UNSAFE.sub(lambda m: "\\x%02x" % ord(m.group()), text)
 
 
 def log_formatter(timestamp: str, request: Any) -> str:
-    return combinedLogFormatter(timestamp, _Scrubbed(request))
+    """The combined log format (as twisted.web's ``combinedLogFormatter``), URIs masked.
+
+    Written out rather than wrapping twisted's formatter: it runs for every request and
+    this is a third of the calls."""
+    headers = request.requestHeaders
+    referer = headers.getRawHeaders(b"referer")
+    agent = headers.getRawHeaders(b"user-agent")
+    host = getattr(request.getClientAddress(), "host", None) or "-"
+    return '"%s" - - %s "%s %s %s" %d %s "%s" "%s"' % (
+        _escape(host.encode("latin-1", "replace")), timestamp, _escape(request.method),
+        _escape(scrub_uri(request.uri)), _escape(request.clientproto), request.code,
+        request.sentLength or "-",
+        _escape(scrub_uri(referer[0])) if referer else "-",
+        _escape(agent[0]) if agent else "-")
+
+
+class BatchedLog:
+    """The access log's file: lines are collected and written every ``interval`` seconds.
+
+    Each line carries its own timestamp, so nothing is lost by writing them together, and
+    the cost per request drops to a list append: an event through the daemon's logging
+    (observers, filters, a timestamp and system prefix formatted per event) or a write
+    syscall per line was about a tenth of the proxy's CPU for a small request.
+    ``close`` (at shutdown) writes what is left.
+    """
+
+    def __init__(self, reactor: Any, sink: Callable[[str], None], interval: float = 0.5,
+                 on_close: Callable[[], None] | None = None) -> None:
+        self._reactor = reactor
+        self._sink = sink
+        self._interval = interval
+        self._on_close = on_close
+        self._lines: list[str] = []
+        self._call: Any = None
+
+    def write(self, line: str) -> None:
+        self._lines.append(line)
+        if self._call is None:
+            self._call = self._reactor.callLater(self._interval, self.flush)
+
+    def flush(self) -> None:
+        self._call = None
+        lines, self._lines = self._lines, []
+        if lines:
+            self._sink("".join(lines))
+
+    def close(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self.flush()
+        if self._on_close is not None:
+            self._on_close()
+
+
+_access = Logger(namespace="ipydoc.access")
+
+
+def to_daemon_log(text: str) -> None:
+    """Lines (each ending in a newline) as one event in the daemon's log."""
+    _access.info("{lines}", lines=text.rstrip("\n"))
+
+
+def open_batched(reactor: Any, path: str | None) -> BatchedLog:
+    """The daemon's log (``path`` None) or an appended file, written in batches."""
+    if path is None:
+        return BatchedLog(reactor, to_daemon_log)
+    f = open(path, "a", encoding="utf-8", newline="\n")  # noqa: SIM115 - closed by close()
+
+    def write(text: str) -> None:
+        f.write(text)
+        f.flush()
+
+    return BatchedLog(reactor, write, on_close=f.close)

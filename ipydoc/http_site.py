@@ -15,6 +15,8 @@ one.  Only HTTP/1.1 channels are used (no h2), so these hold.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from typing import Any
 
 from twisted.logger import Logger
@@ -103,10 +105,24 @@ class SiteRequest(server.Request):
         else:
             self._finish_pending = True
 
+    #: Called once if the client goes away before the response is finished (the proxy
+    #: aborts the backend side); cheaper than a ``notifyFinish`` Deferred per request.
+    on_gone: Callable[[], None] | None = None
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if not data:  # "send the head now" (a stream about to start): do not hold it
+            flush = getattr(self.channel, "flush_head", None)
+            if flush is not None:
+                flush()
+
     def connectionLost(self, reason: Any) -> None:
         # Disconnected first: the body's failure resumes the forwarder synchronously,
         # and it must see a gone client (no error reply, no traceback), not a bad backend.
         super().connectionLost(reason)
+        gone, self.on_gone = self.on_gone, None
+        if gone is not None and not self.finished:
+            gone()
         if self._proxied and not self._body_done:
             self.content.fail(reason)
 
@@ -161,6 +177,7 @@ class ProxySite(server.Site):
         super().__init__(resource, reactor=reactor, timeout=limits.idle_timeout,
                          logFormatter=access_log.log_formatter,  # no code/token in the log
                          logPath=access if access not in ("daemon", "off") else None)
+        self._access = access
         if access == "off":
             self.log = _no_access_log  # type: ignore[method-assign]
         self.protocol = channel_factory(limits)  # strict parsing, caps and timeouts
@@ -171,6 +188,15 @@ class ProxySite(server.Site):
     def acceptableProtocols(self) -> list[bytes]:
         """HTTP/1.1 only: the streaming request relies on ``HTTPChannel``."""
         return [b"http/1.1"]
+
+    def startFactory(self) -> None:
+        """The access log goes out in batches (:class:`~ipydoc.access_log.BatchedLog`)."""
+        super().startFactory()
+        if self._access == "daemon":
+            self._logFile = access_log.open_batched(self.reactor, None)
+
+    def _openLogFile(self, path: str | bytes) -> access_log.BatchedLog:
+        return access_log.open_batched(self.reactor, os.fsdecode(path))
 
 
 def _no_access_log(request: IRequest) -> None:
@@ -196,7 +222,7 @@ def make_site(
     gate: Gate,
     reactor: Any,
     *,
-    pool_size: int = 32,
+    pool_size: int = 64,
     connect_timeout: float = 10.0,
     head_timeout: float = 300.0,
     hub_body_limit: int = HUB_BODY_LIMIT,

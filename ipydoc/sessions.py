@@ -29,6 +29,7 @@ class Session:
 
 CACHE_SECONDS = 5.0
 CACHE_MAX = 10_000
+_COOKIE_NAME = SESSION_COOKIE.encode()
 
 
 class Sessions:
@@ -36,7 +37,7 @@ class Sessions:
         self._store_source = store_source
         self.signer = Signer(secret, "session")
         self.lifetime = lifetime
-        self._cache: dict[str, tuple[Session, float]] = {}
+        self._cache: dict[bytes, tuple[Session, float]] = {}  # signed cookie → session
         self._generation = 0  # bumped when sessions end: a lookup in flight then is not cached
         self._watched: Store | None = None
 
@@ -53,24 +54,28 @@ class Sessions:
         return store
 
     async def from_request(self, request: IRequest) -> Session | None:
-        session_id = self.signer.unsign(request.getCookie(SESSION_COOKIE.encode()))
-        if session_id is None:
+        # The cache is keyed by the signed cookie as sent: a hit skips the HMAC check too.
+        signed = request.getCookie(_COOKIE_NAME)
+        if signed is None:
             return None
         store = self.store
         now = time.monotonic()
-        hit = self._cache.get(session_id)
+        hit = self._cache.get(signed)
         if hit is not None and hit[1] > now:
             return hit[0]
+        session_id = self.signer.unsign(signed)
+        if session_id is None:
+            return None
         generation = self._generation
         record = await store.get_session(session_id)
         if not record or "user" not in record:
-            self._cache.pop(session_id, None)
+            self._cache.pop(signed, None)
             return None
         session = Session(session_id, record["user"], record.get("csrf", ""))
         if generation == self._generation:
             if len(self._cache) >= CACHE_MAX:
                 self._cache.clear()
-            self._cache[session_id] = (session, now + CACHE_SECONDS)
+            self._cache[signed] = (session, now + CACHE_SECONDS)
         return session
 
     async def create(self, request: IRequest, user: str) -> Session:

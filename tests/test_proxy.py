@@ -492,11 +492,10 @@ async def test_access_log_modes(backend, tmp_path, mode):
     try:
         r = await in_thread(requests.get, url, timeout=10)
         assert r.status_code == 200
-        await deferLater(reactor, 0.05)
+        await port.stopListening()  # the batched log is written now, at the latest
+        await site.proxy.close()
     finally:
         globalLogPublisher.removeObserver(observe)
-        await port.stopListening()
-        await site.proxy.close()
     logged = [line for line in lines if "/user/alice/echo" in line]
     if mode == "file":
         logged = [line for line in path.read_text().splitlines() if "/user/alice/echo" in line]

@@ -31,6 +31,7 @@ from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.python.failure import Failure
 
 from ipydoc.proxy.body import BodyStream
+from ipydoc.proxy.sendnow import send_now
 
 #: Largest response head (status line and headers) a backend may send.
 MAX_HEAD = 64 * 1024
@@ -59,6 +60,8 @@ class ResponseHead:
     keep_alive: bool
     #: Lower-cased tokens of ``Connection:`` (headers named there are hop-by-hop too).
     connection: frozenset[bytes] = frozenset()
+    #: The body's length when the framing says it (``Content-Length``), else None.
+    length: int | None = None
 
 
 class Exchange:
@@ -141,10 +144,13 @@ class BackendConnection(Protocol):
         self._state = _HEAD
         self._buf = b""
         transport = self.transport
-        transport.write(head)
         if body is None:
+            send_now(transport, head)
             self._body_sent = True
             return
+        # With a body, the head is queued: it leaves with the first body bytes, and if
+        # the client's framing turns out bad in the same read, nothing has left at all.
+        transport.write(head)
         self._body = body
         self._body_sent = False
         self._body_chunked = body.length is None or not isinstance(body.length, int)
@@ -348,6 +354,8 @@ def _parse_head(raw: bytes, no_body: bool) -> tuple[ResponseHead, int, int]:
     version, code_text, phrase = status[5:8], status[9:12], status[13:]
     if not code_text.isdigit():
         raise BadResponse("bad status code")
+    if b"\n" in phrase or b"\r" in phrase or b"\x00" in phrase:
+        raise BadResponse("bad reason phrase")  # it is written back to the client
     code = int(code_text)
     headers: list[tuple[bytes, bytes]] = []
     lengths: set[bytes] = set()
@@ -386,7 +394,8 @@ def _parse_head(raw: bytes, no_body: bool) -> tuple[ResponseHead, int, int]:
         (text,) = lengths
         if not text.isdigit() or len(text) > 18:
             raise BadResponse("bad Content-Length")
-        return head, _LENGTH, int(text)
+        head.length = int(text)
+        return head, _LENGTH, head.length
     head.keep_alive = False
     return head, _UNTIL_CLOSE, 0
 
@@ -426,18 +435,19 @@ class BackendPool:
         self._active: set[BackendConnection] = set()
         self._sweeper: Any = None
 
-    def get(self, host: str, port: int) -> Deferred[BackendConnection]:
-        """An idle connection to ``host:port`` if there is one, else a new one."""
-        key = (host, port)
-        idle = self._idle.get(key)
+    def take(self, host: str, port: int) -> BackendConnection | None:
+        """An idle connection to ``host:port``, most recently used first, or None."""
+        idle = self._idle.get((host, port))
         while idle:
             conn = idle.pop()
             if conn.transport is not None and conn.transport.connected:
                 self._active.add(conn)
-                d: Deferred[BackendConnection] = Deferred()
-                d.callback(conn)
-                return d
-        return self._connect(key)
+                return conn
+        return None
+
+    def connect(self, host: str, port: int) -> Deferred[BackendConnection]:
+        """A new connection to ``host:port`` (cancel the Deferred to give up)."""
+        return self._connect((host, port))
 
     def _connect(self, key: tuple[str, int]) -> Deferred[BackendConnection]:
         connector: Any = None

@@ -36,7 +36,7 @@ class Proxy:
         gate: Gate,
         reactor: Any,
         *,
-        pool_size: int = 32,
+        pool_size: int = 64,
         connect_timeout: float = 10.0,
         head_timeout: float = 300.0,
     ) -> None:

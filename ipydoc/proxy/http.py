@@ -18,6 +18,7 @@ from twisted.internet import error
 from twisted.internet.defer import CancelledError, Deferred, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 
 from ipydoc.proxy.backend import BackendConnection, BackendPool, Exchange, ResponseHead
@@ -31,6 +32,9 @@ _TIMEOUTS = (error.TimeoutError, error.TCPTimedOutError)
 
 #: Largest response body the gate may ask to see (a contents-API model, not a file).
 CAPTURE_LIMIT = 64 * 1024
+#: A textual answer up to this size with a known length is scrubbed whole and sent with
+#: its (new) ``Content-Length``; longer ones stream, chunked.
+SMALL_BODY = 64 * 1024
 
 #: Methods whose request may be sent again when a reused connection turns out closed.
 _RETRYABLE = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
@@ -84,7 +88,10 @@ class HttpForwarder:
             return succeed(None)
         self._gate.saw_traffic(fwd.user)
         relay = _Relay(self, request, fwd, head, body)
-        request.notifyFinish().addErrback(relay.client_gone)
+        if hasattr(request, "on_gone"):
+            request.on_gone = relay.client_gone
+        else:
+            request.notifyFinish().addErrback(relay.client_gone)
         body.received.addCallback(relay.start_timer)
         relay.connect(host, port)
         return relay.done
@@ -105,6 +112,7 @@ class _Relay(Exchange):
         self._timer: Any = None
         self._timed_out = False
         self._scrubber: Scrubber | None = None
+        self._small: list[bytes] | None = None
         self._keep = 0
         self._kept: bytes | None = None
         self._code = 0
@@ -116,7 +124,12 @@ class _Relay(Exchange):
     # -- connecting and sending ---------------------------------------------------------
 
     def connect(self, host: str, port: int) -> None:
-        d = self._forwarder._pool.get(host, port)
+        pool = self._forwarder._pool
+        conn = pool.take(host, port)
+        if conn is not None:
+            self._send(conn)
+            return
+        d = pool.connect(host, port)
         self._connecting = d
         d.addCallbacks(self._send, self._connect_failed, errbackArgs=(host, port))
 
@@ -155,7 +168,7 @@ class _Relay(Exchange):
         elif self._conn is not None:
             self._conn.abort()
 
-    def client_gone(self, _: Failure) -> None:
+    def client_gone(self, _: Failure | None = None) -> None:
         """The client disconnected: drop the backend side too."""
         if self._finished:
             return
@@ -194,8 +207,10 @@ class _Relay(Exchange):
             out.addRawHeader(name, value)
         token = fwd.token.encode()
         if token and is_textual(content_type):
-            self._scrubber = Scrubber(token)  # the body may shrink: no Content-Length
+            self._scrubber = Scrubber(token)  # the body may shrink: its length changes
             out.removeHeader(b"content-length")
+            if head.length is not None and head.length <= SMALL_BODY:
+                self._small = []  # collected, scrubbed, sent with its exact length
         if self._conn is not None and self._conn.transport is not None:
             request.registerProducer(self._conn.transport, True)
             self._registered = True
@@ -203,6 +218,9 @@ class _Relay(Exchange):
     def body_received(self, data: bytes) -> None:
         if self._kept is not None:
             self._kept = self._kept + data if len(self._kept) + len(data) <= self._keep else None
+        if self._small is not None:
+            self._small.append(data)
+            return
         if self._scrubber is not None:
             data = self._scrubber.feed(data)
         if data and not self._finished:
@@ -212,7 +230,11 @@ class _Relay(Exchange):
         request = self._request
         if self._finished:
             return
-        if self._scrubber is not None:
+        if self._small is not None:
+            body = self._scrubber.feed(b"".join(self._small)) + self._scrubber.flush()
+            request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
+            request.write(body)  # one write, no chunked framing
+        elif self._scrubber is not None:
             rest = self._scrubber.flush()
             if rest:
                 request.write(rest)
@@ -234,12 +256,14 @@ class _Relay(Exchange):
             host, port = conn.key
             self.connect(host, port)
             return
-        if head_seen:
+        if head_seen and self._request.startedWriting:
             # Headers are out; a short close is the only honest way to say "broken".
             self._forwarder._log.info("backend response broke off: {why}", why=_why(reason.value))
             self._request.loseConnection()
             self._end()
             return
+        if head_seen:  # a small body being collected: nothing sent yet, answer 502
+            self._request.responseHeaders = Headers()
         self._error(reason)
 
     def _may_retry(self, conn: BackendConnection | None) -> bool:

@@ -15,12 +15,12 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote_to_bytes
 
-_SEPARATORS = re.compile(rb"[/\\]")
+#: A "." or ".." segment: after the start or a separator, before a separator or the end.
+_DOT_SEGMENT = re.compile(rb"(?:\A|[/\\])\.\.?(?=[/\\]|\Z)")
 
 
 def dot_segment(path: bytes) -> bool:
     """True if ``path`` (no query) has a ``.`` or ``..`` segment, raw or decoded."""
-    for candidate in (path, unquote_to_bytes(path)):
-        if any(seg in (b".", b"..") for seg in _SEPARATORS.split(candidate)):
-            return True
-    return False
+    if _DOT_SEGMENT.search(path):
+        return True
+    return b"%" in path and _DOT_SEGMENT.search(unquote_to_bytes(path)) is not None
