@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import txredisapi
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
@@ -167,20 +168,24 @@ class UserGate:
     def saw_traffic(self, user: str) -> None:
         self.activity[user] = time.time()
 
-    def saw_response(self, user: str, method: bytes, path: bytes, code: int) -> None:
+    def saw_response(self, user: str, method: bytes, path: bytes,
+                     code: int) -> Deferred[None] | None:
         """Saves (contents PUT/PATCH/DELETE) go to the history queue (ipydoc.history);
-        this only queues them, so the response is relayed at once."""
+        the Deferred fires once the entry is in Redis (the proxy holds the answer till
+        then, so a save the browser saw succeed is never forgotten)."""
         if self.history is not None and not self.history.wants_body(user, method, path, code):
-            self.history.note(user, method, path, code)
+            return self.history.note(user, method, path, code)
+        return None
 
     def wants_body(self, user: str, method: bytes, path: bytes, code: int) -> bool:
         """A rename's answer names the new path, which the request line does not."""
         return self.history is not None and self.history.wants_body(user, method, path, code)
 
     def saw_body(self, user: str, method: bytes, path: bytes, code: int,
-                 body: bytes | None) -> None:
+                 body: bytes | None) -> Deferred[None] | None:
         if self.history is not None:
-            self.history.note(user, method, path, code, body=body)
+            return self.history.note(user, method, path, code, body=body)
+        return None
 
     def take_activity(self) -> dict[str, float]:
         stamps, self.activity = self.activity, {}

@@ -195,6 +195,13 @@ class ProxySite(server.Site):
         if self._access == "daemon":
             self._logFile = access_log.open_batched(self.reactor, None)
 
+    def log(self, request: IRequest) -> None:
+        batch = self._logFile
+        if isinstance(batch, access_log.BatchedLog):
+            batch.add(self._logDateTime, request)
+        elif batch is not None:
+            super().log(request)
+
     def _openLogFile(self, path: str | bytes) -> access_log.BatchedLog:
         return access_log.open_batched(self.reactor, os.fsdecode(path))
 

@@ -38,6 +38,7 @@ from typing import Any
 
 from twisted.internet.error import ConnectionLost
 from twisted.logger import Logger
+from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel, _ChunkedTransferDecoder, _GenericHTTPChannelProtocol
 from twisted.web.http_headers import Headers
@@ -110,10 +111,13 @@ class StrictChannel(HTTPChannel):
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        tcp = self.transport
+        if isinstance(tcp, ProtocolWrapper) and tcp.transport is not None:
+            tcp = tcp.transport  # TLS: the TCP connection underneath
         try:
-            self.transport.setTcpNoDelay(True)
+            tcp.setTcpNoDelay(True)
         except (AttributeError, OSError):
-            pass  # not TCP (a unix socket from systemd, or TLS over something else)
+            pass  # not TCP (e.g. a unix socket handed over by systemd)
         self._start_head_timer()
 
     def connectionLost(self, reason: Any) -> None:

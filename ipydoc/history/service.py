@@ -13,7 +13,9 @@ is done for it; the appends of one user are chained, so they land in the order t
 saves happened.  One worker per user drains the list in order and removes an entry only
 after its commit is written, so a daemon killed at any point (right after a save
 included) commits it after restart: at start every non-empty queue is drained.
-Nothing waits for git: the save's response is relayed while the entry is written.
+Nothing waits for git, but the end of the save's response waits for its entry to be in
+Redis (``note`` returns that Deferred; the proxy holds the answer until it fires, at
+most 5 s): once the browser has seen a save succeed, its version cannot be lost.
 
 **Coalescing.**  A save is committed once it is ``history.coalesce_seconds`` old; if a
 later save of the same file is queued by then (with no rename or delete of it in
@@ -173,35 +175,35 @@ class History(Service):
                 and path.startswith(self._contents(user).encode()))
 
     def note(self, user: str, method: bytes, path: bytes, code: int,
-             body: bytes | None = None) -> None:
+             body: bytes | None = None) -> defer.Deferred[None] | None:
         """A response from ``user``'s server (called by the gate, synchronously); ``body``
         is a rename's answer when the proxy could keep it."""
         if not 200 <= code < 300 or method not in (b"PUT", b"PATCH", b"DELETE", b"POST"):
-            return
+            return None
         prefix = self._contents(user).encode()
         if not path.startswith(prefix):
-            return
+            return None
         try:
             rel = unquote(path[len(prefix):].decode("ascii"), errors="strict").strip("/")
         except (UnicodeDecodeError, ValueError):
-            return
+            return None
         op = {b"PUT": "save", b"PATCH": "rename", b"DELETE": "delete"}.get(method)
         m = _CHECKPOINT.match("/" + rel)
         if m:
             if method != b"POST" or not m.group(2):
-                return  # creating or deleting a checkpoint changes no file
+                return None  # creating or deleting a checkpoint changes no file
             rel, op = m.group(1).strip("/"), "save"  # revert to a checkpoint
         if op is None or not rel:
-            return
+            return None
         try:
             check_path(rel)
         except ValueError:
-            return
+            return None
         entry: dict[str, Any] = {"op": op, "path": rel, "time": time.time()}
         moved_to = _model_path(body) if op == "rename" else None
         if moved_to:
             entry["to"] = moved_to
-        self.enqueue(user, entry)
+        return self.enqueue(user, entry)
 
     def enqueue(self, user: str, entry: dict[str, Any]) -> defer.Deferred[None]:
         """Append ``entry`` to ``user``'s queue after the appends before it; then drain."""

@@ -8,7 +8,7 @@ The proxy knows HTTP; the gate knows users, sessions, routes and tokens.  The pr
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from twisted.web.iweb import IRequest
 
@@ -42,11 +42,12 @@ class Gate(Protocol):
     def saw_traffic(self, user: str) -> None:
         """Bytes moved for ``user``'s server (records last activity)."""
 
-    def saw_response(self, user: str, method: bytes, path: bytes, code: int) -> None:
-        """The server answered ``method path`` with ``code`` (save tracking)."""
+    def saw_response(self, user: str, method: bytes, path: bytes, code: int) -> Any:
+        """The server answered ``method path`` with ``code`` (save tracking).  A Deferred
+        returned here holds the rest of the answer until it fires (at most 5 s)."""
 
     # Optional: a gate may also define
     #   wants_body(user, method, path, code) -> bool
-    #   saw_body(user, method, path, code, body: bytes | None)
+    #   saw_body(user, method, path, code, body: bytes | None) -> Deferred | None
     # to be handed the first 64 KiB of a response once it has been relayed (None when the
     # body was longer or broke off), e.g. the model a contents-API rename answers with.

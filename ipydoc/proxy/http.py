@@ -15,13 +15,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from twisted.internet import error
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 
-from ipydoc.proxy.backend import BackendConnection, BackendPool, Exchange, ResponseHead
+from ipydoc.proxy.backend import (
+    BackendConnection,
+    BackendPool,
+    BadResponse,
+    Exchange,
+    ResponseHead,
+)
 from ipydoc.proxy.body import BodyStream
 from ipydoc.proxy.gate import Forward, Gate
 from ipydoc.proxy.headers import HOP_BY_HOP, backend_request_lines, own_host_cookie
@@ -32,6 +38,8 @@ _TIMEOUTS = (error.TimeoutError, error.TCPTimedOutError)
 
 #: Largest response body the gate may ask to see (a contents-API model, not a file).
 CAPTURE_LIMIT = 64 * 1024
+#: Longest a response waits for the gate's record of it (Redis slow or away).
+HOLD_LIMIT = 5.0
 #: A textual answer up to this size with a known length is scrubbed whole and sent with
 #: its (new) ``Content-Length``; longer ones stream, chunked.
 SMALL_BODY = 64 * 1024
@@ -118,6 +126,9 @@ class _Relay(Exchange):
         self._code = 0
         self._registered = False
         self._retried = False
+        self._lost_quietly = False
+        self._noted: Any = None
+        self._body_noted = False
         self._finished = False
         self.done: Deferred[None] = Deferred()
 
@@ -185,7 +196,7 @@ class _Relay(Exchange):
         self._stop_timer()
         request, fwd, gate = self._request, self._fwd, self._forwarder._gate
         self._code = head.code
-        gate.saw_response(fwd.user, request.method, request.path, head.code)
+        self._noted = gate.saw_response(fwd.user, request.method, request.path, head.code)
         wants_body = getattr(gate, "wants_body", None)
         if wants_body and wants_body(fwd.user, request.method, request.path, head.code):
             self._keep = CAPTURE_LIMIT
@@ -227,6 +238,23 @@ class _Relay(Exchange):
             self._request.write(data)
 
     def response_done(self) -> None:
+        """The backend's answer is complete.  If the gate is recording it (a save goes to
+        the history queue in Redis), the rest of the answer waits for that record: once
+        the browser hears "saved", the version is on its way even if the daemon dies."""
+        if self._finished:
+            return
+        self._unregister()
+        waits = [self._noted] if isinstance(self._noted, Deferred) else []
+        if self._keep and self._small is not None:  # the whole answer is still here
+            waits.append(self._note_body())
+        waits = [d for d in waits if isinstance(d, Deferred) and not d.called]
+        if waits:
+            _all_or_timeout(waits, self._forwarder._reactor, HOLD_LIMIT).addCallback(
+                lambda _: self._send_rest())
+            return
+        self._send_rest()
+
+    def _send_rest(self) -> None:
         request = self._request
         if self._finished:
             return
@@ -238,19 +266,24 @@ class _Relay(Exchange):
             rest = self._scrubber.flush()
             if rest:
                 request.write(rest)
-        self._unregister()
         request.end_response()
-        kept, code = self._kept, self._code
         self._end()
-        if self._keep:
-            fwd = self._fwd
-            self._forwarder._gate.saw_body(fwd.user, request.method, request.path, code, kept)
+        if self._keep and not self._body_noted:
+            self._note_body()
+
+    def _note_body(self) -> Deferred[None] | None:
+        """Hand the gate the answer it asked to see (None if it was too long)."""
+        self._body_noted = True
+        request, fwd = self._request, self._fwd
+        return self._forwarder._gate.saw_body(fwd.user, request.method, request.path,
+                                              self._code, self._kept)
 
     def exchange_failed(self, reason: Failure, head_seen: bool) -> None:
         if self._finished:
             return
         self._unregister()
         conn, self._conn = self._conn, None
+        self._lost_quietly = reason.check(BadResponse) is None  # closed, said nothing
         if not head_seen and not self._timed_out and self._may_retry(conn):
             self._retried = True
             host, port = conn.key
@@ -269,6 +302,7 @@ class _Relay(Exchange):
     def _may_retry(self, conn: BackendConnection | None) -> bool:
         """A reused connection the server had closed meanwhile: send once more."""
         return (conn is not None and conn.used > 1 and not self._retried
+                and self._lost_quietly
                 and not self._body.has_body and self._request.method in _RETRYABLE)
 
     def _error(self, reason: Failure) -> None:
@@ -301,6 +335,21 @@ class _Relay(Exchange):
         self._finished = True
         self._stop_timer()
         self.done.callback(None)
+
+
+def _all_or_timeout(waits: list[Deferred[Any]], reactor: Any, seconds: float) -> Deferred[None]:
+    """Fires (with None, never an error) when all ``waits`` have, or after ``seconds``."""
+    out: Deferred[None] = Deferred()
+
+    def fire(_: object = None) -> None:
+        if not out.called:
+            out.callback(None)
+
+    timer = reactor.callLater(seconds, fire)
+    done = DeferredList(waits, consumeErrors=True)
+    done.addBoth(fire)
+    out.addBoth(lambda r: timer.cancel() if timer.active() else None)
+    return out
 
 
 def request_head(request: IRequest, token: str, body: BodyStream) -> bytes:
