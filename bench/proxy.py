@@ -26,7 +26,7 @@ measured runs, ``py-spy record`` of the daemon during an extra wrk run through i
 Prints a markdown table, writes ``results/proxy-ipydoc-<date>[-tag].json`` and the raw
 wrk outputs to ``results/proxy-ipydoc-<date>[-tag]/``; tears down everything it started.
 
-    python3 bench/proxy.py [--reps 3] [--dur 10s] [--conns 10 50] [--ws-n 500] [--pyspy 10]
+    python3 bench/proxy.py [--reps 3] [--dur 10s] [--conns 10 50] [--ws-n 500] [--pyspy 10] [--access-log off]
 """
 
 from __future__ import annotations
