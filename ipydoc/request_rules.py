@@ -33,6 +33,7 @@ Timeouts (all configurable, see ``[server]`` in etc/ipydoc.toml):
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,11 +129,26 @@ class StrictChannel(HTTPChannel):
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
             return
+        # A head that arrives whole in one read (nearly all of them) needs no timer: it is
+        # armed only if the head is still incomplete once this read has been parsed, with
+        # what is left of header_timeout since its first byte.
+        head_began = None
         if self.line_mode and not self._handlingRequest:
-            self._start_head_timer()
+            head_began = time.monotonic()
         elif self._in_body:
             self._arm_body_timer()
         super().dataReceived(data)
+        if head_began is not None and self._head_timer is None and self._mid_head():
+            left = self.limits.header_timeout - (time.monotonic() - head_began)
+            self._head_timer = self.callLater(max(left, 0.0), self._head_too_slow)
+
+    def _mid_head(self) -> bool:
+        """Part of a request head is in, not all of it (``LineReceiver``/``HTTPChannel``
+        state, as in Twisted 26.10)."""
+        return (not self._refused and self.transport is not None and self.line_mode
+                and not self._handlingRequest
+                and bool(getattr(self, "_buffer", b"")
+                         or getattr(self, "_HTTPChannel__first_line", 1) != 1))
 
     def pauseProducing(self) -> None:
         """Our send buffer is full: the client has this long to start reading again."""

@@ -17,6 +17,7 @@ fails the daemon logs why and exits non-zero instead of serving half a service.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -235,6 +236,7 @@ class IpydocDaemon(MultiService):
         self.log.info("ipydoc {v} starting (config {path})", v=__version__, path=self.cfg.path)
         for child in list(self):
             await _start_tree(child)
+        settle_garbage_collector()
         self.log.info("ipydoc ready")
 
     def _start_failed(self, failure: Any) -> None:
@@ -257,6 +259,21 @@ class IpydocDaemon(MultiService):
                     await defer.maybeDeferred(child.stopService)
                 except Exception:  # noqa: BLE001 - keep stopping the rest
                     self.log.failure("stopping {name}", name=child.name)
+
+
+def settle_garbage_collector() -> None:
+    """Start-up objects (modules, config, the app) live as long as the daemon: freeze them
+    so the cyclic collector stops re-scanning them, and collect the youngest generation
+    less often.  A proxied request allocates a few hundred short-lived objects; with the
+    defaults a full collection walked the whole heap every few thousand requests, which
+    showed as 80 ms p99 spikes under load."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
+
+
+#: Allocations (minus frees) between two young-generation collections; default 700.
+GC_GEN0_THRESHOLD = 20_000
 
 
 async def _start_tree(service: IService) -> None:

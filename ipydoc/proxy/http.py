@@ -68,9 +68,35 @@ class HttpForwarder:
         self._head_timeout = head_timeout
         self._pool = BackendPool(reactor, per_target=pool_size, connect_timeout=connect_timeout)
         self._addresses: dict[str, tuple[str, int]] = {}
+        # Requests waiting for an answer's head, by deadline: one sweep a second (or a
+        # quarter of the timeout) instead of a timer set and cancelled per request.
+        self._waiting: dict[_Relay, float] = {}
+        self._sweeper: Any = None
+        self._sweep_every = min(1.0, head_timeout / 4)
+
+    def waiting(self, relay: _Relay) -> None:
+        self._waiting[relay] = self._reactor.seconds() + self._head_timeout
+        if self._sweeper is None:
+            self._sweeper = self._reactor.callLater(self._sweep_every, self._sweep)
+
+    def answered(self, relay: _Relay) -> None:
+        self._waiting.pop(relay, None)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        now = self._reactor.seconds()
+        for relay, deadline in list(self._waiting.items()):
+            if deadline <= now:
+                del self._waiting[relay]
+                relay.expire()
+        if self._waiting:
+            self._sweeper = self._reactor.callLater(self._sweep_every, self._sweep)
 
     def close(self) -> Deferred[None]:
         """Close backend connections (on shutdown)."""
+        if self._sweeper is not None and self._sweeper.active():
+            self._sweeper.cancel()
+        self._sweeper = None
         return self._pool.close()
 
     def _address(self, target: str) -> tuple[str, int]:
@@ -117,7 +143,7 @@ class _Relay(Exchange):
         self._body = body
         self._conn: BackendConnection | None = None
         self._connecting: Deferred[BackendConnection] | None = None
-        self._timer: Any = None
+        self._timer = False  # registered with the forwarder's sweep
         self._timed_out = False
         self._scrubber: Scrubber | None = None
         self._small: list[bytes] | None = None
@@ -162,17 +188,17 @@ class _Relay(Exchange):
     def start_timer(self, _: object = None) -> None:
         """The body is in: the backend now has ``head_timeout`` to start answering."""
         if not self._finished and self._code == 0:
-            reactor = self._forwarder._reactor
-            self._timer = reactor.callLater(self._forwarder._head_timeout, self._expire)
+            self._timer = True
+            self._forwarder.waiting(self)
 
     def _stop_timer(self) -> None:
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
+        if self._timer:
+            self._timer = False
+            self._forwarder.answered(self)
 
-    def _expire(self) -> None:
-        self._timer = None
+    def expire(self) -> None:
+        """No answer within ``head_timeout``: give up with 504."""
+        self._timer = False
         self._timed_out = True
         if self._connecting is not None:
             self._connecting.cancel()
