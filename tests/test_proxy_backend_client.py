@@ -34,6 +34,9 @@ CANNED = {
     b"/early-hints": (b"HTTP/1.1 103 Early Hints\r\nLink: </x.css>; rel=preload\r\n\r\n" + OK),
     b"/chunked-text": (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n"
                        b"6\r\nhello \r\n" + b"%x\r\n%s\r\n" % (len(TOKEN), TOKEN.encode()) + b"0\r\n\r\n"),
+    b"/trailers": (b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+                   b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+                   + b"".join(b"X-T%d: %s\r\n" % (i, b"t" * 90) for i in range(100)) + b"\r\n"),
     b"/small-json": (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
                      % (len(TOKEN) + 13) + b'{"token": "' + TOKEN.encode() + b'"}'),
 }
@@ -168,3 +171,13 @@ async def test_textual_answers_are_scrubbed_small_ones_with_their_exact_length(p
     r = await threads.deferToThread(get, base + "/chunked-text")
     assert r.content == b"hello " and TOKEN.encode() not in r.content
     assert r.headers.get("Transfer-Encoding") == "chunked"
+
+
+@pytest_twisted.ensureDeferred
+async def test_trailers_are_bounded_per_response_not_per_connection(proxied):
+    base, factory = proxied
+    with requests.Session() as s:
+        for _ in range(3):  # ~9.6 KiB of trailers each: fine alone, too much if summed up
+            r = await threads.deferToThread(s.get, base + "/trailers", timeout=10)
+            assert r.status_code == 200 and r.content == b"hello"
+    assert factory.connections == 1

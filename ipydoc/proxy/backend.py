@@ -129,6 +129,7 @@ class BackendConnection(Protocol):
         self._body_chunked = False
         self._body_sent = True
         self._aborted = False
+        self._reusable = False
         self.used = 0
         self.idle_since = 0.0
 
@@ -138,6 +139,8 @@ class BackendConnection(Protocol):
              no_body_expected: bool) -> None:
         """Write ``head`` and stream ``body``; the answer goes to ``exchange``."""
         self.used += 1
+        self._reusable = False
+        self._trailer_bytes = 0
         self._exchange = exchange
         self._head = None
         self._no_body = no_body_expected
@@ -179,7 +182,7 @@ class BackendConnection(Protocol):
             self.transport.write(b"0\r\n\r\n")
         self._release_body()
         self._body_sent = True
-        if self._state == _IDLE and self._exchange is None:
+        if self._state == _IDLE and self._exchange is None and self._reusable:
             self._pool.release(self)  # the response had already finished
 
     def _body_failed(self, reason: Failure) -> None:
@@ -303,11 +306,14 @@ class BackendConnection(Protocol):
             self._complete()
 
     def _complete(self) -> None:
+        if self._aborted:
+            return  # dropped meanwhile (the client left): connectionLost tells the exchange
         exchange, self._exchange = self._exchange, None
         self._state = _IDLE
         reusable = self._head is not None and self._head.keep_alive
         if self._buf:
             reusable = False  # the backend sent more than it framed
+        self._reusable = reusable
         if exchange is not None:
             exchange.response_done()
         if not reusable:
@@ -327,7 +333,7 @@ class BackendConnection(Protocol):
         if self._body is not None:
             self._body.stopProducing()
             self._body = None
-        if self._state == _UNTIL_CLOSE and self._exchange is not None:
+        if self._state == _UNTIL_CLOSE and self._exchange is not None and not self._aborted:
             self._complete_on_close()
         else:
             self._fail(reason)
@@ -440,7 +446,8 @@ class BackendPool:
         idle = self._idle.get((host, port))
         while idle:
             conn = idle.pop()
-            if conn.transport is not None and conn.transport.connected:
+            t = conn.transport
+            if t is not None and t.connected and not t.disconnecting:
                 self._active.add(conn)
                 return conn
         return None
@@ -472,7 +479,7 @@ class BackendPool:
         """The exchange is over and the connection clean: keep it for the next one."""
         self._active.discard(conn)
         transport = conn.transport
-        if transport is None or not transport.connected:
+        if transport is None or not transport.connected or transport.disconnecting:
             return
         transport.resumeProducing()  # a slow client may have left it paused
         idle = self._idle.setdefault(conn.key, deque())
