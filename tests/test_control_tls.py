@@ -6,8 +6,6 @@ during the handshake, before any command is read (the refused ``user add`` never
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import socket
 import ssl
@@ -16,69 +14,24 @@ import time
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+import pki as pki_lib
 from support import CLI, TWISTD, free_port
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+def make_ca(directory: Path, cn: str) -> pki_lib.Pair:
+    pair = pki_lib.ca(cn)
+    (directory / f"{cn}.pem").write_bytes(pki_lib.pem(pair[0]))
+    return pair
 
 
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
-    path.chmod(0o600)
-
-
-def make_ca(directory: Path, cn: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = _key()
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True,
-                                         crl_sign=True, content_commitment=False,
-                                         key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, encipher_only=False,
-                                         decipher_only=False), critical=True)
-            .sign(key, hashes.SHA256()))
-    (directory / f"{cn}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return cert, key
-
-
-def issue(directory: Path, ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey], cn: str,
-          server: bool) -> tuple[Path, Path]:
-    ca_cert, ca_key = ca
-    key = _key()
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (x509.CertificateBuilder().subject_name(_name(cn))
-               .issuer_name(ca_cert.subject).public_key(key.public_key())
-               .serial_number(x509.random_serial_number())
-               .not_valid_before(now - datetime.timedelta(minutes=5))
-               .not_valid_after(now + datetime.timedelta(days=1))
-               .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-               .add_extension(x509.ExtendedKeyUsage(
-                   [ExtendedKeyUsageOID.SERVER_AUTH if server else
-                    ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False))
-    if server:
-        builder = builder.add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False)
-    cert = builder.sign(ca_key, hashes.SHA256())
+def issue(directory: Path, ca: pki_lib.Pair, cn: str, server: bool) -> tuple[Path, Path]:
+    cert, key = pki_lib.leaf(ca, cn, usage=pki_lib.SERVER if server else pki_lib.CLIENT,
+                             san=pki_lib.LOCALHOST if server else ())
     cert_path, key_path = directory / f"{cn}.crt", directory / f"{cn}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    _write_key(key_path, key)
+    cert_path.write_bytes(pki_lib.pem(cert))
+    key_path.write_bytes(pki_lib.pem_key(key))
+    key_path.chmod(0o600)
     return cert_path, key_path
 
 

@@ -301,47 +301,15 @@ def test_follow_maps_events_backs_off_and_replays():
 def _make_certs(directory):
     """A CA, a server certificate for localhost and a client certificate, as the docker CLI
     expects them in DOCKER_CERT_PATH (ca.pem, cert.pem, key.pem)."""
-    import datetime
-    import ipaddress
+    import pki
 
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-
-    def cert(subject, key, issuer, issuer_key, ca=False, san=None, usage=None):
-        b = (x509.CertificateBuilder()
-             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-             .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-             .not_valid_before(now - datetime.timedelta(minutes=5))
-             .not_valid_after(now + datetime.timedelta(days=1))
-             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-        if san:
-            b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
-        if usage:
-            b = b.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        return b.sign(issuer_key, hashes.SHA256())
-
-    def pem_key(k):
-        return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                               serialization.NoEncryption())
-
-    def pem(c):
-        return c.public_bytes(serialization.Encoding.PEM)
-
-    ca_key, server_key, client_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
-    ca = cert("test ca", ca_key, "test ca", ca_key, ca=True)
-    server = cert("localhost", server_key, "test ca", ca_key,
-                  san=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
-                  usage=ExtendedKeyUsageOID.SERVER_AUTH)
-    client = cert("client", client_key, "test ca", ca_key, usage=ExtendedKeyUsageOID.CLIENT_AUTH)
-    (directory / "ca.pem").write_bytes(pem(ca))
-    (directory / "cert.pem").write_bytes(pem(client))
-    (directory / "key.pem").write_bytes(pem_key(client_key))
-    return pem(ca), pem(server) + pem_key(server_key)
+    ca = pki.ca("test ca")
+    server, server_key = pki.leaf(ca, "localhost", san=pki.LOCALHOST)
+    client, client_key = pki.leaf(ca, "client", usage=pki.CLIENT)
+    (directory / "ca.pem").write_bytes(pki.pem(ca[0]))
+    (directory / "cert.pem").write_bytes(pki.pem(client))
+    (directory / "key.pem").write_bytes(pki.pem_key(client_key))
+    return pki.pem(ca[0]), pki.pem(server) + pki.pem_key(server_key)
 
 
 @pytest.mark.parametrize("verify", ["1", ""])

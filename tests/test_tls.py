@@ -23,72 +23,30 @@ from pathlib import Path
 import pytest
 import requests
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
 from requests.adapters import HTTPAdapter
 
+import pki as pki_lib
 from support import TWISTD, Daemon, follow_progress, free_port, wait_for
 
 ALICE_PW = "alice-tls-password"
 HSTS_AGE = 31536000
 
-Key = ec.EllipticCurvePrivateKey
+Key = pki_lib.Key
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _pem_key(key: Key) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
-
-
-def _ca(cn: str, issuer: tuple[x509.Certificate, Key] | None = None,
-        ) -> tuple[x509.Certificate, Key]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    signer_cert, signer_key = issuer or (None, key)
-    cert = (x509.CertificateBuilder().subject_name(_name(cn))
-            .issuer_name(signer_cert.subject if signer_cert else _name(cn))
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True,
-                                         crl_sign=True, content_commitment=False,
-                                         key_encipherment=False, data_encipherment=False,
-                                         key_agreement=False, encipher_only=False,
-                                         decipher_only=False), critical=True)
-            .sign(signer_key, hashes.SHA256()))
-    return cert, key
-
-
-def _leaf(issuer: tuple[x509.Certificate, Key], names: list[str],
-          days: float = 1) -> tuple[x509.Certificate, Key]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(_name(names[0]))
-            .issuer_name(issuer[0].subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(days=2))
-            .not_valid_after(now + datetime.timedelta(days=days))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
-                           critical=False)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]),
-                           critical=False)
-            .sign(issuer[1], hashes.SHA256()))
-    return cert, key
+def _leaf(issuer: pki_lib.Pair, names: list[str], days: float = 1) -> pki_lib.Pair:
+    """A server certificate for ``names`` (the first is the CN), from two days ago."""
+    return pki_lib.leaf(issuer, names[0], san=[x509.DNSName(n) for n in names],
+                        not_before=datetime.timedelta(days=2),
+                        lifetime=datetime.timedelta(days=days))
 
 
 def _write(directory: Path, stem: str, cert: x509.Certificate, key: Key,
            chain: list[x509.Certificate] = ()) -> tuple[Path, Path]:
     cert_path, key_path = directory / f"{stem}.pem", directory / f"{stem}.key"
-    cert_path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM)
-                                   for c in [cert, *chain]))
-    key_path.write_bytes(_pem_key(key))
+    cert_path.write_bytes(b"".join(pki_lib.pem(c) for c in [cert, *chain]))
+    key_path.write_bytes(pki_lib.pem_key(key))
     key_path.chmod(0o600)
     return cert_path, key_path
 
@@ -102,9 +60,9 @@ def pki(tmp_path_factory):
     """A root CA (the only thing clients trust), an intermediate, and from it a wildcard
     certificate for *.nb.test + nb.test (served with its chain) and one for other.test."""
     d = tmp_path_factory.mktemp("pki")
-    root = _ca("ipydoc test root")
-    inter = _ca("ipydoc test intermediate", issuer=root)
-    (d / "root.pem").write_bytes(root[0].public_bytes(serialization.Encoding.PEM))
+    root = pki_lib.ca("ipydoc test root")
+    inter = pki_lib.ca("ipydoc test intermediate", issuer=root)
+    (d / "root.pem").write_bytes(pki_lib.pem(root[0]))
     wild = _leaf(inter, ["*.nb.test", "nb.test"])
     other = _leaf(inter, ["other.test"])
     return {"dir": d, "root": root, "inter": inter, "ca": str(d / "root.pem"),
@@ -304,7 +262,7 @@ def test_sighup_reloads_certificates_and_keeps_open_connections(site, pki):
     kept.close()
 
     # A broken new file is logged with its name; the certificate loaded before stays.
-    key_path.write_bytes(_pem_key(ec.generate_private_key(ec.SECP256R1())))
+    key_path.write_bytes(pki_lib.pem_key(pki_lib.new_key()))
     site.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: "does not belong to the certificate" in site.log(), timeout=15)
     assert f"key {key_path}" in site.log()
