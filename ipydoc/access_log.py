@@ -51,11 +51,6 @@ def format_line(timestamp: str, f: tuple[Any, ...]) -> str:
         _escape(agent[0]) if agent else "-")
 
 
-def log_formatter(timestamp: str, request: Any) -> str:
-    """A line for ``request`` at once (twisted.web's ``logFormatter`` interface)."""
-    return format_line(timestamp, fields(request))
-
-
 class BatchedLog:
     """The access log's file: lines are collected and written every ``interval`` seconds.
 
@@ -72,20 +67,13 @@ class BatchedLog:
         self._sink = sink
         self._interval = interval
         self._on_close = on_close
-        self._lines: list[Any] = []  # lines, or (timestamp, fields) to format
+        self._lines: list[tuple[str, tuple[Any, ...]]] = []  # (timestamp, fields)
         self._call: Any = None
-
-    def write(self, line: str) -> None:
-        self._lines.append(line)
-        self._schedule()
 
     def add(self, timestamp: str, request: Any) -> None:
         """Note ``request``: its line is formatted with the others at the next flush
         (formatting hundreds of lines in a row is cheaper than one per request)."""
         self._lines.append((timestamp, fields(request)))
-        self._schedule()
-
-    def _schedule(self) -> None:
         if self._call is None:
             self._call = self._reactor.callLater(self._interval, self.flush)
 
@@ -93,8 +81,7 @@ class BatchedLog:
         self._call = None
         lines, self._lines = self._lines, []
         if lines:
-            self._sink("".join(x if isinstance(x, str) else format_line(*x) + "\n"
-                               for x in lines))
+            self._sink("".join(format_line(*x) + "\n" for x in lines))
 
     def close(self) -> None:
         if self._call is not None and self._call.active():
