@@ -283,7 +283,7 @@ class BackendConnection(Protocol):
                 raise BadResponse("bytes after the end of the response")
 
     def _got_head(self, raw: bytes) -> None:
-        head, framing, length = _parse_head(raw, self._no_body)
+        head, framing, length = parse_head(raw, self._no_body)
         if 100 <= head.code < 200:
             if head.code == 101:
                 raise BadResponse("unexpected protocol switch")
@@ -351,8 +351,9 @@ def _chunk_size(line: bytes) -> int:
     return int(size, 16)
 
 
-def _parse_head(raw: bytes, no_body: bool) -> tuple[ResponseHead, int, int]:
-    """Status line and headers; the body framing (state) and length."""
+def parse_head(raw: bytes, no_body: bool) -> tuple[ResponseHead, int, int]:
+    """Status line and headers (``raw`` without its final blank line); the body framing
+    (parser state) and length.  Also the WebSocket handshake's answer is read with it."""
     lines = raw.split(b"\r\n")
     status = lines[0]
     if not status.startswith(b"HTTP/1.") or len(status) < 12 or status[12:13] not in (b"", b" "):

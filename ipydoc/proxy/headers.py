@@ -9,7 +9,7 @@ their place: the server must never see the hub session, the browser never the to
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
@@ -38,7 +38,8 @@ def connection_tokens(values: Iterable[bytes]) -> set[bytes]:
     return {t.strip().lower() for v in values for t in v.split(b",") if t.strip()}
 
 
-def _is_hop(name: bytes, named: set[bytes]) -> bool:
+def is_hop_by_hop(name: bytes, named: Collection[bytes] = ()) -> bool:
+    """Whether header ``name`` stays on this hop (``named``: the ``Connection:`` tokens)."""
     n = name.lower()
     return n in HOP_BY_HOP or n.startswith(b"proxy-") or n in named
 
@@ -54,7 +55,7 @@ def strip_hop_by_hop(headers: Headers, extra_connection: Iterable[bytes] = ()) -
     )
     out = Headers()
     for name, values in headers.getAllRawHeaders():
-        if not _is_hop(name, named):
+        if not is_hop_by_hop(name, named):
             out.setRawHeaders(name, list(values))
     return out
 
@@ -112,9 +113,7 @@ def backend_request_lines(
     named = connection_tokens(raw.get(b"Connection", ())) if b"Connection" in raw else ()
     lines: list[bytes] = []
     for name, values in raw.items():
-        lower = name.lower()
-        if lower in _REPLACED or lower in HOP_BY_HOP or lower in named \
-                or lower.startswith(b"proxy-"):
+        if name.lower() in _REPLACED or is_hop_by_hop(name, named):
             continue
         for value in values:
             lines.append(name + b": " + value)

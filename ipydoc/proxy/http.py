@@ -30,7 +30,7 @@ from ipydoc.proxy.backend import (
 )
 from ipydoc.proxy.body import BodyStream
 from ipydoc.proxy.gate import Forward, Gate
-from ipydoc.proxy.headers import HOP_BY_HOP, backend_request_lines, own_host_cookie
+from ipydoc.proxy.headers import backend_request_lines, is_hop_by_hop, own_host_cookie
 from ipydoc.proxy.replies import error_reply, write_reply
 from ipydoc.proxy.scrub import Scrubber, is_textual
 
@@ -235,7 +235,7 @@ class _Relay(Exchange):
         content_type = None
         for name, value in head.headers:
             lower = name.lower()
-            if lower in HOP_BY_HOP or lower in named or lower.startswith(b"proxy-"):
+            if is_hop_by_hop(lower, named):
                 continue
             if lower == b"content-type":
                 content_type = value

@@ -30,7 +30,7 @@ from twisted.web.http import _ChunkedTransferDecoder
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 
-from ipydoc.proxy.backend import ack_now, tune_backend_socket
+from ipydoc.proxy.backend import BadResponse, ack_now, parse_head, tune_backend_socket
 from ipydoc.proxy.gate import Forward, Gate
 from ipydoc.proxy.headers import backend_request_lines, strip_hop_by_hop
 from ipydoc.proxy.replies import error_reply, write_reply
@@ -283,15 +283,8 @@ def _request_head(request: IRequest, token: str) -> bytes:
 
 
 def _parse_head(raw: bytes, rest: bytes) -> _Head:
-    lines = raw[:-4].split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
-        raise ValueError("not an HTTP/1.x response")
-    code = int(parts[1])
-    headers = []
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep:
-            raise ValueError("bad header line")
-        headers.append((name.strip(), value.strip()))
-    return _Head(raw, code, parts[2] if len(parts) > 2 else b"", headers, rest)
+    try:
+        head, _, _ = parse_head(raw[:-4], no_body=True)
+    except BadResponse as e:
+        raise ValueError(str(e)) from None
+    return _Head(raw, head.code, head.phrase, head.headers, rest)
