@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 
 import pytest
 import pytest_twisted
@@ -21,18 +20,10 @@ from twisted.web.resource import Resource
 from ipydoc.http_site import make_site
 from ipydoc.proxy.gate import Forward
 
-from support import Daemon, docker, follow_progress, login, wait_for
+from support import Daemon, closed_port, docker, follow_progress, login, wait_for
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 API = {"Accept": "application/json"}
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Gate:

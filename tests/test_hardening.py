@@ -20,7 +20,7 @@ import websocket
 
 from ipydoc.config import ConfigError, from_dict
 
-from support import Daemon
+from support import Daemon, peak_rss
 from test_proxy_backend import BLOCK, spawn, stop
 
 LIMITS = {"header_timeout": 1.5, "body_timeout": 1.5, "idle_timeout": 30.0,
@@ -62,14 +62,6 @@ def exchange(port: int, raw: bytes, timeout: float = 5.0) -> tuple[bytes, bool]:
 
 def status_of(response: bytes) -> int:
     return int(response.split(b" ", 2)[1]) if response.startswith(b"HTTP/1.") else 0
-
-
-def peak_rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM")
 
 
 POST = b"POST /user/alice/echo HTTP/1.1\r\nHost: x\r\n"

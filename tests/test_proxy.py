@@ -25,6 +25,7 @@ from twisted.web.resource import Resource
 from ipydoc.http_site import make_site
 from ipydoc.proxy.gate import Forward, Reply
 
+from support import closed_port
 from test_proxy_backend import pattern, spawn, stop
 
 TOKEN = "secret-token-value"
@@ -73,14 +74,6 @@ def backend():
     proc, port = spawn("test_proxy_backend.py")
     yield f"http://127.0.0.1:{port}"
     stop(proc)
-
-
-def closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 class Hub(Resource):

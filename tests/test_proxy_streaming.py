@@ -15,6 +15,7 @@ import hashlib
 import pytest
 import requests
 
+from support import peak_rss
 from test_proxy_backend import pattern, spawn, stop
 
 SIZE = 200 * 1024 * 1024
@@ -33,14 +34,6 @@ def servers():
     yield url, backend_url, proxy.pid
     stop(proxy)
     stop(backend)
-
-
-def peak_rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM")
 
 
 def test_large_upload_streams_with_flat_memory(servers):
