@@ -122,10 +122,7 @@ class HttpForwarder:
             return succeed(None)
         self._gate.saw_traffic(fwd.user)
         relay = _Relay(self, request, fwd, head, body)
-        if hasattr(request, "on_gone"):
-            request.on_gone = relay.client_gone
-        else:
-            request.notifyFinish().addErrback(relay.client_gone)
+        request.on_gone = relay.client_gone  # SiteRequest calls it if the client leaves
         body.received.addCallback(relay.start_timer)
         relay.connect(host, port)
         return relay.done
@@ -205,7 +202,7 @@ class _Relay(Exchange):
         elif self._conn is not None:
             self._conn.abort()
 
-    def client_gone(self, _: Failure | None = None) -> None:
+    def client_gone(self) -> None:
         """The client disconnected: drop the backend side too."""
         if self._finished:
             return
