@@ -111,13 +111,33 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--admin", action="store_true", help="make the account an admin")
     q.add_argument("--password-stdin", action="store_true",
                    help="read the password from the first line of standard input")
-    q = cmd(user, "remove", "delete an account (its files are kept unless --purge)",
+    q = cmd(user, "remove", "delete an account (files kept and name reserved, unless --purge)",
             "Delete an account: logins are refused at once, its sessions end, its server "
-            "stops and its records go. Its files (volume or directory) are kept, so "
-            "re-creating the account gets them back, unless --purge --yes deletes them.")
+            "stops and its records go. Its files (volume or directory) and history are "
+            "kept, and the name stays reserved so that no new account (`user add`, a "
+            "GitHub or OIDC login) can get them: `user purge NAME` deletes them and frees "
+            "the name, `user restore NAME` brings the account back. --purge --yes deletes "
+            "the files and history at once (the name is free afterwards).")
     name_arg(q)
-    q.add_argument("--purge", action="store_true", help="also delete the user's files")
+    q.add_argument("--purge", action="store_true",
+                   help="also delete the user's files and history repository")
     q.add_argument("--yes", action="store_true", help="confirm --purge (it cannot be undone)")
+    q = cmd(user, "purge", "delete a removed account's files and history; free the name",
+            "Delete what a removed account kept: its files (volume or directory), its "
+            "history repository, queued saves and mirror state, and its login identity "
+            "binding; then the name is free and a new account of it starts empty. Also "
+            "cleans up leftovers of accounts removed by an older ipydoc. The mirror "
+            "repository (history.remote) is on another server and is not deleted. Needs "
+            "--yes.")
+    name_arg(q)
+    q.add_argument("--yes", action="store_true", help="confirm (it cannot be undone)")
+    cmd(user, "removed", "removed accounts whose files are kept (their names are reserved)",
+        "List the names reserved by `user remove` without --purge: when and by whom, where "
+        "the files are, how many versions the history has. `user purge NAME --yes` frees "
+        "one, `user restore NAME` brings the account back.")
+    name_arg(cmd(user, "restore", "bring a removed account back with its files",
+                 "Undo `user remove` without --purge: the same account comes back (its "
+                 "password or GitHub/OIDC login, admin flag, files and history)."))
     cmd(user, "list", "list accounts and their server state")
     name_arg(cmd(user, "show", "one account: flags, server, last activity, sessions"))
     name_arg(cmd(user, "disable", "refuse logins, end all sessions, stop the server",
@@ -216,6 +236,12 @@ def _parser() -> argparse.ArgumentParser:
     name_arg(q)
     q.add_argument("path", help="a file path relative to the user's home")
     q.add_argument("rev", help="the version (commit id or a unique prefix of 4+ digits)")
+    q = cmd(history, "dead-letters", "changes of a user that could not be versioned",
+            "Changes the history worker gave up on, newest first, with the reason: the "
+            "user's server answered beyond a limit (too large, an encoding not asked for, "
+            "too slow, not a contents model) or failed history.max_attempts times. The "
+            "files themselves are untouched; the next save of a file versions it again.")
+    name_arg(q)
 
     image = group("image", "notebook images")
     q = image.add_parser(
@@ -509,9 +535,59 @@ def _user_remove(args: argparse.Namespace, target: Target) -> int:
         raise CliError(f"--purge deletes {args.name}'s files for good: add --yes to confirm",
                        EXIT_USAGE)
     r = _result(target, c.UserRemove, name=args.name, purge=args.purge)
-    _print(args, r, f"removed user {args.name}: {r['sessions_revoked']} sessions ended, "
-                    f"server {'stopped' if r['server_stopped'] else 'was not running'}, "
-                    f"files {'deleted' if r['purged'] else 'kept'}")
+    head = (f"removed user {args.name}: {r['sessions_revoked']} sessions ended, server "
+            f"{'stopped' if r['server_stopped'] else 'was not running'}")
+    if r["purged"]:
+        tail = f"deleted the files ({r.get('files', 'files')}) and {_versions(r)}" + \
+            _mirror_note(r) + f"; the name {args.name} is free"
+    else:
+        tail = (f"kept the files ({r.get('files', 'files')}) and {_versions(r)}"
+                + (f" (mirrored to {r['mirror']})" if r.get("mirror") else "")
+                + f": the name stays reserved until `ipydoc user purge {args.name} --yes` "
+                  f"(or `ipydoc user restore {args.name}`)")
+    _print(args, r, f"{head}; {tail}")
+    return EXIT_OK
+
+
+def _versions(r: dict[str, Any]) -> str:
+    n = int(r.get("versions") or 0)
+    return f"history ({n} version{'s' if n != 1 else ''})" if n else "history (none)"
+
+
+def _mirror_note(r: dict[str, Any]) -> str:
+    return (f"; the mirror {r['mirror']} is on another server and was not deleted"
+            if r.get("mirror") else "")
+
+
+def _user_purge(args: argparse.Namespace, target: Target) -> int:
+    from ipydoc.control import commands as c
+
+    if not args.yes:
+        raise CliError(f"purge deletes the files and history {args.name} left for good: add "
+                       "--yes to confirm", EXIT_USAGE)
+    r = _result(target, c.UserPurge, name=args.name)
+    _print(args, r, f"purged {args.name}: deleted the files ({r.get('files', 'files')}) and "
+                    f"{_versions(r)}{_mirror_note(r)}; the name {args.name} is free")
+    return EXIT_OK
+
+
+def _user_removed(args: argparse.Namespace, target: Target) -> int:
+    from ipydoc.control import commands as c
+
+    items = with_daemon(target, lambda p: fetch_all(p, c.UserRemovedList))
+    _print(args, items, table([[i["name"], _when(i["removed"]), i["files"] or "-",
+                                i["versions"], i["by"] or "-"] for i in items],
+                              ["NAME", "REMOVED", "FILES", "VERSIONS", "BY"])
+           if items else "no removed accounts with kept files")
+    return EXIT_OK
+
+
+def _user_restore(args: argparse.Namespace, target: Target) -> int:
+    from ipydoc.control import commands as c
+
+    r = _result(target, c.UserRestore, name=args.name)
+    _print(args, r, f"restored {args.name} with the files ({r.get('files', 'files')}) and "
+                    f"{_versions(r)}" + (" (still disabled)" if r.get("disabled") else ""))
     return EXIT_OK
 
 
@@ -795,10 +871,23 @@ def _history_restore(args: argparse.Namespace, target: Target) -> int:
     return EXIT_OK
 
 
+def _history_dead_letters(args: argparse.Namespace, target: Target) -> int:
+    from ipydoc.control import commands as c
+
+    items = with_daemon(target, lambda p: fetch_all(p, c.HistoryDeadLetters, name=args.name))
+    human = table([[_when(d["time"]), d["op"], d["path"], d["attempts"], d["reason"]]
+                   for d in items], ["TIME", "OP", "PATH", "ATTEMPTS", "REASON"])
+    _print(args, items, human if items else "no dead letters")
+    return EXIT_OK
+
+
 HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace, Target], int]] = {
     ("status", None): _status,
     ("user", "add"): _user_add,
     ("user", "remove"): _user_remove,
+    ("user", "purge"): _user_purge,
+    ("user", "restore"): _user_restore,
+    ("user", "removed"): _user_removed,
     ("user", "list"): _user_list,
     ("user", "show"): _user_show,
     ("user", "disable"): _user_disable,
@@ -818,6 +907,7 @@ HANDLERS: dict[tuple[str, str | None], Callable[[argparse.Namespace, Target], in
     ("events", None): _events,
     ("history", "list"): _history_list,
     ("history", "restore"): _history_restore,
+    ("history", "dead-letters"): _history_dead_letters,
 }
 
 

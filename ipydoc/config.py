@@ -47,6 +47,8 @@ class ServerSection:
     max_headers: int = 100
     # "daemon" (a line per request in the daemon's log), "off", or a file path.
     access_log: str = "daemon"
+    # Peers whose X-Forwarded-For/-Proto are believed (addresses, CIDRs, "unix").
+    trusted_proxies: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -78,6 +80,10 @@ class AuthSection:
     login_attempts_per_account: int = 5
     login_attempts_per_address: int = 50
     login_window: int = 900
+    # Provider logins (/hub/oauth/<id>/start) in progress at once, site-wide, and started
+    # per client address in ten minutes (0: no per-address limit); ipydoc.auth.login_state.
+    oauth_pending_max: int = 10_000
+    oauth_starts_per_address: int = 100
     local: bool = True
     github: GithubAuth | None = None
     oidc: dict[str, OidcAuth] = field(default_factory=dict)
@@ -115,6 +121,16 @@ class DockerSection:
     notebook_dir: str = "/home/jovyan"
     cmd: list[str] = field(default_factory=lambda: ["jupyter", "lab"])
     stop_timeout: int = 10
+    # Isolation (ipydoc.backends.docker_network): the users' bridge network, where servers
+    # cannot reach each other nor the host (but for host_access ports); "{instance}" is
+    # replaced by docker.instance; "" = Docker's default bridge, NOT isolated.
+    network: str = "{instance}-users"
+    egress: str = "allow"
+    host_access: list[int] = field(default_factory=list)
+
+    @property
+    def network_name(self) -> str:
+        return self.network.replace("{instance}", self.instance)
 
 
 @dataclass
@@ -130,6 +146,9 @@ class HistorySection:
     api_url: str = "https://api.github.com"
     api_org: str = ""
     push_backoff_max: float = 300.0
+    max_queue: int = 1000
+    fetch_timeout: float = 60.0
+    max_attempts: int = 10
 
 
 @dataclass
@@ -201,6 +220,10 @@ def _check_type(key: str, value: Any, hint: Any) -> Any:
         if not isinstance(value, dict):
             raise bad("a table of lists of strings")
         value = {k: _check_type(f"{key}.{k}", v, list[str]) for k, v in value.items()}
+    elif hint == list[int]:
+        if not isinstance(value, list) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise bad("a list of whole numbers")
     elif hint == list[str]:
         if isinstance(value, str) and key in ("server.listen", "server.redirect_listen"):
             value = [value]
@@ -239,6 +262,7 @@ def _validate(cfg: Config) -> None:
         u = urlsplit(cfg.server.public_url)
         if u.scheme not in ("http", "https") or not u.netloc:
             raise ConfigError("server.public_url must look like https://host[:port]")
+    _validate_trusted_proxies(cfg.server)
     _validate_routing(cfg.server)
     if cfg.redis.url and urlsplit(cfg.redis.url).scheme not in ("redis", "unix"):
         raise ConfigError("redis.url must be redis://HOST:PORT/DB or unix:///PATH?db=N (or empty)")
@@ -273,6 +297,10 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"auth.{key} must be 0 (no limit) or positive")
     if cfg.auth.login_window <= 0:
         raise ConfigError("auth.login_window must be positive (seconds)")
+    if cfg.auth.oauth_pending_max <= 0:
+        raise ConfigError("auth.oauth_pending_max must be positive (logins in progress)")
+    if cfg.auth.oauth_starts_per_address < 0:
+        raise ConfigError("auth.oauth_starts_per_address must be 0 (no limit) or positive")
     if cfg.docker.storage not in ("volume", "bind"):
         raise ConfigError("docker.storage must be 'volume' or 'bind'")
     if cfg.docker.storage == "bind" and not cfg.docker.bind_root:
@@ -283,8 +311,29 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("docker.cmd must not be empty")
     if not cfg.docker.notebook_dir.startswith("/"):
         raise ConfigError("docker.notebook_dir must be an absolute path")
+    _validate_isolation(cfg.docker)
     _validate_history(cfg.history)
     _validate_login_providers(cfg.auth)
+
+
+def _validate_isolation(d: DockerSection) -> None:
+    name = d.network_name
+    if name in ("bridge", "host", "none", "default"):
+        raise ConfigError(f"docker.network = {name!r} is one of Docker's own networks, where "
+                          "users' servers reach each other or the host; name a network for "
+                          "ipydoc to create (default \"{instance}-users\"), or \"\" for the "
+                          "legacy layout (not isolated)")
+    if name and not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}", name):
+        raise ConfigError(f"docker.network must be a Docker network name (letters, digits, "
+                          f"'_', '.', '-'; \"{{instance}}\" allowed), not {d.network!r}")
+    if d.egress not in ("allow", "deny"):
+        raise ConfigError(f"docker.egress must be 'allow' or 'deny', not {d.egress!r}")
+    for port in d.host_access:
+        if not 1 <= port <= 65535:
+            raise ConfigError(f"docker.host_access: {port} is not a TCP port (1-65535)")
+    if not name and (d.egress != "allow" or d.host_access):
+        raise ConfigError("docker.egress and docker.host_access need docker.network: on "
+                          "Docker's default bridge (docker.network = \"\") nothing is isolated")
 
 
 def _validate_login_providers(auth: AuthSection) -> None:
@@ -294,6 +343,19 @@ def _validate_login_providers(auth: AuthSection) -> None:
     if not auth.local and auth.github is None and not auth.oidc:
         raise ConfigError("auth.local = false needs a login provider ([auth.github] or "
                           "[auth.oidc.NAME])")
+
+
+def _validate_trusted_proxies(s: ServerSection) -> None:
+    from ipydoc.forwarding import UNIX, parse_network
+
+    for entry in s.trusted_proxies:
+        if entry.strip().lower() == UNIX:
+            continue
+        try:
+            parse_network(entry)
+        except ValueError:
+            raise ConfigError(f"server.trusted_proxies: {entry!r} is not an IP address, a "
+                              "CIDR block (e.g. \"10.0.0.0/8\") or \"unix\"") from None
 
 
 def _validate_routing(s: ServerSection) -> None:
@@ -383,6 +445,12 @@ def _validate_history(h: HistorySection) -> None:
         raise ConfigError("history.coalesce_seconds must be 0 or more")
     if h.push_backoff_max < 1:
         raise ConfigError("history.push_backoff_max must be at least 1 (seconds)")
+    if h.max_queue < 1:
+        raise ConfigError("history.max_queue must be at least 1 (entries per user)")
+    if h.fetch_timeout <= 0:
+        raise ConfigError("history.fetch_timeout must be positive (seconds)")
+    if h.max_attempts < 1:
+        raise ConfigError("history.max_attempts must be at least 1")
     if h.remote and "{name}" not in h.remote:
         raise ConfigError("history.remote must contain {name}, e.g. "
                           "https://github.com/ORG/{name}.git")

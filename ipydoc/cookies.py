@@ -1,8 +1,18 @@
-"""Signed cookie values and the attributes every ipydoc cookie gets.
+"""Signed cookie values, the attributes every ipydoc cookie gets, and how one is read.
 
 A session cookie carries a random id plus an HMAC of it under the daemon's secret, so a
 forged or mangled cookie is refused without a Redis round trip; the id is only looked up
 (as a hash) in Redis, where revoking the session is deleting the key.
+
+Cookie tossing: a page on a sibling host (in subdomain mode every user's host is one,
+and runs that user's code) can write ``document.cookie = "ipydoc-session=...;
+Domain=<domain>"``, and the browser then sends it to the hub as well.  Over https every
+ipydoc cookie is therefore named ``__Host-<name>`` (with ``Secure``, ``Path=/`` and no
+``Domain``, which browsers enforce for that prefix: no other host can set or shadow it),
+and only that name is read.  Over plain http the prefix is impossible, so a cookie name
+that arrives twice in one request (the real one and a planted one) is read as absent.
+"Over https" is :meth:`Request.isSecure`, which behind a TLS-terminating proxy follows
+``server.public_url`` and trusted ``X-Forwarded-Proto`` (:mod:`ipydoc.forwarding`).
 """
 
 from __future__ import annotations
@@ -13,8 +23,12 @@ import os
 import secrets
 from pathlib import Path
 
+from twisted.web.iweb import IRequest
+
 SESSION_COOKIE = "ipydoc-session"
 LOGIN_CSRF_COOKIE = "ipydoc-login-csrf"
+#: The prefix browsers accept only with ``Secure``, ``Path=/`` and no ``Domain``.
+HOST_PREFIX = "__Host-"
 
 
 def load_secret(path: Path) -> bytes:
@@ -62,12 +76,40 @@ def new_id() -> str:
     return secrets.token_urlsafe(32)
 
 
+def cookie_name(name: str, secure: bool) -> str:
+    """What cookie ``name`` is called on the wire: ``__Host-name`` over https."""
+    return HOST_PREFIX + name if secure else name
+
+
 def cookie_header(name: str, value: str, *, secure: bool, max_age: int | None,
                   path: str = "/") -> str:
-    """A Set-Cookie value: HttpOnly, SameSite=Lax, Secure under TLS, host-only."""
+    """A Set-Cookie value: HttpOnly, SameSite=Lax, host-only; over https (``secure``)
+    also Secure and named ``__Host-name``, which needs ``Path=/`` (``path`` is then
+    ignored)."""
+    if secure:
+        name, path = HOST_PREFIX + name, "/"
     parts = [f"{name}={value}", f"Path={path}", "HttpOnly", "SameSite=Lax"]
     if secure:
         parts.append("Secure")
     if max_age is not None:
         parts.append(f"Max-Age={max_age}")
     return "; ".join(parts)
+
+
+def cookie_values(request: IRequest, name: bytes) -> list[bytes]:
+    """Every value the request's ``Cookie`` header(s) give cookie ``name`` (in order)."""
+    found = []
+    for header in request.requestHeaders.getRawHeaders(b"cookie") or ():
+        for part in header.split(b";"):
+            key, eq, value = part.strip().partition(b"=")
+            if eq and key.rstrip() == name:
+                found.append(value)
+    return found
+
+
+def read_cookie(request: IRequest, name: str) -> bytes | None:
+    """The value of ipydoc's cookie ``name`` as :func:`cookie_header` names it for this
+    request; None if it is absent or sent more than once (one of them is then planted,
+    and which one cannot be told: neither is believed)."""
+    values = cookie_values(request, cookie_name(name, request.isSecure()).encode())
+    return values[0] if len(values) == 1 else None

@@ -14,6 +14,14 @@ long ``time.sleep`` sends no messages, "now" while any kernel is ``busy`` in
 not count as activity, so looking never keeps a server alive.  A server that does not
 answer is judged on the proxy's activity alone.
 
+Each server is judged on its own: its owner controls what answers there, so both reads go
+through the bounded client of :mod:`ipydoc.proxy.fetch` (``STATUS_TIMEOUT`` seconds and
+``STATUS_BUDGET`` bytes per read, no ``Content-Encoding``), only answers of the expected
+shape (an object for the status, a list of objects for the kernels) are used, and any
+failure while judging one server (a malformed, huge, trickling or hostile answer, or a
+bug) is logged and that server is judged on the proxy's activity alone; the pass goes on
+for the others.
+
 Admins are exempt when ``cull.exempt_admins``.  Each stop is an event of kind ``cull``
 whose detail gives the reason; files are never touched (stop keeps them).  The first run
 is one interval after the daemon starts, so a daemon restart does not cull servers before
@@ -32,7 +40,11 @@ from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from ipydoc.proxy.fetch import FetchError
 from ipydoc.spawner import ServerManager
+
+STATUS_TIMEOUT = 5.0            # seconds per read of /api/status or /api/kernels
+STATUS_BUDGET = 1024 * 1024     # bytes per answer (a kernel list of hundreds fits)
 
 
 @dataclass(frozen=True)
@@ -113,7 +125,7 @@ class Culler(Service):
         admins: set[str] = set()
         if s.exempt_admins:
             admins = {u.name for u in await store.get_users(names) if u.admin}
-        checks = [defer.Deferred.fromCoroutine(self._judge(n, servers.get(n), stored))
+        checks = [defer.Deferred.fromCoroutine(self._judge_safely(n, servers.get(n), stored))
                   for n in names if n not in admins]
         verdicts = await defer.gatherResults(checks, consumeErrors=True) if checks else []
         stopped = []
@@ -129,6 +141,16 @@ class Culler(Service):
             stopped.append(name)
         return stopped
 
+    async def _judge_safely(self, name: str, server: Any, stored: dict[str, float]
+                            ) -> tuple[str, str | None]:
+        """:meth:`_judge`, but a failure spares that one server and not the pass."""
+        try:
+            return await self._judge(name, server, stored)
+        except Exception:  # noqa: BLE001
+            self.log.failure("culler: judging {name}'s server failed; it is kept this time",
+                             name=name)
+            return name, None
+
     async def _judge(self, name: str, server: Any, stored: dict[str, float]
                      ) -> tuple[str, str | None]:
         """``(name, reason to stop it or None)``."""
@@ -141,7 +163,17 @@ class Culler(Service):
             return name, None
         seen = [t for t in (started, stored.get(name), self.gate.activity.get(name)) if t]
         if not s.ignore_kernel_activity:
-            own = await self._server_activity(name)
+            try:
+                own = await self._server_activity(name)
+            except FetchError as e:
+                own = None
+                (self.log.warn if e.budget else self.log.debug)(
+                    "culler: no activity from {name}'s server ({e}); judged on the "
+                    "proxy's activity alone", name=name, e=e)
+            except Exception as e:  # noqa: BLE001 - one server's answer must not stop the pass
+                self.log.warn("culler: the activity of {name}'s server cannot be read ({e}); "
+                              "judged on the proxy's activity alone", name=name, e=e)
+                own = None
             if own is not None:
                 seen.append(own)
         if not seen:
@@ -153,27 +185,32 @@ class Culler(Service):
         return name, None
 
     async def _server_activity(self, name: str) -> float | None:
-        """The server's own view of its last activity; now while a kernel is busy."""
+        """The server's own view of its last activity; now while a kernel is busy.
+
+        Raises (:class:`FetchError`, ``ValueError``) when the server answers out of bounds
+        or not as jupyter_server does; None when it says nothing usable."""
         route = self.manager.routes.get(name)
         if route is None:
             return None
         headers = {"Authorization": f"token {route.token}"}
         root = f"{route.url}{self.manager.base_url(name)}api"
-        http = self.manager._http
-        try:
-            r = await http.get(f"{root}/kernels?no_track_activity=1", headers=headers,
-                               timeout=5)
-            kernels = await r.json() if r.code == 200 else []
-            if any(isinstance(k, dict) and k.get("execution_state") == "busy"
-                   for k in kernels or []):
+        fetch = self.manager.fetcher
+        kernels: list[dict[str, Any]] = []
+        r = await fetch.get(f"{root}/kernels", params={"no_track_activity": "1"},
+                            headers=headers, max_body=STATUS_BUDGET, timeout=STATUS_TIMEOUT)
+        if r.code == 200:
+            listed = r.json()
+            if not isinstance(listed, list):
+                raise ValueError(f"/api/kernels answered a {type(listed).__name__}, not a list")
+            kernels = [k for k in listed if isinstance(k, dict)]
+            if any(k.get("execution_state") == "busy" for k in kernels):
                 return time.time()
-            r = await http.get(f"{root}/status", headers=headers, timeout=5)
-            status = await r.json() if r.code == 200 else {}
-        except Exception as e:  # noqa: BLE001 - an unreachable server is judged without it
-            self.log.debug("no activity from {name}'s server: {e}", name=name, e=e)
-            return None
+        r = await fetch.get(f"{root}/status", headers=headers, max_body=STATUS_BUDGET,
+                            timeout=STATUS_TIMEOUT)
+        status: Any = r.json() if r.code == 200 else {}
+        if not isinstance(status, dict):
+            raise ValueError(f"/api/status answered a {type(status).__name__}, not an object")
         times = [parse_jupyter_time(status.get("last_activity"))]
-        times += [parse_jupyter_time(k.get("last_activity")) for k in kernels or []
-                  if isinstance(k, dict)]
+        times += [parse_jupyter_time(k.get("last_activity")) for k in kernels]
         found = [t for t in times if t]
         return max(found) if found else None

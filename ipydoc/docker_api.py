@@ -1,7 +1,7 @@
 """A small Docker Engine API client over treq.
 
-ipydoc needs a dozen Engine API calls (containers, images, volumes, logs and the events
-stream); the API is a stable, versioned REST interface, so a thin client pinned to
+ipydoc needs a few dozen Engine API calls (containers, images, volumes, networks, logs
+and the events stream); the API is a stable, versioned REST interface, so a thin client pinned to
 ``/v1.41`` (Docker 20.10 and every later engine) is simpler and safer than a dependency
 (``txdocker`` does not exist; docker-py is blocking and would need threads).
 
@@ -563,6 +563,49 @@ class DockerAPI:
     async def remove_volume(self, name: str) -> None:
         """Remove a volume; gone is fine; in use raises kind "conflict"."""
         await self._call("DELETE", f"/volumes/{quote(name)}", ok=(204,), none_on=(404,))
+
+    # -- networks ---------------------------------------------------------------------
+
+    async def inspect_network(self, name: str) -> dict | None:
+        """The network named exactly ``name`` (the engine also matches id prefixes; those
+        answers are not it), or None."""
+        net = await self._call("GET", f"/networks/{quote(name)}", none_on=(404,), expect=dict)
+        if net is not None and net.get("Name") != name and net.get("Id") != name:
+            return None
+        return net
+
+    async def create_network(
+        self,
+        name: str,
+        *,
+        internal: bool = False,
+        options: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> str:
+        """Create a local bridge network; its id.  A name that exists raises "conflict"."""
+        result = await self._call(
+            "POST", "/networks/create", expect=dict,
+            body={"Name": name, "Driver": "bridge", "CheckDuplicate": True, "Internal": internal,
+                  "EnableIPv6": False, "Options": options or {}, "Labels": labels or {}},
+        )
+        nid = result.get("Id")
+        if not isinstance(nid, str) or not nid:
+            raise BackendError("bad_answer", f"Docker created network {name} but sent no Id: {result!r}")
+        if result.get("Warning"):
+            log.warn("Docker warning creating network {name}: {w}", name=name, w=result["Warning"])
+        return nid
+
+    async def remove_network(self, id_or_name: str) -> None:
+        """Remove a network; gone is fine; one with containers raises "conflict"/"failed"."""
+        await self._call("DELETE", f"/networks/{quote(id_or_name)}", ok=(204,), none_on=(404,))
+
+    async def connect_network(self, network: str, cid: str) -> None:
+        await self._call("POST", f"/networks/{quote(network)}/connect", body={"Container": cid},
+                         ok=(200,))
+
+    async def disconnect_network(self, network: str, cid: str, force: bool = False) -> None:
+        await self._call("POST", f"/networks/{quote(network)}/disconnect",
+                         body={"Container": cid, "Force": force}, ok=(200,))
 
     # -- events -----------------------------------------------------------------------
 

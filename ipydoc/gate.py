@@ -11,6 +11,15 @@ A personal token is looked up in Redis on every request (no cache), so revoking 
 expiry, or disabling its user takes effect at once.  It is never forwarded: the proxy
 replaces ``Authorization`` with the server token.  Token requests skip the ``Origin``
 check: a browser never attaches the header by itself, so there is nothing to forge.
+
+Revocation reaches what is already open.  Each :class:`Forward` names its credential
+(the Redis key of the session, or of the personal token), and the proxy keeps every open
+exchange (WebSockets above all) in :attr:`UserGate.exchanges` under it.  Whenever the
+store ends sessions (logout, ``session revoke``, ``user disable``/``remove``, a password
+change, a new login replacing an old session) and after a token is revoked,
+:meth:`UserGate.recheck_exchanges` asks Redis once per open credential whether it still
+holds and cuts the exchanges of those that do not: one round of Redis reads per
+revocation, nothing per request.
 """
 
 from __future__ import annotations
@@ -21,31 +30,33 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import txredisapi
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from ipydoc.names import InvalidName, validate_name
 from ipydoc.proxy.gate import Forward, Reply
+from ipydoc.proxy.headers import is_websocket_upgrade
+from ipydoc.proxy.live import OpenExchanges
 from ipydoc.redis_service import UNAVAILABLE
 from ipydoc.routing import Routing
 from ipydoc.sessions import Sessions
 from ipydoc.spawner import ServerManager
+from ipydoc.store import Store, session_key, token_key
 from ipydoc.tokens import from_authorization, token_hash, well_formed
 
 SAFE_METHODS = {b"GET", b"HEAD", b"OPTIONS"}
 PREFIX = b"/user/"
 TOKEN_TOUCH_INTERVAL = 60.0  # seconds between writes of a token's last_used
+RECHECK_ROUNDS = 3  # at most this many checks in a row (exchanges opened meanwhile)
 
-
-def is_websocket(request: IRequest) -> bool:
-    upgrade = request.getHeader(b"upgrade") or b""
-    return upgrade.lower() == b"websocket"
+#: The proxy's rule (one function for the gate, the proxy and the error pages).
+is_websocket = is_websocket_upgrade
 
 
 def wants_html(request: IRequest) -> bool:
     accept = request.getHeader(b"accept") or b""
-    return b"text/html" in accept and not is_websocket(request)
+    return b"text/html" in accept and not is_websocket_upgrade(request)
 
 
 def request_origin(request: IRequest) -> str:
@@ -73,6 +84,12 @@ class UserGate:
         self.activity: dict[str, float] = {}
         self.history: Any = None  # ipydoc.history.service.History, when versioning is on
         self._token_touched: dict[str, float] = {}
+        #: Open exchanges by credential and user (the proxy fills it; see the module doc).
+        self.exchanges = OpenExchanges()
+        self._watched: Store | None = None
+        self._rechecking = False
+        self._recheck_again = False
+        self._recheck_waiters: list[Deferred[None]] = []
         # Subdomain mode (ipydoc.routing, ipydoc.subdomain_gate): set by the daemon.
         self.routing: Routing = Routing()
         self.hosts: Any = None  # ipydoc.user_hosts.HostSessions
@@ -139,7 +156,7 @@ class UserGate:
                 return redirect(f"/hub/spawn/{name}?next={nxt}")
             return json_reply(503, "your server is starting" if starting else
                               f"your server is not running: start it at /hub/spawn/{name}")
-        return Forward(name, route.url, route.token)
+        return self.forward(name, route, session_key(session.id))
 
     async def _decide_by_token(self, name: str, token: str) -> Forward | Reply:
         store = self.sessions.store
@@ -163,7 +180,78 @@ class UserGate:
                 self._token_touched.clear()
             self._token_touched[digest] = now
             await store.touch_token(digest, now)
-        return Forward(name, route.url, route.token)
+        return self.forward(name, route, token_key(digest))
+
+    def forward(self, name: str, route: Any, credential: str) -> Forward:
+        """Let a request through to ``name``'s server on behalf of ``credential``."""
+        store = self.sessions.store
+        if store is not self._watched:  # the store exists once Redis is up
+            store.on_sessions_ended(self.recheck_exchanges)
+            self._watched = store
+        return Forward(name, route.url, route.token, credential, self.routing.subdomain)
+
+    # -- revocation of what is open ------------------------------------------------------
+    def recheck_exchanges(self) -> Deferred[None]:
+        """Cut every open exchange whose credential no longer holds (session ended, token
+        revoked or expired, account disabled or removed).  Fires when done; calls made
+        while a check runs are folded into one more round."""
+        done: Deferred[None] = Deferred()
+        self._recheck_waiters.append(done)
+        if self._rechecking:
+            self._recheck_again = True
+        else:
+            self._rechecking = True
+            Deferred.fromCoroutine(self._recheck_rounds())
+        return done
+
+    async def _recheck_rounds(self) -> None:
+        try:
+            for _ in range(RECHECK_ROUNDS):
+                self._recheck_again = False
+                added = self.exchanges.added
+                await self._recheck()
+                # Another revocation came, or an exchange was opened by a decision that
+                # may have read Redis before the revocation: look once more.
+                if not self._recheck_again and self.exchanges.added == added:
+                    break
+        except Exception:  # never leave the waiters hanging
+            self.log.failure("checking open connections after a revocation")
+        finally:
+            self._rechecking = False
+            waiters, self._recheck_waiters = self._recheck_waiters, []
+            for d in waiters:
+                d.callback(None)
+
+    async def _recheck(self) -> None:
+        credentials = self.exchanges.credentials()
+        if not credentials or self._watched is None:
+            return
+        store = self._watched
+        checks = [Deferred.fromCoroutine(self._holds(store, c)) for c in credentials]
+        results = await DeferredList(checks, consumeErrors=True)
+        for credential, (ok, holds) in zip(credentials, results):
+            if not ok:
+                self.log.warn("cannot check a credential of open connections: {e}",
+                              e=holds.value)
+                continue
+            if not holds:
+                users = self.exchanges.users(credential)
+                n = self.exchanges.close_credential(credential)
+                if n:
+                    kind = "token" if credential.startswith(token_key("")) else "session"
+                    self.log.info("closed {n} open connection(s) of {users}: {kind} revoked",
+                                  n=n, users=", ".join(sorted(users)), kind=kind)
+
+    @staticmethod
+    async def _holds(store: Store, credential: str) -> bool:
+        prefix = token_key("")
+        if credential.startswith(prefix):
+            record = await store.get_token(credential[len(prefix):])
+            if record is None:
+                return False
+            user = await store.get_user(record["user"])
+            return user is not None and not user.disabled
+        return bool(await store.redis.exists(credential))
 
     def saw_traffic(self, user: str) -> None:
         self.activity[user] = time.time()

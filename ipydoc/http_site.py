@@ -11,6 +11,11 @@ This relies on ``HTTPChannel`` internals (checked against Twisted 26.10): when
 ``gotLength`` is called the request line is on ``channel._command/_path/_version``;
 body chunks then go to ``handleContentChunk``; ``requestReceived`` follows the last
 one.  Only HTTP/1.1 channels are used (no h2), so these hold.
+
+Behind a TLS-terminating proxy the request's client address and ``isSecure`` are what
+the site's :class:`~ipydoc.forwarding.Forwarding` rules make of the peer,
+``server.public_url`` and a trusted proxy's ``X-Forwarded-*`` (set in ``gotLength``,
+before anything reads them).
 """
 
 from __future__ import annotations
@@ -26,10 +31,12 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.util import Redirect
 
 from ipydoc import access_log
+from ipydoc.forwarding import Forwarding
 from ipydoc.proxy.body import BodyStream
 from ipydoc.proxy.gate import Gate
 from ipydoc.proxy.handler import Proxy
-from ipydoc.request_rules import RequestLimits, channel_factory
+from ipydoc.proxy.replies import SERVER
+from ipydoc.request_rules import RefusalLog, RequestLimits, channel_factory, client_address
 
 #: Largest request body the hub (not the proxy) accepts.
 HUB_BODY_LIMIT = 1024 * 1024
@@ -44,10 +51,23 @@ class SiteRequest(server.Request):
     _body_done = False
     _finish_pending = False
     _hub_bytes = 0
+    #: https as the browser sees it (public_url, a trusted proxy): ipydoc.forwarding.
+    forwarded_https = False
+
+    def isSecure(self) -> bool:
+        return self.forwarded_https or super().isSecure()
+
+    def setHeader(self, name: bytes | str, value: bytes | str) -> None:
+        """twisted.web names itself and its version in ``Server`` on every hub page;
+        say only ``ipydoc`` (a user's server's own ``Server`` passes through elsewhere)."""
+        if (name if isinstance(name, bytes) else name.encode()).lower() == b"server":
+            value = SERVER
+        super().setHeader(name, value)
 
     def gotLength(self, length: int | None) -> None:
         self._read_request_line()
         site: ProxySite = self.channel.site
+        site.forwarding.apply(self)  # the real client and scheme, before anyone asks
         try:
             claimed = site.gate.claims(self)
         except Exception:
@@ -152,6 +172,14 @@ class SiteRequest(server.Request):
 
     def _too_large(self) -> None:
         self._rejected = True
+        refusals = getattr(self.channel, "refusals", None)
+        if refusals is not None:
+            client = client_address(self.channel)
+            real = self.getClientAddress()  # behind a trusted proxy: the forwarded client
+            if getattr(real, "port", None) == 0:
+                client = f"{real.host} (via {client})"
+            refusals.refused(client, 413,
+                             f"hub request body over {self.channel.site.hub_body_limit} bytes")
         body = b"Request body too large.\n"
         self.setResponseCode(413)
         self.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
@@ -166,6 +194,8 @@ class ProxySite(server.Site):
     """A ``Site`` whose requests go to the proxy when the gate claims them."""
 
     requestFactory = SiteRequest
+    #: Trusted proxies and the public scheme (ipydoc.forwarding); none by default.
+    forwarding = Forwarding()
 
     def __init__(
         self, resource: IResource, gate: Gate, proxy: Proxy, *, reactor: Any,
@@ -177,7 +207,9 @@ class ProxySite(server.Site):
         super().__init__(resource, reactor=reactor, timeout=limits.idle_timeout,
                          logPath=access if access not in ("daemon", "off") else None)
         self._access = access
-        self.protocol = channel_factory(limits)  # strict parsing, caps and timeouts
+        #: Every refused request is logged here, rate-limited (ipydoc.request_rules).
+        self.refusals = RefusalLog(reactor)
+        self.protocol = channel_factory(limits, self.refusals)  # strict parsing, caps, timeouts
         self.gate = gate
         self.proxy = proxy
         self.hub_body_limit = hub_body_limit
@@ -185,6 +217,10 @@ class ProxySite(server.Site):
     def acceptableProtocols(self) -> list[bytes]:
         """HTTP/1.1 only: the streaming request relies on ``HTTPChannel``."""
         return [b"http/1.1"]
+
+    def stopFactory(self) -> None:
+        self.refusals.stop()  # what is still counted goes to the log
+        super().stopFactory()
 
     def startFactory(self) -> None:
         """The access log goes out in batches (:class:`~ipydoc.access_log.BatchedLog`),
@@ -228,13 +264,17 @@ def make_site(
     hub_body_limit: int = HUB_BODY_LIMIT,
     limits: RequestLimits | None = None,
     access_log: str = "daemon",
+    forwarding: Forwarding | None = None,
 ) -> ProxySite:
     """The site to listen with; call ``site.proxy.close()`` on shutdown."""
     proxy = Proxy(
         gate, reactor, pool_size=pool_size,
         connect_timeout=connect_timeout, head_timeout=head_timeout,
     )
-    return ProxySite(
+    site = ProxySite(
         make_root(hub_resource), gate, proxy, reactor=reactor, hub_body_limit=hub_body_limit,
         limits=limits, access=access_log,
     )
+    if forwarding is not None:
+        site.forwarding = forwarding
+    return site

@@ -14,8 +14,11 @@ Counts are fixed windows: the first failure starts the key's expiry; refused att
 not extend it, so the owner waits at most one window after the guessing stops.  Both
 counters are updated in one Lua script, so a crash never leaves a key without expiry.
 
-Behind a reverse proxy every client has the proxy's address: set
-``auth.login_attempts_per_address = 0`` there (the proxy should limit by address).
+Behind a reverse proxy every connection comes from the proxy: list it in
+``server.trusted_proxies`` and the address counted is the client's, from the proxy's
+``X-Forwarded-For`` (:mod:`ipydoc.forwarding` puts it on the request before this reads
+it).  From any other peer that header is ignored, or a guesser would pick a new
+"address" for every attempt.
 """
 
 from __future__ import annotations
@@ -72,6 +75,8 @@ def address_group(host: str) -> str:
 
 
 def client_group(request: IRequest) -> str:
+    """The group of the request's client address: behind a trusted proxy, the client that
+    proxy names (ipydoc.forwarding), else the peer."""
     return address_group(str(getattr(request.getClientAddress(), "host", "")))
 
 

@@ -18,7 +18,11 @@ in values, a space before a header's colon, HTTP/0.9 and 2.0 request lines);
 * a request head over ``max_header_size`` bytes or ``max_headers`` lines → 431.
 
 Each refusal is answered (unless a response is already under way) and the connection
-is closed, so nothing the client sent after it can be read as another request.
+is closed, so nothing the client sent after it can be read as another request.  Each
+is also logged, with the client's address and the reason, through a
+:class:`RefusalLog`: at most ``REFUSAL_LINES_PER_SECOND`` lines a second, the rest
+counted and summed up in one line (``suppressed K``) a few seconds later, so a flood of
+bad requests cannot flood the log.  Answers carry no ``Server`` header.
 
 Timeouts (all configurable, see ``[server]`` in etc/ipydoc.toml):
 
@@ -41,7 +45,12 @@ from twisted.internet.error import ConnectionLost
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
-from twisted.web.http import HTTPChannel, _ChunkedTransferDecoder, _GenericHTTPChannelProtocol
+from twisted.web.http import (
+    HTTPChannel,
+    _ChunkedTransferDecoder,
+    _GenericHTTPChannelProtocol,
+    _IdentityTransferDecoder,
+)
 from twisted.web.http_headers import Headers
 
 from ipydoc.proxy.sendnow import send_now
@@ -51,9 +60,62 @@ MAX_LENGTH_DIGITS = 18   # decimal digits of a Content-Length (< 10**18 < 2**63)
 MAX_CHUNK_DIGITS = 15    # hex digits of a chunk size (< 16**15 = 2**60)
 
 REASONS = {
-    400: b"Bad Request", 408: b"Request Timeout",
+    400: b"Bad Request", 408: b"Request Timeout", 413: b"Content Too Large",
     431: b"Request Header Fields Too Large", 501: b"Not Implemented",
 }
+
+#: Lines about refused requests logged per second at most; the rest are counted.
+REFUSAL_LINES_PER_SECOND = 10
+#: How long after the first suppressed line the count of suppressed ones is logged.
+REFUSAL_SUMMARY_SECONDS = 5.0
+
+
+class RefusalLog:
+    """Logs refused requests (client address, status, reason), rate-limited.
+
+    Fixed one-second windows: the first ``per_second`` refusals of a window get a line
+    each; later ones only bump a counter, and one timer (set when the first is
+    suppressed, not per refusal) logs ``suppressed K`` ``summary_after`` seconds later.
+    """
+
+    log = Logger()
+
+    def __init__(self, clock: Any, per_second: int = REFUSAL_LINES_PER_SECOND,
+                 summary_after: float = REFUSAL_SUMMARY_SECONDS) -> None:
+        self._clock = clock
+        self._per_second = per_second
+        self._summary_after = summary_after
+        self._window = -1
+        self._lines = 0
+        self.suppressed = 0
+        self._summary: Any = None
+
+    def refused(self, client: str, code: int, reason: str) -> None:
+        window = int(self._clock.seconds())
+        if window != self._window:
+            self._window, self._lines = window, 0
+        if self._lines < self._per_second:
+            self._lines += 1
+            self.log.info("refused a request from {client}: {code} {reason}",
+                          client=client, code=code, reason=reason)
+            return
+        self.suppressed += 1
+        if self._summary is None:
+            self._summary = self._clock.callLater(self._summary_after, self._sum_up)
+
+    def _sum_up(self) -> None:
+        self._summary = None
+        count, self.suppressed = self.suppressed, 0
+        if count:
+            self.log.warn("suppressed {count} more lines about refused requests in the last "
+                          "{s:g} s (more than {n} a second)",
+                          count=count, s=self._summary_after, n=self._per_second)
+
+    def stop(self) -> None:
+        """Log what is still counted (on shutdown) and cancel the timer."""
+        if self._summary is not None and self._summary.active():
+            self._summary.cancel()
+            self._sum_up()
 
 
 @dataclass(frozen=True)
@@ -100,9 +162,10 @@ class StrictChannel(HTTPChannel):
     _reading_paused = False
     _refused = False
 
-    def __init__(self, limits: RequestLimits) -> None:
+    def __init__(self, limits: RequestLimits, refusals: RefusalLog | None = None) -> None:
         super().__init__()
         self.limits = limits
+        self.refusals = refusals
         self.maxHeaders = limits.max_headers
         self.totalHeadersSize = limits.max_header_size
         self.MAX_LENGTH = limits.max_header_size
@@ -181,16 +244,14 @@ class StrictChannel(HTTPChannel):
     def _head_too_slow(self) -> None:
         self._head_timer = None
         if self.transport is not None:
-            self._log.info("request head not complete in {s}s from {peer}: closing",
-                           s=self.limits.header_timeout, peer=_peer(self))
-            self.refuse(408, "The request head took too long to arrive.")
+            self.refuse(408, "The request head took too long to arrive.",
+                        why=f"request head not complete in {self.limits.header_timeout:g} s")
 
     def _body_too_slow(self) -> None:
         self._body_timer = None
         if self.transport is not None:
-            self._log.info("request body stalled for {s}s from {peer}: closing",
-                           s=self.limits.body_timeout, peer=_peer(self))
-            self.refuse(408, "The request body stopped arriving.")
+            self.refuse(408, "The request body stopped arriving.",
+                        why=f"request body stalled for {self.limits.body_timeout:g} s")
 
     def _send_stalled(self) -> None:
         self._send_timer = None
@@ -268,6 +329,17 @@ class StrictChannel(HTTPChannel):
         return super().headerReceived(line)
 
     def _maybeChooseTransferDecoder(self, header: bytes, data: bytes) -> bool:
+        framing = self._transferDecoder
+        if framing is not None and header in (b"Content-Length", b"Transfer-Encoding"):
+            # twisted.web refuses these too, without saying why: say it (in the log).
+            by_length = isinstance(framing, _IdentityTransferDecoder)
+            if by_length == (header == b"Content-Length"):
+                why = f"{header.decode()} given twice"
+            else:
+                why = "Content-Length and Transfer-Encoding together (request smuggling?)"
+            self.refuse(400, "The request's framing is ambiguous.", why=why)
+            self.length = None
+            return False
         if header == b"Content-Length" and len(data.lstrip(b"0")) > MAX_LENGTH_DIGITS:
             self.refuse(400, "Content-Length is too large.")
             self.length = None
@@ -338,11 +410,14 @@ class StrictChannel(HTTPChannel):
     def _respondToBadRequestAndDisconnect(self) -> None:
         self.refuse(400, "The request is malformed.")
 
-    def refuse(self, code: int, message: str) -> None:
-        """Answer ``code`` (unless a response has started) and close the connection."""
+    def refuse(self, code: int, message: str, why: str | None = None) -> None:
+        """Answer ``code`` (unless a response has started) and close the connection;
+        log it (``why``, else ``message``) with the client's address."""
         if self._refused or self.transport is None:
             return
         self._refused = True
+        if self.refusals is not None:
+            self.refusals.refused(client_address(self), code, why or message)
         self._cancel("_head_timer")
         self._end_body()
         self.persistent = False
@@ -398,10 +473,23 @@ def _peer(channel: HTTPChannel) -> str:
         return "?"
 
 
-def channel_factory(limits: RequestLimits) -> Any:
-    """A ``Site.protocol`` replacement: strict channels in twisted.web's usual wrapper."""
+def client_address(channel: HTTPChannel) -> str:
+    """``host:port`` of the connection's peer (for log lines; ``?`` if unknown)."""
+    try:
+        peer = channel.transport.getPeer()
+    except Exception:  # noqa: BLE001 - only for a log line
+        return "?"
+    host, port = getattr(peer, "host", None), getattr(peer, "port", None)
+    if host is None:
+        return str(getattr(peer, "name", None) or "unix")
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+def channel_factory(limits: RequestLimits, refusals: RefusalLog | None = None) -> Any:
+    """A ``Site.protocol`` replacement: strict channels in twisted.web's usual wrapper,
+    all logging their refusals through ``refusals``."""
 
     def build() -> _GenericHTTPChannelProtocol:
-        return _GenericHTTPChannelProtocol(StrictChannel(limits))
+        return _GenericHTTPChannelProtocol(StrictChannel(limits, refusals))
 
     return build

@@ -3,7 +3,8 @@
 Every proxied request needs its session, so a validated session is kept in memory for a
 few seconds instead of costing a Redis round trip each time.  Redis is private to this
 daemon and every way of ending a session (logout, revoke, disable, remove) goes through
-the store, which empties this cache at once; only expiry (days) is seen up to
+the store, which empties this cache at once (and has the gate close the WebSockets those
+sessions have open: :mod:`ipydoc.gate`); only expiry (days) is seen up to
 ``CACHE_SECONDS`` late.
 """
 
@@ -16,7 +17,7 @@ from typing import Any
 
 from twisted.web.iweb import IRequest
 
-from ipydoc.cookies import SESSION_COOKIE, Signer, cookie_header, new_id
+from ipydoc.cookies import SESSION_COOKIE, Signer, cookie_header, new_id, read_cookie
 from ipydoc.store import Store
 
 
@@ -29,7 +30,6 @@ class Session:
 
 CACHE_SECONDS = 5.0
 CACHE_MAX = 10_000
-_COOKIE_NAME = SESSION_COOKIE.encode()
 
 
 class Sessions:
@@ -55,7 +55,8 @@ class Sessions:
 
     async def from_request(self, request: IRequest) -> Session | None:
         # The cache is keyed by the signed cookie as sent: a hit skips the HMAC check too.
-        signed = request.getCookie(_COOKIE_NAME)
+        # ``__Host-`` over https; sent twice (one planted by a sibling host): no session.
+        signed = read_cookie(request, SESSION_COOKIE)
         if signed is None:
             return None
         store = self.store

@@ -22,6 +22,15 @@ Lifecycle rules (issue 6):
 * **Engine outages** — each time the events stream (re)connects after a break, the
   manager reconciles again, so containers that died with a restarted dockerd lose their
   routes without a daemon restart.  Reconciles never run concurrently.
+
+Hostile servers (issue 12): the user controls what answers on the server's port, so
+readiness polls use the bounded client of :mod:`ipydoc.proxy.fetch` (a total deadline of
+``READY_ATTEMPT`` seconds per poll, connect to last body byte, and a small byte budget),
+the start as a whole ends at ``spawn.start_timeout``, and a stop (``server stop``, ``user
+disable``, logout, the culler) never waits behind a start: it ends the start at its next
+wait (the start queue or the readiness poll, the only places a user's server can hold
+it), which removes the container, frees the start slot and reports the start as failed
+with kind ``stopped``; then the stop runs as usual.
 """
 
 from __future__ import annotations
@@ -31,22 +40,22 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, TypeVar
 
-from treq.client import HTTPClient
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.defer import DeferredLock
+from twisted.internet.defer import CancelledError, DeferredLock
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent
 
 from ipydoc.backends.base import Backend, BackendError, BackendEvent, ServerSpec
-from ipydoc.httppool import quiet_pool
 from ipydoc.progress import Progress, Step
+from ipydoc.proxy.fetch import Fetcher, FetchError
 from ipydoc.routing import Routing
 from ipydoc.store import Server, Store
 
 READY_POLL = 0.025
+READY_ATTEMPT = 3.0          # seconds for one readiness poll, connect to last byte
+READY_BUDGET = 64 * 1024     # bytes of a /api/status answer (it is ~150)
 STOP_CONCURRENCY = 4
 T = TypeVar("T")
 
@@ -166,6 +175,38 @@ class StartFailed(Exception):
         self.message = message
 
 
+class StartHandle:
+    """One start in flight, which a stop can end at its next wait."""
+
+    def __init__(self) -> None:
+        self.stop_requested = False
+        self._waiting: defer.Deferred[Any] | None = None
+
+    def request_stop(self) -> None:
+        self.stop_requested = True
+        if self._waiting is not None:
+            self._waiting.cancel()
+
+    def check(self) -> None:
+        if self.stop_requested:
+            raise StartFailed("stopped", "the server was stopped while it was starting")
+
+    async def wait(self, d: defer.Deferred[T]) -> T:
+        """``await d``, unless a stop comes first (then ``d`` is cancelled)."""
+        if self.stop_requested:
+            d.cancel()
+            d.addErrback(lambda _: None)
+            self.check()
+        self._waiting = d
+        try:
+            return await d
+        except CancelledError:
+            self.check()
+            raise
+        finally:
+            self._waiting = None
+
+
 class ServerManager(Service):
     name = "servers"
     log = Logger()
@@ -188,7 +229,9 @@ class ServerManager(Service):
         self._reconcile_lock = DeferredLock()
         self._reconciled = False
         self._admitted: set[str] = set()
-        self._http = HTTPClient(Agent(reactor, pool=quiet_pool(reactor, persistent=False)))
+        self._handles: dict[str, StartHandle] = {}
+        #: The bounded client for requests to users' servers (also the culler's).
+        self.fetcher = Fetcher(reactor, connect_timeout=READY_ATTEMPT)
 
     @property
     def store(self) -> Store:
@@ -242,7 +285,16 @@ class ServerManager(Service):
 
     async def _start_unless_running(self, name: str, image: str | None = None) -> Server:
         # Runs synchronously up to its first await, so a progress page opened right after
-        # the request that started it already sees this start, not the previous one.
+        # the request that started it already sees this start, not the previous one (and
+        # a stop right after it finds its handle).
+        handle = self._handles[name] = StartHandle()
+        try:
+            return await self._start_with(name, image, handle)
+        finally:
+            if self._handles.get(name) is handle:
+                del self._handles[name]
+
+    async def _start_with(self, name: str, image: str | None, handle: StartHandle) -> Server:
         progress = Progress()
         self.progress[name] = progress
         progress.add(Step("queued", "Starting your server", 5))
@@ -266,9 +318,13 @@ class ServerManager(Service):
 
         self._admitted.add(name)
         try:
-            await self.queue.acquire(queued)
             try:
-                return await self._start(name, progress, image)
+                await handle.wait(defer.Deferred.fromCoroutine(self.queue.acquire(queued)))
+            except StartFailed as e:  # stopped while queued: nothing was created yet
+                progress.add(Step("failed", e.message, 100, error_kind=e.kind))
+                raise
+            try:
+                return await self._start(name, progress, image, handle)
             finally:
                 self.queue.release()
         finally:
@@ -288,7 +344,9 @@ class ServerManager(Service):
                           cpu_limit=own.get("cpu", lim.cpu_limit),
                           pids_limit=own.get("pids", lim.pids_limit))
 
-    async def _start(self, name: str, progress: Progress, image: str | None = None) -> Server:
+    async def _start(self, name: str, progress: Progress, image: str | None = None,
+                     handle: StartHandle | None = None) -> Server:
+        handle = handle or StartHandle()
         step = lambda phase, msg, pct, **kw: progress.add(Step(phase, msg, pct, **kw))  # noqa: E731
         token = secrets.token_hex(32)
         lim = self.limits
@@ -298,11 +356,12 @@ class ServerManager(Service):
         step("creating", f"Creating your server from {spec.image}", 10)
         try:
             info = await self.backend.start(spec)
+            handle.check()
             if not info.url:
                 raise StartFailed("failed", "the backend started the server but gave no address")
             await self.store.set_server(name, "starting", id=info.id)
             step("waiting", "Container started; waiting for Jupyter to answer", 40)
-            await self._wait_ready(name, info.url, token, t0 + lim.start_timeout)
+            await self._wait_ready(name, info.url, token, t0 + lim.start_timeout, handle)
         except (BackendError, StartFailed) as e:
             kind = e.kind
             message = e.message
@@ -332,35 +391,49 @@ class ServerManager(Service):
         self.log.warn("server for {name} failed to start: {message}", name=name, message=message)
         self.progress[name].add(Step("failed", message, 100, error_kind=kind))
 
-    async def _wait_ready(self, name: str, url: str, token: str, deadline: float) -> None:
+    async def _wait_ready(self, name: str, url: str, token: str, deadline: float,
+                          handle: StartHandle | None = None) -> None:
+        """Poll ``/api/status`` until it answers 200, each poll bounded in time and bytes
+        (the server may trickle or flood its answer), the whole until ``deadline``."""
+        handle = handle or StartHandle()
         status_url = f"{url}{self.base_url(name)}api/status"
         headers = {"Authorization": f"token {token}"}
         next_check = time.monotonic() + 1.0
+        last = ""
         while True:
+            handle.check()
+            left = deadline - time.monotonic()
             try:
-                r = await self._http.get(status_url, headers=headers, timeout=2)
-                await r.content()
+                r = await handle.wait(self.fetcher.get(
+                    status_url, headers=headers, max_body=READY_BUDGET,
+                    timeout=max(0.05, min(READY_ATTEMPT, left))))
                 if r.code == 200:
                     return
-            except Exception:  # noqa: BLE001 - not listening yet
-                pass
+                last = f"HTTP {r.code}"
+            except FetchError as e:  # not listening yet, or an answer out of bounds
+                last = str(e) if e.budget else last
             now = time.monotonic()
             if now > deadline:
                 raise StartFailed("timeout", f"the server did not answer within "
-                                             f"{self.limits.start_timeout:g} s (spawn.start_timeout)")
+                                             f"{self.limits.start_timeout:g} s (spawn.start_timeout)"
+                                  + (f"; its last answer: {last}" if last else ""))
             if now > next_check:
                 next_check = now + 1.0
                 info = await self.backend.status(name)
                 if info is None or not info.running:
                     raise StartFailed("exited", "the server exited while starting; "
                                                 "see `ipydoc server logs` or the Docker logs")
-            await deferLater(self.reactor, READY_POLL, lambda: None)
+            await handle.wait(deferLater(self.reactor, READY_POLL, lambda: None))
 
     # -- stop ----------------------------------------------------------------------------
     async def stop(self, name: str, reason: str = "stop", kind: str = "stop") -> None:
-        """Stop ``name``'s server (after a start in flight has ended); files are kept.
+        """Stop ``name``'s server; files are kept.  A start in flight is ended first (at
+        its next wait: it never holds the stop for long), then the stop runs.
 
         ``kind`` names the event recorded (``stop``, or ``cull`` for the idle culler)."""
+        handle = self._handles.get(name)
+        if handle is not None:
+            handle.request_stop()
         await self._starts.wait(name)
         await self._stops.run(name, lambda: self._stop(name, reason, kind))
 

@@ -33,13 +33,21 @@ key                                type    contents
                                            ``spawn.images`` (the start page's user_options)
 ``ipydoc:history-queue:{name}``    list    saves seen by the proxy, not yet committed: JSON
                                            ``{"op": save/rename/delete, "path", "time",
-                                           "message"?}``, oldest first (RPUSH; the history
-                                           service pops an entry only after committing it)
+                                           "message"?, "attempts"?, "error"?}``, oldest first
+                                           (RPUSH; the history service pops an entry only
+                                           after committing it or dead-lettering it; at most
+                                           ``history.max_queue`` entries, appended by a script
+                                           that refuses or coalesces when full)
+``ipydoc:history-dead:{name}``     list    queue entries given up on (``history-dead-letter``
+                                           events): JSON ``{"entry", "reason", "time",
+                                           "attempts"}``, oldest first, the newest 100 kept
 ``ipydoc:history-push:{name}``     hash    the remote mirror: ``state`` (ok/failing),
                                            ``rev`` (last pushed), ``error``, ``attempts``,
                                            ``updated``, ``created`` (repo made through the API)
 ``ipydoc:handoff:{sha256(token)}`` string  subdomain mode: a one-time token from the hub to
-                                           a user's host, ``"NAME SESSIONKEY"``; 30 s
+                                           a user's host, ``"NAME SESSIONKEY
+                                           sha256(STATE)"`` (the browser's state cookie
+                                           there); 30 s
                                            (:mod:`ipydoc.user_hosts`)
 ``ipydoc:host-session:{sha256(id)}`` hash  subdomain mode: the ``ipydoc-user`` cookie of
                                            NAME's host: ``user``, ``session`` (the hub
@@ -52,11 +60,23 @@ key                                type    contents
                                            nonce, PKCE verifier, next, redirect_uri, hash of
                                            the browser-binding cookie); 10 minutes, taken
                                            once by the callback (:mod:`ipydoc.auth.login_state`)
+``ipydoc:login-states``            zset    the outstanding login states (member: the key's
+                                           hash, score: expiry in ms); capped at
+                                           ``auth.oauth_pending_max`` (:mod:`.login_state`)
+``ipydoc:oauth-starts:addr:{addr}`` string  provider logins started from one client address in
+                                           the current 10 minutes (``auth.oauth_starts_per_address``)
 ``ipydoc:identity:{p}:{sha256(sub)}`` string  the account name owned by provider ``p``'s subject
                                            ``sub`` (OIDC ``sub``, GitHub numeric id)
 ``ipydoc:user-identity:{name}``    string  JSON ``provider``, ``subject``, ``created`` (the
                                            account's): the identity that owns the account
                                            (:mod:`ipydoc.auth.identities`)
+``ipydoc:removed:{name}``          hash    a removed account whose files are kept: the name is
+                                           reserved (no account may be made with it) until
+                                           ``ipydoc user purge``; ``removed``, ``by``,
+                                           ``files``, ``versions``, ``mirror``, and the
+                                           account's ``password``, ``admin``, ``disabled``,
+                                           ``created`` for ``ipydoc user restore``
+                                           (:mod:`ipydoc.removal`)
 =================================  ======  ===================================================
 
 A personal token is named outside Redis by its ``id``: the first 16 hex digits of its
@@ -91,15 +111,37 @@ ACTIVITY = P + "activity"
 EVENTS = P + "events"
 EVENTS_MAXLEN = 10_000
 
+# KEYS: user, users zset, reservation (removed:{name}).  -1: the name is reserved.
 ADD_USER_SCRIPT = """
 if redis.call('HEXISTS', KEYS[1], 'password') == 1 then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
 redis.call('HSET', KEYS[1], 'created', ARGV[1], 'password', ARGV[2], 'admin', ARGV[3],
            'disabled', '0')
 redis.call('ZADD', KEYS[2], 0, ARGV[4])
 return 1
 """
 
+# KEYS: user, users zset, reservation.  Brings a removed account back as it was.
+RESTORE_USER_SCRIPT = """
+if redis.call('HEXISTS', KEYS[1], 'password') == 1 then return 0 end
+local r = redis.call('HMGET', KEYS[3], 'password', 'admin', 'disabled', 'created')
+if not r[1] then return -1 end
+redis.call('HSET', KEYS[1], 'created', r[4], 'password', r[1], 'admin', r[2] or '0',
+           'disabled', r[3] or '0')
+redis.call('ZADD', KEYS[2], 0, ARGV[1])
+redis.call('DEL', KEYS[3])
+return 1
+"""
+
 SERVER_STATES = ("starting", "running", "stopping", "stopped", "failed")
+
+
+class NameReserved(Exception):
+    """The name belonged to a removed account whose files are kept (:mod:`ipydoc.removal`)."""
+
+
+def removed_key(name: str) -> str:
+    return f"{P}removed:{name}"
 
 
 def user_key(name: str) -> str:
@@ -132,6 +174,10 @@ def history_queue_key(name: str) -> str:
 
 def history_push_key(name: str) -> str:
     return f"{P}history-push:{name}"
+
+
+def history_dead_key(name: str) -> str:
+    return f"{P}history-dead:{name}"
 
 
 def limits_key(name: str) -> str:
@@ -181,6 +227,15 @@ def _float(v: str | None) -> float | None:
     return float(v) if v not in (None, "") else None
 
 
+def _queue_entry(raw: str) -> dict[str, Any]:
+    """A history queue entry; a broken one (never written by us) reads as ``invalid``."""
+    try:
+        entry = json.loads(raw)
+    except ValueError:
+        entry = None
+    return entry if isinstance(entry, dict) else {"op": "invalid", "path": "", "time": 0}
+
+
 class Store:
     """Typed operations on the key schema above, over a txredisapi connection pool."""
 
@@ -194,12 +249,17 @@ class Store:
 
     # -- users ---------------------------------------------------------------------------
     async def add_user(self, name: str, password_hash: str, admin: bool) -> bool:
-        """Create a user; False if the name is taken (nothing is changed then)."""
+        """Create a user; False if the name is taken (nothing is changed then).
+
+        Raises :class:`NameReserved` when a removed account's files still hold the name.
+        """
         # one script: a Redis crash between "name taken" and "account written" must not
         # leave a half-made user that blocks the name
         created = await self.redis.execute_command(
-            "EVAL", ADD_USER_SCRIPT, "2", user_key(name), USERS,
+            "EVAL", ADD_USER_SCRIPT, "3", user_key(name), USERS, removed_key(name),
             repr(self._now()), password_hash, "1" if admin else "0", name)
+        if int(created) == -1:
+            raise NameReserved(name)
         return int(created) == 1
 
     async def get_user(self, name: str) -> User | None:
@@ -236,16 +296,20 @@ class Store:
         await self.redis.hmset(user_key(name), flat)
         return True
 
-    async def remove_user(self, name: str) -> bool:
+    async def remove_user(self, name: str, reservation: dict[str, str] | None = None) -> bool:
         """Delete the account, its sessions, server record, route and activity.
 
-        The caller stops the server first; user files are not touched here.
+        The caller stops the server first; user files are not touched here.  With
+        ``reservation`` (files are kept) the name's ``removed:{name}`` record is written in
+        the same transaction, so the name is never free while the old files exist.
         False if there was no such user (records of a server are still cleaned up).
         """
         existed = bool(await self.redis.hexists(user_key(name), "password"))
         await self.revoke_sessions(name)
         await self.revoke_tokens(name)
         t = await self.redis.multi()
+        if reservation is not None:
+            t.hmset(removed_key(name), reservation)
         t.delete(user_key(name))
         t.zrem(USERS, name)
         t.delete(server_key(name))
@@ -256,6 +320,38 @@ class Store:
         t.delete(user_options_key(name))
         await t.commit()
         return existed
+
+    async def get_reservation(self, name: str) -> dict[str, str] | None:
+        """The ``removed:{name}`` record of a removed account whose files are kept."""
+        h = await self.redis.hgetall(removed_key(name))
+        return dict(h) if h else None
+
+    async def restore_user(self, name: str) -> int:
+        """Bring a removed account back from its reservation: 1 done, 0 the account
+        exists, -1 no reservation."""
+        return int(await self.redis.execute_command(
+            "EVAL", RESTORE_USER_SCRIPT, "3", user_key(name), USERS, removed_key(name), name))
+
+    async def list_reservations(self) -> list[dict[str, Any]]:
+        """Removed accounts whose files are kept, by name: ``name``, ``removed``, ``by``,
+        ``files``, ``versions``, ``mirror`` (never the password hash).  SCAN: admin only."""
+        out = []
+        for key in sorted(await self._scan(f"{P}removed:*")):
+            h = await self.redis.hgetall(key)
+            if h:
+                out.append({"name": key.rsplit(":", 1)[1], "removed": _float(h.get("removed")),
+                            "by": h.get("by", ""), "files": h.get("files", ""),
+                            "versions": int(h.get("versions") or 0),
+                            "mirror": h.get("mirror", "")})
+        return out
+
+    async def forget_removed(self, name: str, extra_keys: list[str]) -> None:
+        """After a purge: drop the name's reservation, its history queue and mirror state,
+        every other ``history-*:{name}`` key (dead letters and the like), and
+        ``extra_keys`` (the identity binding); the name is free afterwards."""
+        keys = {removed_key(name), history_queue_key(name), history_push_key(name),
+                *extra_keys, *await self._scan(f"{P}history-*:{name}")}
+        await self.redis.delete(sorted(keys))
 
     # -- sessions ------------------------------------------------------------------------
     async def create_session(self, session_id: str, user: str, csrf: str, lifetime: int) -> None:
@@ -556,17 +652,92 @@ class Store:
         await self.redis.hset(user_options_key(name), "image", image)
 
     # -- history (ipydoc.history) ----------------------------------------------------------
-    async def history_enqueue(self, name: str, entry: dict[str, Any]) -> None:
-        await self.redis.rpush(history_queue_key(name), json.dumps(entry))
+    # KEYS: queue.  ARGV: entry JSON, cap, op, path.  Appends unless the queue holds ``cap``
+    # entries; then a save is 'coalesced' (dropped) when the newest queued entry touching
+    # its path is a save of it that is not at the head (the head's read may be done
+    # already), so that later read covers it; otherwise 'full' (nothing is removed).
+    HISTORY_ENQUEUE_SCRIPT = """
+local n = redis.call('LLEN', KEYS[1])
+if n < tonumber(ARGV[2]) then
+  redis.call('RPUSH', KEYS[1], ARGV[1])
+  return 'queued'
+end
+if ARGV[3] ~= 'save' then return 'full' end
+local path = ARGV[4]
+local function related(p)
+  if type(p) ~= 'string' then return false end
+  return p == path or string.sub(path, 1, #p + 1) == p .. '/'
+      or string.sub(p, 1, #path + 1) == path .. '/'
+end
+local items = redis.call('LRANGE', KEYS[1], 1, -1)
+for i = #items, 1, -1 do
+  local ok, e = pcall(cjson.decode, items[i])
+  if ok and type(e) == 'table' then
+    if e['op'] == 'save' and e['path'] == path then return 'coalesced' end
+    if related(e['path']) or related(e['to']) then return 'full' end
+  end
+end
+return 'full'
+"""
+    # KEYS: queue, dead.  ARGV: the head as read, dead-letter record, how many to keep.
+    HISTORY_DEAD_SCRIPT = """
+if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return 0 end
+redis.call('LPOP', KEYS[1])
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+return 1
+"""
+    # KEYS: queue.  ARGV: the head as read, its replacement.
+    HISTORY_REPLACE_HEAD_SCRIPT = """
+if redis.call('LINDEX', KEYS[1], 0) ~= ARGV[1] then return 0 end
+redis.call('LSET', KEYS[1], 0, ARGV[2])
+return 1
+"""
+    HISTORY_DEAD_KEEP = 100
+
+    async def history_enqueue(self, name: str, entry: dict[str, Any],
+                              cap: int = 0) -> str:
+        """Append ``entry`` atomically unless ``cap`` entries are queued: ``queued``,
+        ``coalesced`` (a save covered by a queued save of the same path) or ``full``."""
+        if cap <= 0:
+            await self.redis.rpush(history_queue_key(name), json.dumps(entry))
+            return "queued"
+        return str(await self.redis.execute_command(
+            "EVAL", self.HISTORY_ENQUEUE_SCRIPT, "1", history_queue_key(name),
+            json.dumps(entry), str(cap), str(entry.get("op", "")), str(entry.get("path", ""))))
 
     async def history_peek(self, name: str, count: int = 200) -> list[dict[str, Any]]:
-        raw = await self.redis.lrange(history_queue_key(name), 0, count - 1)
+        return [_queue_entry(item) for item in await self.history_peek_raw(name, count)]
+
+    async def history_peek_raw(self, name: str, count: int = 200) -> list[str]:
+        """The oldest ``count`` entries as stored (for the compare-and-set calls below)."""
+        return list(await self.redis.lrange(history_queue_key(name), 0, count - 1) or [])
+
+    async def history_replace_head(self, name: str, old: str, new: str) -> bool:
+        """Rewrite the oldest entry (its attempt count) if it is still ``old``."""
+        return bool(await self.redis.execute_command(
+            "EVAL", self.HISTORY_REPLACE_HEAD_SCRIPT, "1", history_queue_key(name), old, new))
+
+    async def history_dead_letter(self, name: str, old: str, reason: str,
+                                  attempts: int) -> bool:
+        """Move the oldest entry (if it is still ``old``) to the dead letters, atomically."""
+        record = json.dumps({"entry": _queue_entry(old), "reason": reason,
+                             "time": self._now(), "attempts": attempts})
+        return bool(await self.redis.execute_command(
+            "EVAL", self.HISTORY_DEAD_SCRIPT, "2", history_queue_key(name),
+            history_dead_key(name), old, record, str(self.HISTORY_DEAD_KEEP)))
+
+    async def history_dead_letters(self, name: str) -> list[dict[str, Any]]:
+        """The entries given up on, newest first."""
+        raw = await self.redis.lrange(history_dead_key(name), 0, -1) or []
         out = []
-        for item in raw or []:
+        for item in reversed(raw):
             try:
-                out.append(json.loads(item))
+                record = json.loads(item)
             except ValueError:
-                out.append({"op": "invalid", "path": "", "time": 0})
+                continue
+            if isinstance(record, dict):
+                out.append(record)
         return out
 
     async def history_drop(self, name: str, count: int = 1) -> None:

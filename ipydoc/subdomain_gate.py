@@ -3,9 +3,10 @@
 The same rules as ``/user/NAME/`` in path mode, with the host naming the user: a live
 host session (``ipydoc-user`` cookie, :mod:`ipydoc.user_hosts`) or a personal token of
 NAME; a state-changing method or WebSocket must come from NAME's own origin; the server
-must run.  Browsers without a host session are sent through the hub's handoff; API
-clients and WebSockets get 401/403/503 with a JSON message.  The hub's own session cookie
-means nothing here.  ``/_ipydoc/...`` is answered here and never reaches the server.
+must run.  Browsers without a host session are sent through the hub's handoff, with a
+state cookie on this host that binds the handoff to this browser; API clients and
+WebSockets get 401/403/503 with a JSON message.  The hub's own session cookie means
+nothing here.  ``/_ipydoc/...`` is answered here and never reaches the server.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ipydoc.names import InvalidName, validate_name
 from ipydoc.proxy.gate import Forward, Reply
 from ipydoc.routing import RESERVED_PREFIX, Routing
 from ipydoc.tokens import from_authorization
-from ipydoc.user_hosts import HANDOFF_PATH
+from ipydoc.user_hosts import HANDOFF_PATH, new_state
 from ipydoc.web.redirects import safe_next
 
 if TYPE_CHECKING:
@@ -46,11 +47,17 @@ async def decide_user_host(gate: UserGate, request: IRequest, name: str) -> Forw
         return await gate._decide_by_token(name, personal)
     hub = routing.hub_origin(request)
     page = wants_html(request) and request.method in (b"GET", b"HEAD")
-    user = await hosts.user_of(request)
+    found = await hosts.session_of(request)
+    user, hub_key = found if found is not None else (None, "")
     if user is None:
         if page:
-            query = urlencode({"to": name, "next": request.uri.decode("latin-1")})
-            return redirect(f"{hub}/hub/handoff?{query}")
+            # The handoff will only be redeemed in the browser holding this state.
+            state = hosts.state_of(request) or new_state()
+            query = urlencode({"to": name, "next": request.uri.decode("latin-1"),
+                               "state": state})
+            reply = redirect(f"{hub}/hub/handoff?{query}")
+            reply.headers["Set-Cookie"] = hosts.state_cookie(state, secure=request.isSecure())
+            return reply
         return json_reply(401, f"not logged in: log in at {hub}/hub/login")
     if user != name:  # a host-only cookie cannot get here; a copied one can
         return json_reply(403, "this server belongs to another user")
@@ -68,7 +75,7 @@ async def decide_user_host(gate: UserGate, request: IRequest, name: str) -> Forw
             return redirect(f"{hub}/hub/spawn/{name}?next={nxt}")
         return json_reply(503, "your server is starting" if gate.manager.is_starting(name)
                           else f"your server is not running: start it at {hub}/hub/spawn/{name}")
-    return Forward(name, route.url, route.token)
+    return gate.forward(name, route, hub_key)  # revoked with the hub session it follows
 
 
 def moved_to_user_host(routing: Routing, request: IRequest) -> Reply:
@@ -84,13 +91,15 @@ def moved_to_user_host(routing: Routing, request: IRequest) -> Reply:
 
 
 async def _redeem(gate: UserGate, request: IRequest, name: str) -> Reply:
-    """``/_ipydoc/handoff?token=...&next=...``: the one-time token becomes a cookie."""
-    got = await gate.hosts.redeem(_arg(request, "token"), name)
+    """``/_ipydoc/handoff?token=...&next=...``: the one-time token becomes a cookie, in
+    the browser whose state cookie it was issued for."""
+    got = await gate.hosts.redeem(_arg(request, "token"), name, gate.hosts.state_of(request))
     headers = {"Referrer-Policy": "no-referrer"}
     if got is None:
         again = gate.routing.user_url(name, "lab", request)
-        body = (f"This sign-in link was already used, has expired or is not for this "
-                f"server. Open {again} to sign in again.\n").encode()
+        body = (f"This sign-in link was already used, has expired, is not for this "
+                f"server or was opened in another browser than the one that asked for it. "
+                f"Open {again} to sign in again.\n").encode()
         return Reply(403, body, "text/plain; charset=utf-8", headers)
     value, lifetime = got
     headers["Set-Cookie"] = gate.hosts.cookie(value, secure=request.isSecure(),

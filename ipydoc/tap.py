@@ -3,6 +3,7 @@
 Children, started in this order (each waits for the one before it), stopped in reverse:
 
 ``redis``     connection pool (and the embedded redis-server child when no URL is set)
+``network``   the users' network and host firewall (``docker.network``; not in legacy mode)
 ``servers``   the server manager over the backend: reconciles Redis, follows events
 ``activity``  writes proxy activity to Redis every few seconds
 ``history``   commits every save the proxy sees to the user's git history; pushes mirrors
@@ -100,10 +101,11 @@ class IpydocDaemon(MultiService):
         self._build()
 
     def _build(self) -> None:
-        from ipydoc.backends.docker import DockerBackend
+        from ipydoc.backends.docker import DockerBackend, UserNetworkService, network_options
         from ipydoc.control.server import ControlFactory
         from ipydoc.cookies import load_secret
         from ipydoc.docker_api import DockerAPI
+        from ipydoc.forwarding import Forwarding
         from ipydoc.gate import UserGate
         from ipydoc.http_site import make_site
         from ipydoc.login_limits import LimitSettings
@@ -125,11 +127,15 @@ class IpydocDaemon(MultiService):
         self.redis.setServiceParent(self)
 
         d = cfg.docker
+        api = DockerAPI(reactor, d.host or None)
         self.backend = DockerBackend(
-            reactor, DockerAPI(reactor, d.host or None), notebook_dir=d.notebook_dir,
+            reactor, api, notebook_dir=d.notebook_dir,
             cmd=d.cmd, volume_prefix=d.volume_prefix, storage=d.storage,
             bind_root=d.bind_root or None, stop_timeout=d.stop_timeout,
-            name_prefix=f"{d.instance}-", extra_labels={"ipydoc.instance": d.instance})
+            name_prefix=f"{d.instance}-", extra_labels={"ipydoc.instance": d.instance},
+            **network_options(reactor, api, d.network_name, d.egress, d.host_access))
+        if self.backend.isolate:  # before the manager: it adopts servers at their new address
+            UserNetworkService(self.backend, reactor).setServiceParent(self)
         limits = Limits(cfg.spawn.image, cfg.mem_limit_bytes, cfg.spawn.cpu_limit or None,
                         cfg.spawn.pids_limit or None, cfg.spawn.start_timeout,
                         concurrency=cfg.spawn.concurrency, max_running=cfg.spawn.max_running,
@@ -173,7 +179,8 @@ class IpydocDaemon(MultiService):
             send_timeout=cfg.server.client_send_timeout,
             max_header_size=cfg.server.max_header_size, max_headers=cfg.server.max_headers),
             connect_timeout=cfg.proxy.backend_connect_timeout,
-            head_timeout=cfg.proxy.backend_response_timeout, access_log=cfg.server.access_log)
+            head_timeout=cfg.proxy.backend_response_timeout, access_log=cfg.server.access_log,
+            forwarding=Forwarding.from_settings(cfg.server.trusted_proxies, cfg.server.public_url))
         web = WebService(site)
         web.setName("web")
         try:  # TLS certificates are read here: a bad one stops the daemon before it listens
@@ -236,6 +243,11 @@ class IpydocDaemon(MultiService):
         self.log.info("ipydoc {v} starting (config {path})", v=__version__, path=self.cfg.path)
         for child in list(self):
             await _start_tree(child)
+        from ipydoc.removal import reserve_orphans
+        try:  # files of accounts an older ipydoc removed must not go to a new account
+            await reserve_orphans(self)
+        except Exception:  # noqa: BLE001 - logged; not a reason to refuse to start
+            self.log.failure("looking for files of removed accounts")
         settle_garbage_collector()
         self.log.info("ipydoc ready")
 

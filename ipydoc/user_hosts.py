@@ -2,17 +2,27 @@
 
 The hub's session cookie is host-only on the bare domain, so browsers never send it to a
 user's host (whose pages run that user's code).  Each user host gets its own host-only
-cookie, ``ipydoc-user``, through a handoff:
+cookie, ``ipydoc-user``, through a handoff bound to the browser that asked for it:
 
-1. ``NAME.<domain>/anything`` without a valid ``ipydoc-user`` → redirect to
-   ``<domain>/hub/handoff?to=NAME&next=/anything``;
+1. ``NAME.<domain>/anything`` without a valid ``ipydoc-user`` sets a host-only **state
+   cookie** ``ipydoc-handoff`` (a random value; 15 min; an existing one is kept, so two
+   tabs can sign in at once) and redirects to
+   ``<domain>/hub/handoff?to=NAME&next=/anything&state=STATE``;
 2. the hub checks its session belongs to NAME and stores a random **handoff token**
-   (30 s, single use, bound to NAME and that hub session; Redis keeps only its hash) and
-   redirects to ``NAME.<domain>/_ipydoc/handoff?token=...&next=/anything``;
+   (30 s, single use, bound to NAME, that hub session and the state's hash; Redis keeps
+   only hashes) and redirects to ``NAME.<domain>/_ipydoc/handoff?token=...&next=...``;
 3. that endpoint takes the token out of Redis atomically (GET+DEL in one MULTI) — a
-   replay, a late use or the token shown at another user's host is refused — creates a
-   **host session** bound to the hub session, sets its cookie and redirects to ``next``
-   (a path on the same host).
+   replay, a late use or the token shown at another user's host is refused — checks that
+   this browser's state cookie is the one the token was issued for, creates a **host
+   session** bound to the hub session, sets its cookie and redirects to ``next`` (a path
+   on the same host).
+
+Without the state, a user could fetch a handoff URL for her own host and send another
+person's browser through it: that browser would be signed in to her server and run her
+pages (which could pose as the hub, or as that person's server).  The state cookie is
+host-only on NAME's host, which no one else can write before the browser holds a host
+session there; over https it is ``__Host-`` (as every ipydoc cookie: :mod:`ipydoc.cookies`),
+so not even a sibling host can plant one, and one sent twice is no state at all.
 
 A host session is valid only while its hub session lives (logout, ``user disable``,
 ``session revoke``, expiry all end it: it is checked on every lookup, with the same few
@@ -20,24 +30,28 @@ seconds of cache as hub sessions, emptied whenever the store ends sessions) and 
 for its user's host.  The ``/_ipydoc/`` path prefix on user hosts belongs to ipydoc.
 
 Redis keys (see :mod:`ipydoc.store`): ``ipydoc:handoff:{sha256(token)}`` (string
-``"NAME SESSIONKEY"``, 30 s) and ``ipydoc:host-session:{sha256(id)}`` (hash ``user``,
-``session``, ``created``; expires with the hub session).
+``"NAME SESSIONKEY sha256(STATE)"``, 30 s) and ``ipydoc:host-session:{sha256(id)}``
+(hash ``user``, ``session``, ``created``; expires with the hub session).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
+import re
 import secrets
 import time
 from typing import Any
 
 from twisted.web.iweb import IRequest
 
-from ipydoc.cookies import Signer, cookie_header, new_id
+from ipydoc.cookies import Signer, cookie_header, new_id, read_cookie
 from ipydoc.sessions import Session
 from ipydoc.store import P, Store, session_key
 
 USER_COOKIE = "ipydoc-user"
+STATE_COOKIE = "ipydoc-handoff"
+STATE_SECONDS = 900  # from the user's host through a login at the hub and back
 HANDOFF_SECONDS = 30
 HANDOFF_PATH = b"/_ipydoc/handoff"
 CACHE_SECONDS = 5.0
@@ -52,13 +66,32 @@ def host_session_key(host_session_id: str) -> str:
     return f"{P}host-session:{hashlib.sha256(host_session_id.encode()).hexdigest()}"
 
 
+#: What :func:`new_state` makes (``secrets.token_urlsafe(32)``).
+_STATE = re.compile(r"[A-Za-z0-9_-]{43}")
+
+
+def new_state() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def well_formed_state(state: str | bytes | None) -> str | None:
+    """``state`` as text if it looks like one of ours, else None."""
+    if isinstance(state, bytes):
+        state = state.decode("latin-1")
+    return state if state and _STATE.fullmatch(state) else None
+
+
+def state_hash(state: str) -> str:
+    return hashlib.sha256(state.encode()).hexdigest()
+
+
 class HostSessions:
     """Handoff tokens and the per-user-host sessions they turn into."""
 
     def __init__(self, store_source: Any, secret: bytes) -> None:
         self._store_source = store_source
         self.signer = Signer(secret, "user-host")
-        self._cache: dict[str, tuple[str, float]] = {}
+        self._cache: dict[str, tuple[tuple[str, str], float]] = {}
         self._generation = 0
         self._watched: Store | None = None
 
@@ -75,19 +108,21 @@ class HostSessions:
         self._generation += 1
 
     # -- the hub's side ------------------------------------------------------------------
-    async def issue(self, session: Session) -> str:
-        """A fresh one-time token handing ``session``'s user to their own host."""
+    async def issue(self, session: Session, state: str) -> str:
+        """A fresh one-time token handing ``session``'s user to their own host, in the
+        browser whose state cookie there is ``state``."""
         token = secrets.token_urlsafe(32)
-        await self.store.redis.set(handoff_key(token), f"{session.user} {session_key(session.id)}",
-                                   expire=HANDOFF_SECONDS)
+        value = f"{session.user} {session_key(session.id)} {state_hash(state)}"
+        await self.store.redis.set(handoff_key(token), value, expire=HANDOFF_SECONDS)
         return token
 
     # -- the user host's side ------------------------------------------------------------
-    async def redeem(self, token: str, host_user: str) -> tuple[str, int] | None:
-        """Consume ``token`` (whatever happens next) at ``host_user``'s host; the new host
-        session's signed cookie value and lifetime (the hub session's remaining seconds),
-        or None if the token is unknown, used, expired, someone else's, or its hub
-        session has ended."""
+    async def redeem(self, token: str, host_user: str, state: str | None) -> tuple[str, int] | None:
+        """Consume ``token`` (whatever happens next) at ``host_user``'s host, in a browser
+        whose state cookie is ``state``; the new host session's signed cookie value and
+        lifetime (the hub session's remaining seconds), or None if the token is unknown,
+        used, expired, someone else's, was issued to another browser, or its hub session
+        has ended."""
         if not token or len(token) > 100:
             return None
         redis = self.store.redis
@@ -97,9 +132,11 @@ class HostSessions:
         value = (await t.commit())[0]
         if not value:
             return None
-        user, _, hub_key = str(value).partition(" ")
-        if user != host_user or not hub_key:
+        user, hub_key, bound = (str(value).split(" ") + ["", ""])[:3]
+        if user != host_user or not hub_key or not bound or state is None:
             return None
+        if not hmac.compare_digest(state_hash(state), bound):
+            return None  # a token this browser did not ask for (sent here by a link)
         if await redis.hget(hub_key, "user") != user:
             return None
         ttl = await redis.ttl(hub_key)
@@ -116,7 +153,13 @@ class HostSessions:
     async def user_of(self, request: IRequest) -> str | None:
         """The user whose host session the request's ``ipydoc-user`` cookie names, if
         it and its hub session are alive."""
-        host_id = self.signer.unsign(request.getCookie(USER_COOKIE.encode()))
+        found = await self.session_of(request)
+        return found[0] if found is not None else None
+
+    async def session_of(self, request: IRequest) -> tuple[str, str] | None:
+        """:meth:`user_of`, with the Redis key of the hub session the host session
+        follows (what the proxy's open connections are revoked by)."""
+        host_id = self.signer.unsign(read_cookie(request, USER_COOKIE))
         if host_id is None:
             return None
         now = time.monotonic()
@@ -132,9 +175,18 @@ class HostSessions:
         if generation == self._generation:
             if len(self._cache) >= CACHE_MAX:
                 self._cache.clear()
-            self._cache[host_id] = (user, now + CACHE_SECONDS)
-        return user
+            self._cache[host_id] = ((user, hub_key), now + CACHE_SECONDS)
+        return user, hub_key
 
     @staticmethod
     def cookie(value: str, *, secure: bool, max_age: int | None) -> str:
         return cookie_header(USER_COOKIE, value, secure=secure, max_age=max_age)
+
+    @staticmethod
+    def state_of(request: IRequest) -> str | None:
+        """The browser's state cookie on this host, if it sent exactly one of ours."""
+        return well_formed_state(read_cookie(request, STATE_COOKIE))
+
+    @staticmethod
+    def state_cookie(state: str, *, secure: bool) -> str:
+        return cookie_header(STATE_COOKIE, state, secure=secure, max_age=STATE_SECONDS)

@@ -3,7 +3,7 @@
 #   Docker engine and Redis from Debian packages (when missing), a running dockerd,
 #   a virtualenv in .venv with ipydoc installed, and the configured notebook image.
 # Usage: bash scripts/bootstrap.sh [--test] [CONFIG]
-#   --test   also install what the test suite needs (chromium, debootstrap, test extras)
+#   --test   also install what the test suite needs (chromium, nginx, debootstrap, test extras)
 #            and the test image (ipydoc-test-notebook:latest)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +26,9 @@ if [ $TEST = 1 ]; then
   command -v node >/dev/null || pkgs+=(nodejs)   # the OIDC provider of the login tests
   command -v npm >/dev/null || pkgs+=(npm)
   command -v redis-cli >/dev/null || pkgs+=(redis-tools)
+  command -v ip >/dev/null || pkgs+=(iproute2)   # test_isolation: bridge addresses, netns
   command -v systemd-analyze >/dev/null || pkgs+=(systemd)   # unit checks, socket activation
+  [ -x /usr/sbin/nginx ] || pkgs+=(nginx)   # the TLS-terminating proxy of test_behind_nginx
 fi
 if [ ${#pkgs[@]} -gt 0 ]; then
   need_root

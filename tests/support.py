@@ -162,6 +162,19 @@ class Daemon:
         vols = docker("volume", "ls", "-q", "--filter", f"name={self.instance}-home-").split()
         if vols:
             docker("volume", "rm", "-f", *vols, check=False)
+        remove_networks(f"label=ipydoc.instance={self.instance}")
+
+
+def remove_networks(label_filter: str) -> None:
+    """Remove the users' networks matching a label filter, and their host firewall chains."""
+    from ipydoc.backends.docker_network import bridge_interface, teardown_commands
+
+    for nid in docker("network", "ls", "-q", "--filter", label_filter).split():
+        net = json.loads(docker("network", "inspect", nid, check=False) or "[{}]")[0]
+        docker("network", "rm", nid, check=False)
+        if net.get("Id"):
+            for argv in teardown_commands(bridge_interface(net)):
+                subprocess.run(argv, capture_output=True)
 
 
 def login(base: str, name: str, password: str, next: str | None = None) -> tuple[requests.Session, requests.Response]:

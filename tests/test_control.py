@@ -177,8 +177,12 @@ def test_set_admin(site):
 
 def test_server_start_show_logs_route_stop(site):
     started = js(site, "server", "start", "alice")
-    assert started["state"] == "running" and started["url"].startswith("http://127.0.0.1:")
+    assert started["state"] == "running"
     assert len(site.containers("alice", all=False)) == 1
+    # reached at its address on the users' network (nothing published: test_isolation.py)
+    info = json.loads(docker("inspect", site.containers("alice", all=False)[0]))[0]
+    ip = info["NetworkSettings"]["Networks"][f"{site.instance}-users"]["IPAddress"]
+    assert started["url"] == f"http://{ip}:8888"
     servers = js(site, "server", "list")
     assert [(s["name"], s["state"]) for s in servers] == [("alice", "running")]
     assert "token" not in json.dumps(servers)

@@ -97,7 +97,7 @@ def test_login_starts_server_and_lands_in_lab(site, state):
     state["alice"] = session
 
 
-def test_container_is_labelled_limited_and_on_loopback(site):
+def test_container_is_labelled_limited_and_isolated(site):
     ids = site.containers("alice", all=False)
     assert len(ids) == 1
     info = json.loads(docker("inspect", ids[0]))[0]
@@ -105,8 +105,11 @@ def test_container_is_labelled_limited_and_on_loopback(site):
     assert info["Config"]["Image"] == site.overrides.get("spawn", {}).get("image", info["Config"]["Image"])
     hc = info["HostConfig"]
     assert hc["Memory"] == 1024 ** 3 and hc["NanoCpus"] == 1_000_000_000
+    # nothing published on any host interface: only on the users' network (isolation:
+    # tests/test_isolation.py), where the daemon reaches it at its address
     bindings = [b for bs in info["NetworkSettings"]["Ports"].values() if bs for b in bs]
-    assert bindings and all(b["HostIp"] == "127.0.0.1" for b in bindings)
+    assert bindings == []
+    assert list(info["NetworkSettings"]["Networks"]) == [f"{site.instance}-users"]
     env = info["Config"]["Env"]
     token = [e for e in env if e.startswith("JUPYTER_TOKEN=")][0].split("=", 1)[1]
     assert token not in " ".join(info["Config"]["Cmd"] or [])

@@ -128,6 +128,10 @@ def test_big_outputs_are_trimmed_small_ones_kept():
     ({"remote": "https://github.com/org/repo.git"}, "must contain {name}"),
     ({"create_repo": True, "remote": "https://x/{name}.git"}, "create_repo needs"),
     ({"coalesce_seconds": -1}, "coalesce_seconds"),
+    ({"max_queue": 0}, "history.max_queue"),
+    ({"max_queue": "1000"}, "history.max_queue"),
+    ({"fetch_timeout": 0}, "history.fetch_timeout"),
+    ({"max_attempts": 0}, "history.max_attempts"),
 ])
 def test_bad_history_config_names_the_key(values, message):
     with pytest.raises(ConfigError, match=message.replace("{", r"\{").replace("}", r"\}")):

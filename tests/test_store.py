@@ -124,12 +124,14 @@ async def test_cached_sessions_end_the_moment_they_are_revoked(tmp_path):
     service = await embedded(tmp_path)
     sessions = Sessions(service, b"k" * 64, 3600)
 
+    from twisted.web.http_headers import Headers
+
     class Request:
         def __init__(self, cookie):
-            self.cookie = cookie
+            self.requestHeaders = Headers({b"cookie": [SESSION_COOKIE.encode() + b"=" + cookie]})
 
-        def getCookie(self, name):
-            return self.cookie if name == SESSION_COOKIE.encode() else None
+        def isSecure(self):
+            return False
 
     try:
         await service.store.create_session("sid-1", "alice", "c", 3600)

@@ -25,6 +25,7 @@ from kernel_client import execute
 from support import wait_for
 
 DOMAIN = "nb.test"
+STATE = "ipydoc-handoff"  # the handoff's state cookie on a user's host (plain http)
 ALICE_PW = "alice-secret-pw"
 BOB_PW = "bob-secret-pw-1"
 
@@ -134,11 +135,13 @@ def wait_running(b: Browser, name: str) -> list[dict]:
 
 
 def hand_off(b: Browser, name: str, path: str = "/lab") -> str:
-    """Walk the redirects from ``name``'s host through the hub; the handoff URL."""
+    """Walk the redirects from ``name``'s host through the hub; the handoff URL (to be
+    opened in ``b``, which now holds the state cookie it is bound to)."""
     r = b.get(b.host(name), path, html=True, cookies={})  # as if without a host session
     assert r.status_code == 302, (r.status_code, r.text)
+    state = b.jar[b.host(name)][STATE]
     assert r.headers["Location"] == (f"{b.origin()}/hub/handoff?to={name}&next="
-                                     + requests.utils.quote(path, safe=""))
+                                     + requests.utils.quote(path, safe="") + f"&state={state}")
     r = b.go(r.headers["Location"])
     assert r.status_code == 302, (r.status_code, r.text)
     assert r.headers["Referrer-Policy"] == "no-referrer"
@@ -242,10 +245,11 @@ def test_a_handoff_token_works_once(site, state):
     # the same browser cannot replay it either, and a made-up token fails the same way
     fresh = hand_off(b, "alice")
     assert b.go(fresh).status_code == 302
-    again = b.go(fresh, cookies={})
+    state_only = {STATE: b.jar[b.host("alice")][STATE]}  # the browser it was issued to
+    again = b.go(fresh, cookies=state_only)
     assert again.status_code == 403 and not set_cookies(again)
     forged = b.get(b.host("alice"), "/_ipydoc/handoff?token=" + secrets.token_urlsafe(32),
-                   cookies={})
+                   cookies=state_only)
     assert forged.status_code == 403
     assert b.get(b.host("alice"), "/_ipydoc/anything").status_code == 404
 
@@ -319,7 +323,8 @@ def test_alice_credentials_never_reach_bob_server(site, state):
     r = alice.get(bob_host, f"/_ipydoc/handoff?token={token}&next=/api/contents/{probe}",
                   cookies={})
     assert r.status_code == 403 and not set_cookies(r)
-    assert alice.go(token_url, cookies={}).status_code == 403  # spent by that attempt
+    state_only = {STATE: alice.jar[alice.host("alice")][STATE]}
+    assert alice.go(token_url, cookies=state_only).status_code == 403  # spent by that attempt
     # alice's hub session cannot ask the hub for a token to bob's host (admin or not)
     assert alice.go(f"{alice.origin()}/hub/handoff?to=bob&next=/lab").status_code == 403
     container = site.containers("bob", all=False)[0]
@@ -374,11 +379,26 @@ def test_activity_is_recorded_for_subdomain_traffic(site, state):
 def test_ending_the_hub_session_ends_the_host_session(site, state):
     alice, bob = state["alice"], state["bob"]
     assert alice.get(alice.host("alice"), "/api/status").status_code == 200
+    host = alice.host("alice")
+    kernel = alice.request("POST", host, "/api/kernels", json={"name": "python3"},
+                           headers={"Origin": alice.origin("alice")}).json()["id"]
+    ws = websocket.create_connection(
+        f"ws://127.0.0.1:{site.port}/api/kernels/{kernel}/channels", host=host,
+        cookie="; ".join(f"{k}={v}" for k, v in alice.jar[host].items()),
+        origin=alice.origin("alice"), timeout=10)
+    assert execute(ws, "6*7")["text/plain"] == "42"
     home = alice.get(alice.host(), "/hub/home")
     csrf = re.search(r'name="_csrf" value="([^"]+)"', home.text).group(1)
     out = alice.request("POST", alice.host(), "/hub/logout", data={"_csrf": csrf},
                         headers={"Origin": alice.origin()})
     assert out.status_code == 303
+    # The host session's open WebSocket goes with the hub session (issue 12, item 8).
+    with pytest.raises((websocket.WebSocketConnectionClosedException, OSError)):
+        while ws.recv() not in ("", b""):
+            pass
+        raise websocket.WebSocketConnectionClosedException("closed")
+    # ... closed by the revocation itself, not by the server stopping after the logout:
+    wait_for(lambda: "open connection(s) of alice: session revoked" in site.log(), 5)
     r = alice.get(alice.host("alice"), "/api/status")  # the browser still sends the cookie
     assert r.status_code == 401, r.text
     # disabling an account ends its host sessions too

@@ -190,21 +190,26 @@ def test_login_over_tls_sets_secure_cookies_and_hsts(site, pki):
     assert page.headers["Strict-Transport-Security"] == \
         f"max-age={HSTS_AGE}; includeSubDomains"
     csrf_cookie = page.headers["Set-Cookie"]
-    assert "ipydoc-login-csrf=" in csrf_cookie and "; Secure" in csrf_cookie
+    # over https every cookie is __Host- (Secure, Path=/, no Domain: no other host,
+    # not even a user's subdomain, can set or shadow it)
+    assert csrf_cookie.startswith("__Host-ipydoc-login-csrf=") and "; Secure" in csrf_cookie
+    assert "; Path=/;" in csrf_cookie and "Domain" not in csrf_cookie
     csrf = re.search(r'name="_csrf" value="([^"]+)"', page.text).group(1)
     r = s.post(base + "/hub/login", data={"_csrf": csrf, "username": "alice",
                                           "password": ALICE_PW, "next": ""},
                headers={"Origin": base}, allow_redirects=False)
     assert r.status_code in (302, 303), r.text
     session_cookie = r.headers["Set-Cookie"]
-    assert "ipydoc-session=" in session_cookie
+    assert session_cookie.startswith("__Host-ipydoc-session=")
     assert "; Secure" in session_cookie and "HttpOnly" in session_cookie
+    assert "; Path=/;" in session_cookie and "Domain" not in session_cookie
     assert r.headers["Strict-Transport-Security"].startswith(f"max-age={HSTS_AGE}")
     assert s.get(base + "/hub/home").status_code == 200
     # Over plain HTTP the same pages get neither Secure nor HSTS.
     plain = requests.get(site.url + "/hub/login")
     assert "Strict-Transport-Security" not in plain.headers
     assert "Secure" not in plain.headers["Set-Cookie"]
+    assert plain.headers["Set-Cookie"].startswith("ipydoc-login-csrf=")  # no __Host- on http
 
 
 def test_users_server_answers_through_the_proxy_over_tls(site, pki):

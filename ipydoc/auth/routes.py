@@ -12,6 +12,7 @@ Each refusal shows the login page with the reason and logs a detail without secr
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 from twisted.logger import Logger
@@ -20,8 +21,10 @@ from twisted.web.iweb import IRequest
 from ipydoc.auth import login_state
 from ipydoc.auth.identities import Identities, NameTaken
 from ipydoc.auth.providers import Refused, build
-from ipydoc.cookies import cookie_header
+from ipydoc.cookies import cookie_header, read_cookie
 from ipydoc.gate import request_origin
+from ipydoc.login_limits import client_group
+from ipydoc.store import NameReserved
 from ipydoc.web.redirects import safe_next
 
 log = Logger()
@@ -33,6 +36,7 @@ def configure(hub: Any, cfg: Any, reactor: Any) -> None:
     """Give the hub the configured providers (called by the daemon at start)."""
     hub.login_providers = build(cfg.auth, reactor)
     hub.local_login = cfg.auth.local
+    hub.oauth_limits = login_state.Limits.from_auth(cfg.auth)
     hub.oauth_base_url = cfg.server.public_url.rstrip("/")
 
 
@@ -55,6 +59,23 @@ async def _refuse(hub: Any, request: IRequest, provider: str, nxt: str, refusal:
     return hub.login_form(request, nxt, refusal.reason, code=code)
 
 
+_full_logged: dict[str, tuple[float, int]] = {}  # scope → (last line, refused since)
+
+
+def _log_full(provider: str, scope: str, addr: str) -> None:
+    """A refused start, logged at most once a minute per limit (a flood must not flood
+    the log too), with how many were refused since the last line."""
+    last, since = _full_logged.get(scope, (0.0, 0))
+    now = time.monotonic()
+    if now - last < 60:
+        _full_logged[scope] = (last, since + 1)
+        return
+    _full_logged[scope] = (now, 0)
+    log.warn("login via {provider} not started: {scope} limit reached ({addr}; {n} more "
+             "refused since the last such line)", provider=provider, scope=scope, addr=addr,
+             n=since)
+
+
 async def oauth_start(self: Any, request: IRequest, provider_id: str) -> bytes:
     provider = self.login_providers.get(provider_id)
     if provider is None:
@@ -63,11 +84,21 @@ async def oauth_start(self: Any, request: IRequest, provider_id: str) -> bytes:
     base = getattr(self, "oauth_base_url", "") or request_origin(request)
     redirect_uri = f"{base}/hub/oauth/{provider_id}/callback"
     state, cookie, record = login_state.new_login(provider_id, nxt, redirect_uri)
+    # Counted and stored first (one Lua script), so a flood of anonymous starts is refused
+    # before it costs the provider a request or Redis a key.
+    full = await login_state.save(
+        self.store.redis, state, record,
+        getattr(self, "oauth_limits", None) or login_state.Limits(), client_group(request))
+    if full is not None:
+        _log_full(provider_id, full.scope, client_group(request))
+        request.setHeader(b"Retry-After", str(full.retry_after).encode())
+        request.setHeader(b"Cache-Control", b"no-store")
+        return self.login_form(request, nxt, full.message, code=429)
     try:
         url = await provider.authorize_url(redirect_uri, state, record.nonce, record.challenge)
     except Refused as e:
+        await login_state.discard(self.store.redis, state)
         return await _refuse(self, request, provider_id, nxt, e, 502)
-    await login_state.save(self.store.redis, state, record)
     _binding_cookie(request, cookie, login_state.TTL_SECONDS)
     return self.redirect(request, url, 302)
 
@@ -77,7 +108,7 @@ async def oauth_callback(self: Any, request: IRequest, provider_id: str) -> byte
     if provider is None:
         return self.error(request, 404, "Not found", "There is no such login provider.")
     record = await login_state.take(self.store.redis, _arg(request, "state"))
-    cookie = (request.getCookie(login_state.BINDING_COOKIE.encode()) or b"").decode(
+    cookie = (read_cookie(request, login_state.BINDING_COOKIE) or b"").decode(
         "ascii", "replace")
     _binding_cookie(request, "", 0)
     if record is None or record.provider != provider_id:
@@ -107,6 +138,12 @@ async def oauth_callback(self: Any, request: IRequest, provider_id: str) -> byte
     try:
         resolved = await Identities(self.store).resolve(identity.provider, identity.subject,
                                                         identity.name, bool(identity.admin))
+    except NameReserved as e:  # a removed account's files are kept (ipydoc.removal)
+        return await _refuse(self, request, provider_id, nxt, Refused(
+            f"The user name {e} belonged to an account that was removed from this site; "
+            "its files are kept, so no new account can use the name until an administrator "
+            "deletes them (or restores the account, if it was yours).",
+            f"{identity.detail}: name {e} is reserved by a removed account", str(e)))
     except NameTaken as e:
         return await _refuse(self, request, provider_id, nxt, Refused(
             f"The user name {e} already belongs to another account on this site, so your "

@@ -6,8 +6,18 @@ with:
 
 * the server token in the environment (``JUPYTER_TOKEN``, read by jupyter_server), never
   in argv where ``ps`` and ``docker inspect`` of the command would show it;
-* its port published on ``127.0.0.1`` only, on a random host port (or, with ``network``,
-  no published port: the container joins that network and is reached at its address);
+* networking, one of:
+
+  - isolated (``isolate=True`` with ``network``, the daemon's default): the container
+    joins the users' network, a bridge where containers cannot reach each other, the
+    host only on the ports allowed, and the outside only with ``egress="allow"``
+    (:mod:`ipydoc.backends.docker_network`).  Nothing is published; the daemon reaches
+    the server at its address on that network.  :meth:`DockerBackend.prepare` creates
+    or checks the network and the host firewall, and moves servers started before
+    (on another network, with a published port) onto it without stopping them;
+  - ``network`` without ``isolate``: joins that network as the operator made it;
+  - neither (legacy, NOT isolated): Docker's default bridge, the port published on
+    ``127.0.0.1`` only on a random host port; every server can reach every other;
 * limits: memory (swap off: ``MemorySwap == Memory``), CPUs, pids; all capabilities
   dropped, ``no-new-privileges``, no restart policy (ipydoc decides what runs);
 * the user's files on a named volume ``{volume_prefix}NAME`` (Docker seeds a new volume
@@ -27,11 +37,19 @@ import shutil
 from datetime import datetime
 from typing import Any, Callable
 
+from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred, DeferredLock, gatherResults
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from ipydoc.backends.base import BackendError, BackendEvent, ServerInfo, ServerSpec
+from ipydoc.backends.docker_network import (
+    EGRESS,
+    ICC_OPTION,
+    NETWORK_LABEL,
+    HostFirewall,
+    bridge_interface,
+)
 from ipydoc.docker_api import DockerAPI
 from ipydoc.jupyter_args import server_args
 from ipydoc.names import InvalidName, validate_name
@@ -83,6 +101,9 @@ class DockerBackend:
         extra_labels: dict[str, str] | None = None,
         stop_timeout: int = 10,
         start_timeout: float = 120.0,
+        isolate: bool = False,
+        egress: str = "allow",
+        firewall: HostFirewall | None = None,
     ) -> None:
         if storage not in ("volume", "bind"):
             raise BackendError("failed", f"docker storage must be 'volume' or 'bind', not {storage!r}")
@@ -90,6 +111,10 @@ class DockerBackend:
             raise BackendError("failed", "docker storage 'bind' needs bind_root (a host directory)")
         if not notebook_dir.startswith("/"):
             raise BackendError("failed", f"notebook_dir must be an absolute path, not {notebook_dir!r}")
+        if isolate and not network:
+            raise BackendError("failed", "isolating servers needs the name of the users' network")
+        if egress not in EGRESS:
+            raise BackendError("failed", f"egress must be 'allow' or 'deny', not {egress!r}")
         self.reactor = reactor
         self.api = api
         self.notebook_dir = notebook_dir
@@ -105,6 +130,11 @@ class DockerBackend:
         self.extra_labels = dict(extra_labels or {})
         self.stop_timeout = stop_timeout
         self.start_timeout = start_timeout
+        self.isolate = isolate
+        self.egress = egress
+        self.firewall = firewall
+        self._network_lock = DeferredLock()
+        self._firewalled: str | None = None  # the bridge whose host rules are in place
         # follow() state
         self._listener: Callable[[BackendEvent], None] | None = None
         self._on_open: Callable[[bool], None] | None = None
@@ -220,6 +250,8 @@ class DockerBackend:
         name = self._checked(spec.name)
         cname = self.container_name(name)
         await self._ensure_image(spec.image)
+        if self.isolate:
+            await self.ensure_network()
 
         existing = await self.api.inspect_container(cname)
         if existing is not None:
@@ -310,6 +342,10 @@ class DockerBackend:
         return self._info(c)
 
     async def list(self) -> list[ServerInfo]:
+        return [self._info(c) for c in await self._inspect_ours()]
+
+    async def _inspect_ours(self) -> list[dict]:
+        """Every container of ours, inspected."""
         rows = await self.api.list_containers({MANAGED_LABEL: "1", USER_LABEL: None}, all=True)
         ids = []
         for row in rows:
@@ -322,7 +358,7 @@ class DockerBackend:
             [Deferred.fromCoroutine(self.api.inspect_container(i)) for i in ids if i],
             consumeErrors=True,
         ) if ids else []
-        return [self._info(c) for c in inspected if c is not None and self._ours(c)]
+        return [c for c in inspected if c is not None and self._ours(c)]
 
     async def check(self) -> str:
         await self.api.ping()
@@ -342,6 +378,152 @@ class DockerBackend:
                     self.reactor, self.reactor.getThreadPool(), shutil.rmtree, path
                 )
         log.info("purged the files of {name}", name=name)
+
+    # -- the users' network (isolate=True) ----------------------------------------------
+
+    def _network_labels(self) -> dict[str, str]:
+        return {**self.extra_labels, MANAGED_LABEL: "1", NETWORK_LABEL: "users"}
+
+    def _owns_network(self, net: dict) -> bool:
+        labels = net.get("Labels") or {}
+        return all(labels.get(k) == v for k, v in self._network_labels().items())
+
+    def _network_problem(self, net: dict) -> str | None:
+        """Why ``net`` does not keep users apart as configured, or None."""
+        if net.get("Driver") != "bridge":
+            return f"is a {net.get('Driver')!r} network, not a bridge"
+        if (net.get("Options") or {}).get(ICC_OPTION) != "false":
+            return f"lets its containers reach each other ({ICC_OPTION} is not false)"
+        if bool(net.get("Internal")) != (self.egress == "deny"):
+            return ('is internal (no way out) but docker.egress = "allow"' if net.get("Internal")
+                    else 'routes to the outside but docker.egress = "deny"')
+        return None
+
+    async def ensure_network(self) -> dict:
+        """The users' network as configured: created if missing, recreated if it is ours
+        and set up differently (e.g. ``egress`` changed), refused if it is someone else's
+        and does not isolate; its host firewall installed.  One inspect when all is in
+        place, so every start calls it (a network removed under us comes back)."""
+        async with self._network_lock:
+            net = await self.api.inspect_network(self.network)
+            if net is None:
+                return await self._create_network()
+            problem = self._network_problem(net)
+            if problem and not self._owns_network(net):
+                raise BackendError(
+                    "failed", f"the Docker network {self.network} {problem}; ipydoc did not "
+                    f"create it and leaves it alone: remove it, or set docker.network to "
+                    f"another name")
+            if problem:
+                return await self._recreate_network(net, problem)
+            await self._install_firewall(net)
+            return net
+
+    async def _install_firewall(self, net: dict) -> None:
+        bridge = bridge_interface(net)
+        if self.firewall is None or bridge == self._firewalled:
+            return
+        if self._firewalled is not None:  # our network was removed and made again
+            await self.firewall.remove(self._firewalled)
+            self._firewalled = None
+        if await self.firewall.install(bridge):
+            self._firewalled = bridge
+
+    async def _create_network(self) -> dict:
+        try:
+            await self.api.create_network(
+                self.network, internal=self.egress == "deny", options={ICC_OPTION: "false"},
+                labels=self._network_labels())
+        except BackendError as e:
+            if e.kind != "conflict":  # conflict: made meanwhile; checked below
+                raise BackendError(
+                    e.kind, f"could not create the users' network {self.network}: {e.message}"
+                ) from None
+        net = await self.api.inspect_network(self.network)
+        if net is None:
+            raise BackendError("failed", f"the users' network {self.network} vanished as it was made")
+        problem = self._network_problem(net)
+        if problem:
+            raise BackendError("failed", f"the Docker network {self.network} {problem}")
+        # Before any server joins, so none is ever on the bridge without the host rules.
+        await self._install_firewall(net)
+        log.info("created the users' network {net} (bridge {bridge}, {subnet}): servers "
+                 "cannot reach each other; egress {egress}", net=self.network,
+                 bridge=bridge_interface(net), egress=self.egress,
+                 subnet=", ".join(c.get("Subnet", "?") for c in
+                                  (net.get("IPAM") or {}).get("Config") or []))
+        return net
+
+    async def _recreate_network(self, net: dict, problem: str) -> dict:
+        """Replace our own network that no longer matches the configuration; the servers on
+        it are disconnected and connected to the new one (they keep running)."""
+        ours = []
+        for cid in net.get("Containers") or {}:
+            c = await self.api.inspect_container(cid)
+            if c is None:
+                continue
+            if not self._ours(c):
+                raise BackendError(
+                    "failed", f"the Docker network {self.network} {problem}, and the container "
+                    f"{c.get('Name', '?').lstrip('/')}, which is not ipydoc's, uses it: "
+                    f"disconnect it so that ipydoc can recreate the network")
+            ours.append(c)
+        log.warn("the users' network {net} {problem}: recreating it ({n} servers move along)",
+                 net=self.network, problem=problem, n=len(ours))
+        for c in ours:
+            await self.api.disconnect_network(net["Id"], c["Id"], force=True)
+        if self.firewall is not None:
+            await self.firewall.remove(bridge_interface(net))
+            self._firewalled = None
+        await self.api.remove_network(net["Id"])
+        new = await self._create_network()
+        for c in ours:
+            fresh = await self.api.inspect_container(c["Id"])
+            if fresh is not None and (fresh.get("State") or {}).get("Running"):
+                await self._move_onto(new, fresh)
+        return new
+
+    async def prepare(self) -> None:
+        """At daemon start, before reconciling: check the users' network and its host
+        firewall, and move every running server that is not (only) on it — one an older
+        ipydoc started on the default bridge with a published port — onto it, without
+        stopping it.  With no server and no network yet, the first start makes it."""
+        if not self.isolate:
+            return
+        running = [c for c in await self._inspect_ours() if (c.get("State") or {}).get("Running")]
+        if not running and await self.api.inspect_network(self.network) is None:
+            return
+        net = await self.ensure_network()
+        for c in running:
+            # Inspected again: a recreated network has moved its servers already.
+            fresh = await self.api.inspect_container(c["Id"])
+            if fresh is not None and (fresh.get("State") or {}).get("Running"):
+                await self._move_onto(net, fresh)
+
+    async def _move_onto(self, net: dict, c: dict) -> None:
+        """Connect a running server to the users' network and disconnect it from every
+        other; if that fails it is stopped (files kept), never left reachable."""
+        networks = (c.get("NetworkSettings") or {}).get("Networks") or {}
+        joined = net.get("Id") in {n.get("NetworkID") for n in networks.values()}
+        others = {n: v.get("NetworkID") or n for n, v in networks.items()
+                  if v.get("NetworkID") != net.get("Id")}
+        if joined and not others:
+            return
+        user = ((c.get("Config") or {}).get("Labels") or {}).get(USER_LABEL, "")
+        try:
+            if not joined:
+                await self.api.connect_network(net["Id"], c["Id"])
+            for nid in others.values():
+                await self.api.disconnect_network(nid, c["Id"], force=True)
+        except BackendError as e:
+            log.warn("could not move the server of {name} onto the users' network {net}: "
+                     "{why}; stopping it (its files are kept)", name=user, net=self.network,
+                     why=e.message)
+            await self.stop(user)
+            return
+        log.info("moved the running server of {name} ({id}) onto the users' network {net}"
+                 "{left}", name=user, id=c["Id"][:12], net=self.network,
+                 left=(" (off " + ", ".join(others) + ")") if others else "")
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -508,3 +690,64 @@ class DockerBackend:
         self._last_keys.add(key)
         if self._listener is not None:
             self._listener(BackendEvent(name=user, id=cid, action=action))
+
+
+def network_options(reactor: Any, api: DockerAPI, network: str, egress: str,
+                    host_access: list[int] | tuple[int, ...] = ()) -> dict[str, Any]:
+    """DockerBackend keyword arguments for ``[docker] network/egress/host_access``: the
+    isolated layout for a network name, the legacy default bridge for "".  The host
+    firewall is installed only when the engine is on this machine (a unix socket)."""
+    if not network:
+        log.warn('docker.network = "": users\' servers run on Docker\'s default bridge, where '
+                 "each can reach every other server and the host's services (NOT isolated)")
+        return {}
+    firewall = None
+    if api.host.startswith("unix://"):
+        firewall = HostFirewall(reactor, host_access)
+    else:
+        log.warn("the Docker engine {host} is on another machine: ipydoc cannot install the "
+                 "host firewall of the users' network there; install it on that machine "
+                 "(README, \"Isolation\")", host=api.host)
+    return {"network": network, "isolate": True, "egress": egress, "firewall": firewall}
+
+
+class UserNetworkService(Service):
+    """Runs :meth:`DockerBackend.prepare` at daemon start, before the server manager
+    reconciles (so servers moved onto the users' network are adopted at their new
+    address).  An engine that is down does not stop the daemon: it is retried in the
+    background (and every start ensures the network itself)."""
+
+    name = "network"
+
+    def __init__(self, backend: DockerBackend, reactor: Any) -> None:
+        self.backend = backend
+        self.reactor = reactor
+        self._retry: Any = None
+        self._backoff = 1.0
+
+    def startService(self) -> Deferred:  # noqa: N802 (Twisted API)
+        super().startService()
+        return Deferred.fromCoroutine(self._attempt(first=True))
+
+    async def _attempt(self, first: bool = False) -> None:
+        self._retry = None
+        try:
+            await self.backend.prepare()
+        except BackendError as e:
+            if first and e.kind != "unreachable":
+                raise  # a network that cannot isolate: the operator must act
+            log.error("cannot prepare the users' network yet: {why}; retrying in {s:g} s",
+                      why=e.message, s=self._backoff)
+            if self.running:
+                self._retry = self.reactor.callLater(self._backoff, self._again)
+                self._backoff = min(self._backoff * 2, 60.0)
+
+    def _again(self) -> None:
+        Deferred.fromCoroutine(self._attempt()).addErrback(
+            lambda f: log.failure("preparing the users' network", f))
+
+    def stopService(self) -> None:  # noqa: N802 (Twisted API)
+        super().stopService()
+        if self._retry is not None and self._retry.active():
+            self._retry.cancel()
+        self._retry = None

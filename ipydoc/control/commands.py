@@ -84,11 +84,45 @@ class UserAdd(amp.Command):
 class UserRemove(amp.Command):
     """Delete an account: disable, revoke sessions, stop the server, drop its records.
 
-    Files are kept unless ``purge`` (then the volume or directory is deleted too).
-    ``result``: ``{"removed", "sessions_revoked", "server_stopped", "purged"}``.
+    Without ``purge`` the files (volume or directory) and the history are kept and the
+    name is reserved: no account can be made with it until :class:`UserPurge` (or
+    :class:`UserRestore`), so the files never reach someone else (:mod:`ipydoc.removal`).
+    With ``purge`` the files, the history repository and its records are deleted too.
+    ``result``: ``{"removed", "sessions_revoked", "server_stopped", "purged", "reserved",
+    "files", "versions", "mirror"}`` (what was kept, or deleted with ``purge``).
     """
     arguments = [(b"name", amp.Unicode()), (b"purge", amp.Boolean())]
     response = _RESULT
+    errors = ERRORS
+
+
+class UserPurge(amp.Command):
+    """Delete the files, history and records a removed account left, and free its name.
+
+    For a name with no account (reserved by a removal, or left over from an older ipydoc);
+    ``CONFLICT`` for a live account.  ``result``: ``{"purged", "files", "versions",
+    "mirror", "history_deleted", "reserved"}``.
+    """
+    arguments = [(b"name", amp.Unicode())]
+    response = _RESULT
+    errors = ERRORS
+
+
+class UserRestore(amp.Command):
+    """Bring a removed account whose files are kept back, as it was (same password or
+    login identity, files and history).  ``result``: ``{"restored", "files", "versions",
+    "admin", "disabled", "external"}``; ``NOT_FOUND`` when the name is not reserved.
+    """
+    arguments = [(b"name", amp.Unicode())]
+    response = _RESULT
+    errors = ERRORS
+
+
+class UserRemovedList(amp.Command):
+    """Removed accounts whose files are kept (their names are reserved): ``name``,
+    ``removed``, ``by``, ``files``, ``versions``, ``mirror``."""
+    arguments = _PAGE_ARGS
+    response = _PAGE_ANSWER
     errors = ERRORS
 
 
@@ -141,7 +175,8 @@ class UserSetLimits(amp.Command):
 
 
 class UserPasswd(amp.Command):
-    """Set a new password; unless ``keep_sessions``, every session of the user ends."""
+    """Set a new password; unless ``keep_sessions``, every session and personal API token
+    of the user ends."""
     arguments = [(b"name", amp.Unicode()), (b"password", amp.Unicode()),
                  (b"keep_sessions", amp.Boolean())]
     response = _RESULT
@@ -245,4 +280,13 @@ class HistoryRestore(amp.Command):
     which becomes a new version).  ``result``: ``{"name", "path", "rev"}``."""
     arguments = [(b"name", amp.Unicode()), (b"path", amp.Unicode()), (b"rev", amp.Unicode())]
     response = _RESULT
+    errors = ERRORS
+
+
+class HistoryDeadLetters(amp.Command):
+    """Changes of a user the history worker gave up on (its server's answer broke a limit,
+    or it failed ``history.max_attempts`` times), newest first: ``op``, ``path``,
+    ``reason``, ``time``, ``attempts``.  ``NOT_AVAILABLE`` when history is off."""
+    arguments = [(b"name", amp.Unicode()), *_PAGE_ARGS]
+    response = _PAGE_ANSWER
     errors = ERRORS

@@ -26,6 +26,7 @@ from ipydoc.control.tls import peer_name
 from ipydoc.login_limits import clear_account
 from ipydoc.names import InvalidName, validate_name
 from ipydoc.passwords import WeakPassword, check_strength, hash_password_async
+from ipydoc.store import NameReserved
 
 MAX_FIELD = 8 * 1024      # any one string in an answer is clipped to this many characters
 MAX_LOG_TAIL = 100_000    # lines
@@ -168,6 +169,10 @@ class ControlProtocol(amp.AMP):
     async def _user(self, name: str) -> Any:
         user = await self.store.get_user(_name(name))
         if user is None:
+            reservation = await self.store.get_reservation(name)
+            if reservation is not None:
+                from ipydoc.removal import reserved_message
+                raise c.NotFound(f"no user {name}: {reserved_message(name, reservation)}")
             raise c.NotFound(f"no user {name}")
         return user
 
@@ -228,32 +233,88 @@ class ControlProtocol(amp.AMP):
     async def user_add(self, name: str, password: str, admin: bool) -> dict:
         _name(name)
         hashed = await hash_password_async(_password(password))
-        if not await self.store.add_user(name, hashed, admin):
+        try:
+            added = await self.store.add_user(name, hashed, admin)
+        except NameReserved:
+            from ipydoc.removal import reserved_message
+            reservation = await self.store.get_reservation(name) or {}
+            raise c.Conflict(reserved_message(name, reservation)) from None
+        if not added:
             raise c.Conflict(f"user {name} already exists")
         await self._audit("user-added", name, "admin" if admin else "")
         return {}
 
     @responder(c.UserRemove)
     async def user_remove(self, name: str, purge: bool) -> dict:
-        await self._user(name)
+        from ipydoc.removal import Removal, kept_text
+
+        user = await self._user(name)
         # Lock the account first, so no login slips in while the rest is undone.
         await self.store.update_user(name, disabled=True)
         revoked = await self.store.revoke_sessions(name)
         stopped = await self._stop_if_running(name, "user removed")
-        purged = False
+        removal = Removal(self.daemon)
         if purge:
             try:
-                await self.daemon.backend.purge(name)
-            except BackendError as e:
+                data = await removal.purge_data(name)
+            except (BackendError, OSError) as e:
                 raise c.ControlError(
                     f"user {name} is disabled and the server stopped, but the files could "
-                    f"not be deleted: {e.message}; the account is kept, try again") from None
-            purged = True
-            await self._audit("files-purged", name)
-        await self.store.remove_user(name)
-        await self._audit("user-removed", name, "files deleted" if purged else "files kept")
+                    f"not be deleted: {getattr(e, 'message', e)}; the account is kept, "
+                    "try again") from None
+            await self._audit("files-purged", name, kept_text(data))
+            await self.store.remove_user(name)
+            await self._audit("user-removed", name, "files and history deleted")
+        else:
+            # The name stays reserved while the files exist (ipydoc.removal).
+            data = await removal.reserve(user, self.peer())
+            await self._audit("user-removed", name,
+                              f"kept {kept_text(data)}; name reserved until `user purge`")
         return {"result": json.dumps({"removed": name, "sessions_revoked": revoked,
-                                      "server_stopped": stopped, "purged": purged})}
+                                      "server_stopped": stopped, "purged": purge,
+                                      "reserved": not purge, **data})}
+
+    @responder(c.UserPurge)
+    async def user_purge(self, name: str) -> dict:
+        from ipydoc.removal import AccountExists, Removal, kept_text
+
+        _name(name)
+        try:
+            data = await Removal(self.daemon).purge_removed(name, self.peer())
+        except AccountExists:
+            raise c.Conflict(f"{name} is an account, not a removed one: "
+                             f"`ipydoc user remove {name} --purge --yes` deletes it with its "
+                             "files") from None
+        except (BackendError, OSError) as e:
+            raise c.ControlError(
+                f"the files of {name} could not be deleted: {getattr(e, 'message', e)}; the "
+                "name stays reserved, try again") from None
+        await self._audit("files-purged", name, kept_text(data))
+        return {"result": json.dumps({"purged": name, **data})}
+
+    @responder(c.UserRemovedList)
+    async def user_removed_list(self, offset: int, limit: int) -> dict:
+        items = await self.store.list_reservations()
+        return {"items": page(items, offset, limit), "total": len(items)}
+
+    @responder(c.UserRestore)
+    async def user_restore(self, name: str) -> dict:
+        from ipydoc.removal import AccountExists, NotRestorable, Removal, kept_text
+
+        _name(name)
+        try:
+            data = await Removal(self.daemon).restore(name)
+        except AccountExists:
+            raise c.Conflict(f"user {name} exists") from None
+        except NotRestorable:
+            raise c.Conflict(f"the files of {name} were found without an account (removed by "
+                             "an older ipydoc), so there is no account to restore; `ipydoc "
+                             f"user purge {name} --yes` deletes them") from None
+        if data is None:
+            raise c.NotFound(f"{name} is not a removed account whose files are kept "
+                             "(nothing to restore)")
+        await self._audit("user-restored", name, kept_text(data))
+        return {"result": json.dumps(data)}
 
     @responder(c.UserList)
     async def user_list(self, offset: int, limit: int) -> dict:
@@ -345,9 +406,15 @@ class ControlProtocol(amp.AMP):
         hashed = await hash_password_async(_password(password))
         await self.store.update_user(name, password=hashed)
         await clear_account(self.store.redis, name)  # the new password works at once
+        # A new password shuts out whoever had the old one: their tokens too (issue 12).
+        tokens = 0 if keep_sessions else await self.store.revoke_tokens(name)
         revoked = 0 if keep_sessions else await self.store.revoke_sessions(name)
-        await self._audit("user-password", name, f"{revoked} sessions revoked")
-        return {"result": json.dumps({"name": name, "sessions_revoked": revoked})}
+        if tokens:
+            await self.daemon.gate.recheck_exchanges()  # what the tokens have open
+        await self._audit("user-password", name,
+                          f"{revoked} sessions and {tokens} API tokens revoked")
+        return {"result": json.dumps({"name": name, "sessions_revoked": revoked,
+                                      "tokens_revoked": tokens})}
 
     # -- servers --------------------------------------------------------------------------
     @responder(c.ServerStart)
@@ -574,6 +641,17 @@ class ControlProtocol(amp.AMP):
         self.log.info("control: restored {path} of {name} to {rev} (by {peer})", path=path,
                       name=name, rev=full[:8], peer=self.peer())
         return {"result": json.dumps({"name": name, "path": path, "rev": full})}
+
+    @responder(c.HistoryDeadLetters)
+    async def history_dead_letters(self, name: str, offset: int, limit: int) -> dict:
+        history = self._history()
+        await self._user(name)
+        items = [{"op": str((d.get("entry") or {}).get("op", "")),
+                  "path": str((d.get("entry") or {}).get("path", "")),
+                  "reason": str(d.get("reason", "")), "time": d.get("time"),
+                  "attempts": d.get("attempts", 0)}
+                 for d in await history.dead_letters(name)]
+        return {"items": page(items, offset, limit), "total": len(items)}
 
 
 def _is_stream_id(text: str) -> bool:

@@ -24,7 +24,14 @@ covers.  Content is read when the commit is made, so coalesced saves lose nothin
 was still on disk.
 
 **Content.**  Read through the server's contents API with the server token
-(``type=file&format=base64``), so it works for any backend and image.  Files larger
+(``type=file&format=base64``), so it works for any backend and image.  The user's server
+is hostile (its owner can replace it by any program), so it is read with the bounded
+client of :mod:`ipydoc.proxy.fetch` (no ``treq``): ``Accept-Encoding: identity`` and no
+other ``Content-Encoding`` accepted, a byte budget on the body (``max_file_size`` as
+base64 plus room for the model, small for the other reads), one deadline of
+``history.fetch_timeout`` for the whole exchange, and only a JSON object of the expected
+shape is used.  At most ``READ_SLOTS`` file reads run at once over all users, which bounds
+the memory they take.  Files larger
 than ``history.max_file_size`` (default 10 MiB) are not versioned (event
 ``history-skipped``); a notebook output larger than ``history.max_output_size`` (1 MiB)
 is replaced in the versioned copy by a short stream output saying so (the user's own
@@ -39,6 +46,25 @@ another folder is recorded as a move (``Rename A to B``) with its history.  Shou
 answer not be seen (longer than 64 KiB, broken off), the service lists the old path's
 folder and looks for the file by content (or a folder by its entries); not found, it
 records the old path as removed and versions the file at its next save.
+
+**Poisoned entries.**  Before each try the entry's attempt count is written back into
+the queue (Redis), so a try that kills the daemon still counts after restart.  An entry
+whose answer breaks a rule (over budget, an encoding not asked for, past the deadline, not
+a contents model) or that fails ``history.max_attempts`` times (the server errs, is
+unreachable while running, or something unexpected) moves atomically to the dead letters
+``ipydoc:history-dead:NAME`` (the newest 100 are kept) with its reason and an event
+``history-dead-letter`` (``DEAD_EVENTS`` a minute per user, then one saying the rest are
+only listed, so a server cannot flood the shared events stream); the worker goes on with
+the next entry and the other users' workers never wait for it.  Admins
+see them with ``ipydoc history dead-letters NAME`` (and the user on the history page).
+
+**Queue cap.**  The queue holds at most ``history.max_queue`` entries per user (a server
+that answers every save at once could otherwise fill Redis as fast as the proxy carries
+saves).  The append is one Redis script: when the queue is full a save of a path that is
+already queued (as its newest change, not at the head) is dropped, since that queued
+save's read happens later and covers it; any other change is not recorded, with an event
+``history-queue-full`` (at most one a minute per user, with the count) and a log line.
+Nothing already queued is ever removed, and the save itself reaches the server as always.
 
 **Restore.**  :meth:`History.restore` writes the old version back through the contents
 API (``PUT``, as a save) and queues it, so it becomes a new commit (``Restore P to
@@ -77,11 +103,16 @@ from ipydoc.config import HistorySection, parse_size
 from ipydoc.history.nbdiff import FileDiff, file_diff
 from ipydoc.history.repo import Change, GitError, GitRepo, Version, blob_id, check_path
 from ipydoc.httppool import quiet_pool
+from ipydoc.proxy.fetch import Fetcher, FetchError, FetchResponse
 
 _CHECKPOINT = re.compile(r"^(.*)/checkpoints(?:/([\w-]+))?$")
 SWEEP = 2.0            # seconds between looks for queues whose server came back
-MAX_ATTEMPTS = 10      # tries of one entry against a server that answers with errors
 RENAME_CANDIDATES = 20
+MODEL_BUDGET = 1024 * 1024         # a contents model without content
+LISTING_BUDGET = 16 * 1024 * 1024  # a folder listing (thousands of entries)
+READ_SLOTS = 4         # file reads at once over all users (each up to ~3x its budget)
+FULL_EVENT_EVERY = 60.0  # seconds between history-queue-full events of one user
+DEAD_EVENTS = 10       # history-dead-letter events per user and minute; then one summary
 
 
 class HistoryError(Exception):
@@ -94,6 +125,11 @@ class NoSuchVersion(HistoryError):
 
 class _Transient(Exception):
     """The server could not be read right now (stopped, restarting, 5xx): retry later."""
+
+
+class _Hostile(Exception):
+    """The server's answer broke a rule (budget, encoding, deadline, shape): reading it
+    again would break it again, so the entry goes to the dead letters at once."""
 
 
 class History(Service):
@@ -109,14 +145,15 @@ class History(Service):
         self.reactor = reactor
         self.max_file = parse_size(cfg.max_file_size)
         self.max_output = parse_size(cfg.max_output_size)
-        self._http = treq.client.HTTPClient(
-            Agent(reactor, connectTimeout=10, pool=quiet_pool(reactor, persistent=False)))
+        self._fetch = Fetcher(reactor, connect_timeout=10)
+        self._read_slots = defer.DeferredSemaphore(READ_SLOTS)
+        self._full: dict[str, tuple[float, int]] = {}   # user → (last event, refused since)
+        self._dead_events: dict[str, tuple[float, int]] = {}  # user → (window start, count)
         self._tails: dict[str, defer.Deferred[None]] = {}   # ordered appends per user
         self._workers: dict[str, defer.Deferred[None]] = {}
         self._dirty: set[str] = set()
         self._waiting: set[str] = set()
         self._merged: dict[tuple[str, str], int] = {}
-        self._attempts: dict[str, int] = {}
         self._sweeper: task.LoopingCall | None = None
         self.pusher = Pusher(self) if cfg.remote else None
 
@@ -126,6 +163,20 @@ class History(Service):
 
     def repo(self, name: str) -> GitRepo:
         return GitRepo(self.root / f"{name}.git", self.cfg.git)
+
+    def forget(self, name: str) -> None:
+        """Drop what this process holds for ``name`` before its history is purged
+        (:mod:`ipydoc.removal` deletes the repository and the Redis keys), so no retry or
+        push of the old history runs after the name is free."""
+        self._waiting.discard(name)
+        self._full.pop(name, None)
+        for key in [k for k in self._merged if k[0] == name]:
+            self._merged.pop(key, None)
+        if self.pusher is not None:
+            timer = self.pusher._timers.pop(name, None)
+            if timer is not None and timer.active():
+                timer.cancel()
+            self.pusher._failures.pop(name, None)
 
     def _thread(self, fn: Any, *args: Any, **kw: Any) -> defer.Deferred[Any]:
         return threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
@@ -175,7 +226,7 @@ class History(Service):
                 and path.startswith(self._contents(user).encode()))
 
     def note(self, user: str, method: bytes, path: bytes, code: int,
-             body: bytes | None = None) -> defer.Deferred[None] | None:
+             body: bytes | None = None) -> defer.Deferred[str] | None:
         """A response from ``user``'s server (called by the gate, synchronously); ``body``
         is a rename's answer when the proxy could keep it."""
         if not 200 <= code < 300 or method not in (b"PUT", b"PATCH", b"DELETE", b"POST"):
@@ -205,25 +256,56 @@ class History(Service):
             entry["to"] = moved_to
         return self.enqueue(user, entry)
 
-    def enqueue(self, user: str, entry: dict[str, Any]) -> defer.Deferred[None]:
-        """Append ``entry`` to ``user``'s queue after the appends before it; then drain."""
+    def enqueue(self, user: str, entry: dict[str, Any]) -> defer.Deferred[str]:
+        """Append ``entry`` to ``user``'s queue after the appends before it; then drain.
+
+        Fires with ``queued``, ``coalesced`` or ``full`` (see "Queue cap" above), or
+        ``error`` when Redis could not be written."""
         before = self._tails.get(user) or defer.succeed(None)
-        done: defer.Deferred[None] = defer.Deferred()
+        done: defer.Deferred[str] = defer.Deferred()
 
-        def append(_: Any) -> defer.Deferred[None]:
-            d = defer.Deferred.fromCoroutine(self.store.history_enqueue(user, entry))
-            d.addCallback(lambda _: self.kick(user))
-            d.addErrback(lambda f: self.log.failure("history: queueing a save of {u}", f, u=user))
-            return d
+        async def append() -> str:
+            outcome = await self.store.history_enqueue(user, entry, self.cfg.max_queue)
+            if outcome == "full":
+                await self._queue_full(user, entry)
+            self.kick(user)
+            return outcome
 
-        before.addBoth(append).addBoth(lambda _: done.callback(None))
+        def run(_: Any) -> defer.Deferred[str]:
+            d = defer.Deferred.fromCoroutine(append())
+
+            def failed(f: Any) -> str:
+                self.log.failure("history: queueing a save of {u}", f, u=user)
+                return "error"
+            return d.addErrback(failed)
+
+        before.addBoth(run).addBoth(done.callback)
         self._tails[user] = done
 
-        def forget(_: Any) -> None:
+        def forget(outcome: str) -> str:
             if self._tails.get(user) is done:
                 del self._tails[user]
+            return outcome
         done.addCallback(forget)
         return done
+
+    async def _queue_full(self, user: str, entry: dict[str, Any]) -> None:
+        """A change refused by the full queue: logged, and an event at most once a minute."""
+        last, refused = self._full.get(user, (0.0, 0))
+        refused += 1
+        now = self.reactor.seconds()
+        self.log.warn("history: the queue of {u} is full (history.max_queue = {cap}); "
+                      "{op} {path} is not recorded", u=user, cap=self.cfg.max_queue,
+                      op=entry.get("op"), path=entry.get("path"))
+        if now - last < FULL_EVENT_EVERY:
+            self._full[user] = (last, refused)
+            return
+        self._full[user] = (now, 0)
+        await self.store.add_event(
+            "history-queue-full", user,
+            (f"{refused} change(s) not recorded, the last {entry.get('op')} "
+             f"{entry.get('path')}: the queue holds history.max_queue = "
+             f"{self.cfg.max_queue} entries not yet committed")[:500])
 
     def kick(self, name: str) -> None:
         self._dirty.add(name)
@@ -245,13 +327,17 @@ class History(Service):
     async def _drain(self, name: str) -> None:
         while self.running:
             self._dirty.discard(name)
-            entries = await self.store.history_peek(name, 200)
-            if not entries:
+            raws = await self.store.history_peek_raw(name, 200)
+            if not raws:
                 if name in self._dirty:
                     continue
                 return
-            head = entries[0]
+            entries = [_entry(r) for r in raws]
+            head, raw = entries[0], raws[0]
             op, path = head.get("op"), str(head.get("path", ""))
+            if op not in ("save", "rename", "delete"):
+                await self._dead(name, raw, head, "not a queue entry ipydoc wrote", 0)
+                continue
             if op == "save":
                 wait = float(head.get("time", 0)) + self.cfg.coalesce_seconds - time.time()
                 if wait > 0:
@@ -266,26 +352,90 @@ class History(Service):
             if route is None and op != "delete":
                 self._waiting.add(name)  # drained when the server runs again
                 return
+            # Count the try in Redis before making it: a try that takes the daemon down
+            # still counts after the restart, so a poisoned entry cannot loop forever.
+            tries = int(head.get("attempts") or 0) + 1
+            if tries > self.cfg.max_attempts:
+                await self._dead(name, raw, head, f"gave up after {tries - 1} attempts: "
+                                 f"{head.get('error') or 'no reason recorded'}", tries - 1)
+                continue
+            raw = await self._rewrite_head(name, raw, head, attempts=tries)
+            if raw is None:
+                continue  # the queue changed under us (purge): look again
             try:
                 await self._apply(name, head, route)
-            except _Transient as e:
-                tries = self._attempts[name] = self._attempts.get(name, 0) + 1
-                if tries < MAX_ATTEMPTS:
-                    self.log.info("history: {name}'s server cannot be read ({why}); retrying",
-                                  name=name, why=e)
-                    if name not in self.manager.routes:
-                        self._waiting.add(name)
-                        return
-                    await self._sleep(min(30.0, 0.5 * 2 ** tries))
-                    continue
-                await self.store.add_event("history-failed", name, f"{op} {path}: {e}")
-            except (HistoryError, GitError, ValueError) as e:
+            except _Hostile as e:
+                self.log.warn("history: {op} {path} of {name}: the server's answer is refused "
+                              "({why}); moved to the dead letters", op=op, path=path,
+                              name=name, why=e)
+                await self._dead(name, raw, head, str(e), tries)
+                continue
+            except (HistoryError, ValueError) as e:  # refused by the server, or by us
                 self.log.warn("history: {op} {path} of {name} not recorded: {why}",
                               op=op, path=path, name=name, why=e)
                 await self.store.add_event("history-failed", name, f"{op} {path}: {e}"[:500])
-            self._attempts.pop(name, None)
+            except Exception as e:  # noqa: BLE001 - _Transient, git, or nobody foresaw it
+                if isinstance(e, _Transient):
+                    why = str(e)
+                elif isinstance(e, GitError):
+                    why = f"git: {e}"
+                else:
+                    self.log.failure("history: {op} {path} of {name} failed", op=op,
+                                     path=path, name=name)
+                    why = f"internal error {type(e).__name__}"
+                if await self._retry_later(name, raw, head, tries, why):
+                    continue
+                return
             self._merged.pop((name, path), None)
             await self.store.history_drop(name)
+
+    async def _rewrite_head(self, name: str, raw: str, head: dict[str, Any],
+                            **changes: Any) -> str | None:
+        """Store ``changes`` in the queue's oldest entry (``head``, read as ``raw``)."""
+        head.update(changes)
+        new = json.dumps(head)
+        return new if await self.store.history_replace_head(name, raw, new) else None
+
+    async def _retry_later(self, name: str, raw: str, head: dict[str, Any], tries: int,
+                           why: str) -> bool:
+        """After a failed try: True to try again now (after a backoff), False to stop
+        until the server runs again.  The last allowed try dead-letters the entry."""
+        if tries >= self.cfg.max_attempts:
+            await self._dead(name, raw, head, f"gave up after {tries} attempts: {why}", tries)
+            return True
+        if await self._rewrite_head(name, raw, head, error=why[:200]) is None:
+            return True
+        self.log.info("history: {name}'s server cannot be read ({why}); retrying",
+                      name=name, why=why)
+        if name not in self.manager.routes:
+            self._waiting.add(name)
+            return False
+        await self._sleep(min(30.0, 0.5 * 2 ** tries))
+        return True
+
+    async def _dead(self, name: str, raw: str, head: dict[str, Any], why: str,
+                    tries: int) -> None:
+        """Give up on the queue's oldest entry: to the dead letters, with an event."""
+        path = str(head.get("path", ""))
+        self._merged.pop((name, path), None)
+        if not await self.store.history_dead_letter(name, raw, why[:500], tries):
+            return
+        # A server can make every save a dead letter: its events must not flood the
+        # events stream (capped, shared by everyone), so a user gets DEAD_EVENTS a minute.
+        now = self.reactor.seconds()
+        start, count = self._dead_events.get(name, (now, 0))
+        if now - start >= 60.0:
+            start, count = now, 0
+        count += 1
+        self._dead_events[name] = (start, count)
+        if count <= DEAD_EVENTS:
+            await self.store.add_event("history-dead-letter", name,
+                                       f"{head.get('op')} {path}: {why}"[:500])
+        elif count == DEAD_EVENTS + 1:
+            await self.store.add_event(
+                "history-dead-letter", name, f"more than {DEAD_EVENTS} changes a minute are "
+                f"dead letters; the rest this minute are listed by `ipydoc history "
+                f"dead-letters {name}` only")
 
     async def _apply(self, name: str, entry: dict[str, Any], route: Any) -> None:
         op, path = entry.get("op"), check_path(str(entry.get("path", "")))
@@ -321,20 +471,35 @@ class History(Service):
     def _url(self, name: str, route: Any, path: str) -> str:
         return f"{route.url}{self._contents(name)}{quote(path)}"
 
-    async def _get(self, name: str, route: Any, path: str, **params: str) -> dict[str, Any] | None:
+    async def _fetch_contents(self, name: str, route: Any, path: str, budget: int,
+                              params: dict[str, str]) -> FetchResponse:
         try:
-            r = await self._http.get(self._url(name, route, path), params=params, timeout=60,
-                                     headers={"Authorization": f"token {route.token}"})
-            body = await r.content()
-        except Exception as e:  # noqa: BLE001 - connection refused, reset, timeout
-            raise _Transient(type(e).__name__) from None
+            return await self._fetch.get(
+                self._url(name, route, path), params=params, max_body=budget,
+                timeout=self.cfg.fetch_timeout,
+                headers={"Authorization": f"token {route.token}"})
+        except FetchError as e:
+            if e.budget:
+                raise _Hostile(f"reading {path}: {e}") from None
+            raise _Transient(str(e)) from None  # refused, reset: restarting, or stopped
+
+    async def _get(self, name: str, route: Any, path: str, budget: int = MODEL_BUDGET,
+                   **params: str) -> dict[str, Any] | None:
+        """A contents-API model (a JSON object), None for 404; the answer is bounded."""
+        r = await self._fetch_contents(name, route, path, budget, params)
         if r.code == 404:
             return None
         if r.code >= 500 or r.code in (401, 403):  # 403: the token changed (restart)
             raise _Transient(f"HTTP {r.code}")
         if r.code != 200:
             raise HistoryError(f"the server answered HTTP {r.code} reading {path}")
-        return json.loads(body)
+        try:
+            model = r.json()
+        except FetchError as e:
+            raise _Hostile(f"reading {path}: {e}") from None
+        if not isinstance(model, dict):
+            raise _Hostile(f"reading {path}: the answer is not a contents model")
+        return model
 
     async def _read_file(self, name: str, route: Any, path: str) -> bytes | None:
         """The file's bytes as versioned (outputs trimmed), or None: gone, a folder, too big."""
@@ -345,12 +510,22 @@ class History(Service):
         if isinstance(size, int) and size > self.max_file:
             await self._skipped(name, path, size)
             return None
-        model = await self._get(name, route, path, type="file", format="base64", content="1")
-        if model is None:
-            return None
-        content = model.get("content") or ""
-        data = (base64.b64decode(content) if model.get("format") == "base64"
-                else content.encode("utf-8"))
+        # base64 of max_file_size plus room for the model around it
+        budget = self.max_file * 4 // 3 + MODEL_BUDGET
+        async with self._read_slots:
+            model = await self._get(name, route, path, budget, type="file",
+                                    format="base64", content="1")
+            if model is None:
+                return None
+            content = model.get("content") or ""
+            if not isinstance(content, str):
+                raise _Hostile(f"reading {path}: the content is not a string")
+            try:
+                data = (base64.b64decode(content)  # jupyter_server wraps its lines
+                        if model.get("format") == "base64" else content.encode("utf-8"))
+            except (ValueError, UnicodeEncodeError):
+                raise _Hostile(f"reading {path}: the content is not valid base64") from None
+            del model, content
         if len(data) > self.max_file:
             await self._skipped(name, path, len(data))
             return None
@@ -400,8 +575,9 @@ class History(Service):
             return None  # never versioned: it will be at its next save
         parent = str(PurePosixPath(old).parent)
         parent = "" if parent == "." else parent
-        listing = await self._get(name, route, parent, type="directory", content="1")
-        children = (listing or {}).get("content") or []
+        listing = await self._get(name, route, parent, LISTING_BUDGET, type="directory",
+                                  content="1")
+        children = _children(listing)
         known = set(await self._thread(repo.files))
         known_dirs = {str(p) for k in known for p in PurePosixPath(k).parents}
         new = None
@@ -421,9 +597,9 @@ class History(Service):
             dirs = [c for c in children if c.get("type") == "directory"
                     and c.get("path") not in known_dirs]
             for c in dirs[:RENAME_CANDIDATES]:
-                inner = await self._get(name, route, str(c["path"]), type="directory",
-                                        content="1")
-                have = {str(x.get("name")) for x in (inner or {}).get("content") or []}
+                inner = await self._get(name, route, str(c["path"]), LISTING_BUDGET,
+                                        type="directory", content="1")
+                have = {str(x.get("name")) for x in _children(inner)}
                 if names <= have:
                     new = str(c["path"])
                     break
@@ -444,6 +620,11 @@ class History(Service):
 
     async def queued(self, name: str) -> int:
         return await self.store.history_queued(name)
+
+    async def dead_letters(self, name: str) -> list[dict[str, Any]]:
+        """Changes given up on (newest first): ``entry``, ``reason``, ``time``,
+        ``attempts``."""
+        return await self.store.history_dead_letters(name)
 
     async def diff(self, name: str, path: str, a: str = "", b: str = "") -> dict[str, Any]:
         """The diff of ``path`` from version ``a`` to ``b``; ``b`` defaults to the newest
@@ -496,25 +677,46 @@ class History(Service):
                 model = {"type": "file", "format": "base64",
                          "content": base64.b64encode(data).decode()}
         try:
-            r = await self._http.put(self._url(name, route, path), json=model, timeout=120,
-                                     headers={"Authorization": f"token {route.token}"})
-            body = await r.content()
-        except Exception as e:  # noqa: BLE001
-            raise HistoryError(f"the server of {name} could not be reached: "
-                               f"{type(e).__name__}") from None
+            r = await self._fetch.request(
+                "PUT", self._url(name, route, path), body=json.dumps(model).encode(),
+                max_body=MODEL_BUDGET, timeout=max(120.0, self.cfg.fetch_timeout),
+                headers={"Authorization": f"token {route.token}",
+                         "Content-Type": "application/json"})
+        except FetchError as e:
+            raise HistoryError(f"the server of {name} could not be reached or answered "
+                               f"badly: {e}") from None
         if r.code not in (200, 201):
             why = ""
             try:
-                why = json.loads(body).get("message", "")
-            except ValueError:
+                answer = r.json()
+                why = str(answer.get("message", ""))[:200] if isinstance(answer, dict) else ""
+            except FetchError:
                 pass
             raise HistoryError(f"the server refused the restore: HTTP {r.code} {why}".strip())
-        await self.enqueue(name, {"op": "save", "path": path, "time": time.time() -
-                                  self.cfg.coalesce_seconds,
-                                  "message": f"Restore {path} to version {full[:8]}"})
+        queued = await self.enqueue(name, {"op": "save", "path": path, "time": time.time() -
+                                           self.cfg.coalesce_seconds,
+                                           "message": f"Restore {path} to version {full[:8]}"})
+        if queued in ("full", "error"):
+            raise HistoryError(f"{path} was restored to version {full[:8]} on the server, "
+                               "but the history queue is full: the restore is not versioned")
         await self.store.add_event("history-restore", name,
                                    f"{path} to {full[:8]}" + (f" by {by}" if by else ""))
         return full
+
+
+def _entry(raw: str) -> dict[str, Any]:
+    """A queue entry as stored; anything else reads as ``invalid`` (and is dead-lettered)."""
+    try:
+        entry = json.loads(raw)
+    except ValueError:
+        return {"op": "invalid", "path": ""}
+    return entry if isinstance(entry, dict) else {"op": "invalid", "path": ""}
+
+
+def _children(listing: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The entries of a folder's model that are objects (the server is not trusted)."""
+    content = (listing or {}).get("content")
+    return [c for c in content if isinstance(c, dict)] if isinstance(content, list) else []
 
 
 def _model_path(body: bytes | None) -> str | None:
@@ -555,6 +757,16 @@ class Pusher:
         self._again: set[str] = set()
         self._timers: dict[str, Any] = {}
         self._failures: dict[str, int] = {}
+        self._client: Any = None
+
+    @property
+    def _http(self) -> Any:
+        """treq, for the GitHub API (a trusted service, not a user's server)."""
+        if self._client is None:
+            self._client = treq.client.HTTPClient(Agent(
+                self.h.reactor, connectTimeout=10,
+                pool=quiet_pool(self.h.reactor, persistent=False)))
+        return self._client
 
     def url(self, name: str) -> str:
         return self.cfg.remote.replace("{name}", name)
@@ -641,7 +853,7 @@ class Pusher:
         repo_name = repo_name[:-4] if repo_name.endswith(".git") else repo_name
         url = f"{self.cfg.api_url.rstrip('/')}/orgs/{quote(self.cfg.api_org)}/repos"
         try:
-            r = await self.h._http.post(url, json={
+            r = await self._http.post(url, json={
                 "name": repo_name, "private": True, "auto_init": False,
                 "description": f"ipydoc history of {name}"}, timeout=60, headers={
                 "Authorization": f"Bearer {self.cfg.remote_token}",

@@ -2,7 +2,9 @@
 
 The proxy knows HTTP; the gate knows users, sessions, routes and tokens.  The proxy calls
 ``claims`` as soon as a request's headers are in (before any body is read), then
-``decide``; only a :class:`Forward` lets bytes through to a server.
+``decide``; only a :class:`Forward` lets bytes through to a server.  A Forward names the
+credential that allowed it, so the exchange can be cut when that credential is revoked
+(:mod:`ipydoc.proxy.live`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ class Forward:
     user: str
     target: str          # "http://127.0.0.1:49153", no trailing slash
     token: str
+    #: What let the request through (opaque to the proxy: the session's or personal
+    #: token's Redis key); open exchanges are closed by it when it is revoked.
+    credential: str = ""
+    #: The server has an origin to itself (subdomain mode).  In path mode it shares the
+    #: hub's origin, so e.g. ``Service-Worker-Allowed`` is not relayed.
+    own_origin: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,9 @@ class Gate(Protocol):
     def saw_response(self, user: str, method: bytes, path: bytes, code: int) -> Any:
         """The server answered ``method path`` with ``code`` (save tracking).  A Deferred
         returned here holds the rest of the answer until it fires (at most 5 s)."""
+
+    # Optional: ``exchanges`` (an :class:`ipydoc.proxy.live.OpenExchanges`): the proxy
+    # registers every open exchange there, so the gate can cut them on revocation.
 
     # Optional: a gate may also define
     #   wants_body(user, method, path, code) -> bool

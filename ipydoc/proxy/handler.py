@@ -19,6 +19,7 @@ from ipydoc.proxy.body import BodyStream
 from ipydoc.proxy.gate import Forward, Gate, Reply
 from ipydoc.proxy.headers import is_websocket_upgrade
 from ipydoc.proxy.http import HttpForwarder
+from ipydoc.proxy.live import OpenExchanges
 from ipydoc.proxy.paths import dot_segment
 from ipydoc.proxy.replies import error_reply, remember_server, write_reply
 from ipydoc.proxy.websocket import WebSocketForwarder
@@ -41,12 +42,16 @@ class Proxy:
         head_timeout: float = 300.0,
     ) -> None:
         self._gate = gate
+        # The gate's registry when it has one (it cuts them on revocation).
+        self.exchanges: OpenExchanges = getattr(gate, "exchanges", None) or OpenExchanges()
         self.http = HttpForwarder(
             reactor, gate, pool_size=pool_size,
             connect_timeout=connect_timeout, head_timeout=head_timeout,
+            exchanges=self.exchanges,
         )
         self.websocket = WebSocketForwarder(
-            reactor, gate, connect_timeout=connect_timeout, head_timeout=head_timeout
+            reactor, gate, connect_timeout=connect_timeout, head_timeout=head_timeout,
+            exchanges=self.exchanges,
         )
 
     def handle(self, request: IRequest) -> Deferred[None]:

@@ -3,8 +3,11 @@
 Hop-by-hop headers describe one connection, not the message, so they never cross
 (RFC 9110 section 7.6.1), and neither does any header the sender named in
 ``Connection:``.  Towards a user's server the browser's credentials for *us* are
-removed (``Authorization``, every ``ipydoc-*`` cookie) and the server token is put in
-their place: the server must never see the hub session, the browser never the token.
+removed (``Authorization``, every ``ipydoc-*`` cookie, ``__Host-`` or not) and the server
+token is put in their place: the server must never see the hub session, the browser
+never the token.  ``X-Forwarded-*`` are the proxy's own: the client's are never passed
+on, and the address is the one the daemon believes (the peer, or behind a trusted
+proxy the client it names, :mod:`ipydoc.forwarding`).
 """
 
 from __future__ import annotations
@@ -66,9 +69,21 @@ def strip_hub_cookies(values: Iterable[bytes]) -> bytes | None:
     for value in values:
         for part in value.split(b";"):
             part = part.strip()
-            if part and not part.lower().startswith(HUB_COOKIE_PREFIX):
+            if part and not is_hub_cookie(part):
                 kept.append(part)
     return b"; ".join(kept) or None
+
+
+def is_hub_cookie(set_cookie: bytes) -> bool:
+    """Whether a ``Set-Cookie`` (or cookie) names one of the hub's cookies, with or
+    without a ``__Host-``/``__Secure-`` prefix.  A user's server never sets those: in
+    path mode it shares the hub's origin and could plant a session (login CSRF)."""
+    name = set_cookie.split(b"=", 1)[0].strip().lower()
+    for prefix in (b"__host-", b"__secure-"):
+        if name.startswith(prefix):
+            name = name[len(prefix):]
+            break
+    return name.startswith(HUB_COOKIE_PREFIX)
 
 
 def own_host_cookie(set_cookie: bytes) -> bool:
@@ -86,6 +101,8 @@ def own_host_cookie(set_cookie: bytes) -> bool:
 
 
 def _client_ip(request: IRequest) -> bytes:
+    """The client's address as the daemon believes it (behind a trusted proxy: the
+    address that proxy names, already put on the request; ipydoc.forwarding)."""
     addr = request.getClientAddress()
     return str(getattr(addr, "host", "unix")).encode("ascii", "replace")
 
@@ -105,8 +122,9 @@ def backend_request_lines(
     ``Host`` is kept as the browser sent it: jupyter_server checks ``Origin`` against
     it.  ``Expect`` is gone (a 100-continue is answered by us), and so is
     ``Content-Length``: framing is the proxy's job.  For a WebSocket handshake
-    ``Connection: Upgrade`` and the client's ``Upgrade`` value are put back after the
-    hop-by-hop sweep.  Built as bytes in one pass: this runs for every request.
+    ``Connection: Upgrade`` and ``Upgrade: websocket`` are put back after the hop-by-hop
+    sweep (only the protocol we splice, whatever else the client offered).
+    Built as bytes in one pass: this runs for every request.
     """
     src = request.requestHeaders
     raw = dict(src.getAllRawHeaders())  # canonical names: b"Cookie", b"X-Forwarded-For"
@@ -121,8 +139,7 @@ def backend_request_lines(
     if cookie is not None:
         lines.append(b"Cookie: " + cookie)
     lines.append(b"Authorization: token " + token.encode("ascii"))
-    lines.append(b"X-Forwarded-For: " + b", ".join([*raw.get(b"X-Forwarded-For", ()),
-                                                     _client_ip(request)]))
+    lines.append(b"X-Forwarded-For: " + _client_ip(request))  # never the client's own
     lines.append(b"X-Forwarded-Proto: https" if request.isSecure()
                  else b"X-Forwarded-Proto: http")
     host = raw.get(b"Host")
@@ -133,16 +150,50 @@ def backend_request_lines(
         lines.append(b"X-Forwarded-Port: %d" % port)
     if websocket:
         lines.append(b"Connection: Upgrade")
-        lines.append(b"Upgrade: " + (raw.get(b"Upgrade") or [b"websocket"])[0])
+        lines.append(b"Upgrade: websocket")  # the one protocol we splice
     return lines
 
 
+#: RFC 9110 ``tchar``: what a token (a protocol name, a connection option) is made of.
+_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789"
+                   b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def token_list(values: Iterable[bytes], *, versions: bool = False) -> set[bytes] | None:
+    """The lower-cased tokens of a comma-separated header list (``#token``, RFC 9110
+    section 5.6.1), or None if an element is not a token.  ``versions`` allows
+    ``name/version`` elements (``Upgrade``), each kept whole."""
+    out: set[bytes] = set()
+    for value in values:
+        for element in value.split(b","):
+            element = element.strip(b" \t")
+            if not element:
+                continue  # empty list elements are allowed
+            parts = element.split(b"/", 1) if versions else [element]
+            if not all(p and _TCHAR.issuperset(p) for p in parts):
+                return None
+            out.add(element.lower())
+    return out
+
+
 def is_websocket_upgrade(request: IRequest) -> bool:
-    """A WebSocket opening handshake (RFC 6455 section 4.1)?"""
+    """A WebSocket opening handshake (RFC 6455 section 4.1)?  The one rule for the whole
+    daemon: the gate (``Origin`` check, error pages) and the proxy (splice or plain
+    HTTP) must never disagree about it, or an upgrade could skip the ``Origin`` check.
+
+    A GET whose ``Upgrade`` lists the protocol token ``websocket`` and whose
+    ``Connection`` lists the option ``upgrade`` (both as token lists, any case, over all
+    lines of each header).  Anything malformed is not an upgrade: it goes on as plain
+    HTTP, with ``Upgrade`` and ``Connection`` removed (hop-by-hop).
+    """
     if request.method != b"GET":
         return False
     h = request.requestHeaders
-    upgrade = b",".join(h.getRawHeaders(b"upgrade") or ()).lower()
-    return b"websocket" in upgrade and b"upgrade" in connection_tokens(
-        h.getRawHeaders(b"connection") or ()
-    )
+    upgrade = h.getRawHeaders(b"upgrade")
+    connection = h.getRawHeaders(b"connection")
+    if not upgrade or not connection:
+        return False
+    protocols = token_list(upgrade, versions=True)
+    options = token_list(connection)
+    return (protocols is not None and b"websocket" in protocols
+            and options is not None and b"upgrade" in options)

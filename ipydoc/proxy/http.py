@@ -7,6 +7,12 @@ request than everything else in the daemon together.  The request body is a
 the response body is pushed to the client with the backend connection registered as the
 client's producer (the backend is paused when the client is slow).  When the client
 leaves, the backend connection is aborted, so nothing keeps running for nobody.
+
+Every exchange is in the gate's registry (:mod:`ipydoc.proxy.live`) while it runs, so a
+revoked session or token also cuts a long answer already streaming.  What the server
+says is not trusted: :func:`keep_response_header` drops cookies it must not set and
+``Service-Worker-Allowed`` in path mode, and the server token is scrubbed from header
+values and textual bodies.
 """
 
 from __future__ import annotations
@@ -30,7 +36,13 @@ from ipydoc.proxy.backend import (
 )
 from ipydoc.proxy.body import BodyStream
 from ipydoc.proxy.gate import Forward, Gate
-from ipydoc.proxy.headers import backend_request_lines, is_hop_by_hop, own_host_cookie
+from ipydoc.proxy.headers import (
+    backend_request_lines,
+    is_hop_by_hop,
+    is_hub_cookie,
+    own_host_cookie,
+)
+from ipydoc.proxy.live import OpenExchanges
 from ipydoc.proxy.replies import error_reply, write_reply
 from ipydoc.proxy.scrub import Scrubber, is_textual
 
@@ -62,10 +74,12 @@ class HttpForwarder:
         pool_size: int,
         connect_timeout: float,
         head_timeout: float,
+        exchanges: OpenExchanges | None = None,
     ) -> None:
         self._reactor = reactor
         self._gate = gate
         self._head_timeout = head_timeout
+        self._exchanges = exchanges if exchanges is not None else OpenExchanges()
         self._pool = BackendPool(reactor, per_target=pool_size, connect_timeout=connect_timeout)
         self._addresses: dict[str, tuple[str, int]] = {}
         # Requests waiting for an answer's head, by deadline: one sweep a second (or a
@@ -123,6 +137,7 @@ class HttpForwarder:
         self._gate.saw_traffic(fwd.user)
         relay = _Relay(self, request, fwd, head, body)
         request.on_gone = relay.client_gone  # SiteRequest calls it if the client leaves
+        self._exchanges.add(relay)
         body.received.addCallback(relay.start_timer)
         relay.connect(host, port)
         return relay.done
@@ -136,6 +151,8 @@ class _Relay(Exchange):
         self._forwarder = fwd_
         self._request = request
         self._fwd = fwd
+        self.user = fwd.user  # for the registry of open exchanges
+        self.credential = fwd.credential
         self._head = head
         self._body = body
         self._conn: BackendConnection | None = None
@@ -202,6 +219,15 @@ class _Relay(Exchange):
         elif self._conn is not None:
             self._conn.abort()
 
+    def revoke(self) -> None:
+        """The credential that let this through was revoked: cut both sides now."""
+        if self._finished:
+            return
+        client = getattr(self._request.channel, "transport", None)
+        self.client_gone()
+        if client is not None:
+            client.abortConnection()
+
     def client_gone(self) -> None:
         """The client disconnected: drop the backend side too."""
         if self._finished:
@@ -230,16 +256,16 @@ class _Relay(Exchange):
         named = head.connection
         out = request.responseHeaders
         content_type = None
+        token = fwd.token.encode()
         for name, value in head.headers:
             lower = name.lower()
-            if is_hop_by_hop(lower, named):
+            if is_hop_by_hop(lower, named) or not keep_response_header(lower, value, fwd):
                 continue
             if lower == b"content-type":
                 content_type = value
-            elif lower == b"set-cookie" and not own_host_cookie(value):
-                continue
+            if token and token in value:
+                value = value.replace(token, b"")
             out.addRawHeader(name, value)
-        token = fwd.token.encode()
         if token and is_textual(content_type):
             self._scrubber = Scrubber(token)  # the body may shrink: its length changes
             out.removeHeader(b"content-length")
@@ -357,7 +383,25 @@ class _Relay(Exchange):
             return
         self._finished = True
         self._stop_timer()
+        self._forwarder._exchanges.remove(self)
         self.done.callback(None)
+
+
+def keep_response_header(lower: bytes, value: bytes, fwd: Forward) -> bool:
+    """Whether a response header (lower-cased name, not hop-by-hop) from a user's server
+    may reach the browser.
+
+    No ``Set-Cookie`` with a ``Domain`` (it would reach the hub and other users' hosts)
+    or with the name of a hub cookie (in path mode the server shares the hub's origin: it
+    could plant a session of its choosing).  No ``Service-Worker-Allowed`` in path mode: a
+    service worker registered under ``/user/NAME/`` must not widen its scope to ``/`` and
+    so control the hub's pages.
+    """
+    if lower == b"set-cookie":
+        return own_host_cookie(value) and not is_hub_cookie(value)
+    if lower == b"service-worker-allowed":
+        return fwd.own_origin
+    return True
 
 
 def _all_or_timeout(waits: list[Deferred[Any]], reactor: Any, seconds: float) -> Deferred[None]:

@@ -15,6 +15,7 @@ from typing import Protocol
 from twisted.web.iweb import IRequest
 
 from ipydoc.proxy.gate import Reply
+from ipydoc.proxy.headers import is_websocket_upgrade
 
 
 class Finishing(Protocol):
@@ -42,6 +43,9 @@ TITLES = {
 
 _SERVER_ATTR = "_ipydoc_server"
 
+#: The ``Server`` header of every answer the daemon writes itself.
+SERVER = b"ipydoc"
+
 
 def remember_server(request: IRequest, user: str, start_url: Callable[[], str]) -> None:
     """Note whose server ``request`` goes to, so an error page can offer to start it
@@ -52,8 +56,7 @@ def remember_server(request: IRequest, user: str, start_url: Callable[[], str]) 
 def wants_html(request: IRequest) -> bool:
     """A browser navigating (it asks for HTML), not a script or a WebSocket."""
     accept = b",".join(request.requestHeaders.getRawHeaders(b"accept") or ()).lower()
-    upgrade = b",".join(request.requestHeaders.getRawHeaders(b"upgrade") or ())
-    return b"text/html" in accept and not upgrade
+    return b"text/html" in accept and not is_websocket_upgrade(request)
 
 
 def error_page(code: int, message: str, start_url: str | None, retry: str | None) -> bytes:
@@ -105,10 +108,12 @@ def error_reply(request: IRequest, code: int, message: str | None = None) -> Rep
 
 
 def write_reply(request: IRequest, reply: Reply) -> None:
-    """Send ``reply`` as the whole response, unless one has already started."""
+    """Send ``reply`` as the whole response, unless one has already started.  Its
+    ``Server`` says ``ipydoc``, never a library and its version."""
     if request.startedWriting or getattr(request, "_disconnected", False):
         return
     request.setResponseCode(reply.code)
+    request.responseHeaders.setRawHeaders(b"server", [SERVER])
     request.responseHeaders.setRawHeaders(b"content-type", [reply.content_type.encode()])
     request.responseHeaders.setRawHeaders(b"cache-control", [b"no-store"])
     for name, value in reply.headers.items():

@@ -7,6 +7,13 @@ transport is taken away from twisted.web's ``HTTPChannel`` (the way autobahn's
 streaming producer, so a slow reader on either side pauses the other.  Frames are
 never parsed; whatever one side sends, the other receives.
 
+What the server answers is filtered like any HTTP answer: the ``101`` head is rebuilt
+with :func:`~ipydoc.proxy.http.keep_response_header` and the server token taken out of
+its values; a refusal (any other status) is relayed as HTTP through the same filter,
+with a textual body scrubbed of the token.  Each WebSocket is in the gate's registry
+of open exchanges (:mod:`ipydoc.proxy.live`) from the handshake until either side
+closes, so revoking its session or token closes it at once.
+
 Latency: both sockets get ``TCP_NODELAY`` and both re-arm ``TCP_QUICKACK`` after every
 read (:func:`~ipydoc.proxy.backend.ack_now` explains the 40 ms this saves per message
 with a stock jupyter_server, which writes its frames with Nagle's algorithm on).
@@ -27,13 +34,15 @@ from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 from twisted.web.client import URI
 from twisted.web.http import _ChunkedTransferDecoder
-from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 
 from ipydoc.proxy.backend import BadResponse, ack_now, parse_head, tune_backend_socket
 from ipydoc.proxy.gate import Forward, Gate
-from ipydoc.proxy.headers import backend_request_lines, strip_hop_by_hop
+from ipydoc.proxy.headers import backend_request_lines, is_hop_by_hop
+from ipydoc.proxy.http import keep_response_header
+from ipydoc.proxy.live import OpenExchanges
 from ipydoc.proxy.replies import error_reply, write_reply
+from ipydoc.proxy.scrub import Scrubber, is_textual
 
 MAX_HEAD = 64 * 1024
 MAX_REFUSAL_BODY = 1024 * 1024
@@ -58,30 +67,41 @@ class WebSocketForwarder:
     _log = Logger()
 
     def __init__(
-        self, reactor: Any, gate: Gate, *, connect_timeout: float, head_timeout: float
+        self, reactor: Any, gate: Gate, *, connect_timeout: float, head_timeout: float,
+        exchanges: OpenExchanges | None = None,
     ) -> None:
         self._reactor = reactor
         self._gate = gate
         self._connect_timeout = connect_timeout
         self._head_timeout = head_timeout
+        self._exchanges = exchanges if exchanges is not None else OpenExchanges()
 
     async def forward(self, request: IRequest, fwd: Forward) -> None:
+        link = _Link(fwd, request)
+        self._exchanges.add(link)
+        try:
+            await self._forward(request, fwd, link)
+        finally:
+            if link.backend is None or not link.spliced:
+                self._exchanges.remove(link)  # else: when the backend side closes
+
+    async def _forward(self, request: IRequest, fwd: Forward, link: _Link) -> None:
         target = URI.fromBytes(fwd.target.encode("ascii"))
         if target.scheme != b"http":
             write_reply(request, error_reply(request, 502, "Unsupported server address."))
             return
-        backend = _Backend(_request_head(request, fwd.token))
+        backend = link.backend = _Backend(_request_head(request, fwd.token))
         endpoint = HostnameEndpoint(
             self._reactor, target.host, target.port, timeout=self._connect_timeout
         )
-        opening = Deferred.fromCoroutine(self._open(endpoint, backend))
+        opening = link.opening = Deferred.fromCoroutine(self._open(endpoint, backend))
         opening.addTimeout(self._head_timeout, self._reactor)
         request.notifyFinish().addErrback(lambda _: opening.cancel())
         self._gate.saw_traffic(fwd.user)
         try:
             head = await opening
         except Exception as e:
-            if getattr(request, "_disconnected", False):
+            if getattr(request, "_disconnected", False) or link.revoked:
                 return
             code = 504 if isinstance(e, (error.TimeoutError, error.TCPTimedOutError)) else 502
             self._log.info(
@@ -91,18 +111,48 @@ class WebSocketForwarder:
             )
             write_reply(request, error_reply(request, code))
             return
-        if getattr(request, "_disconnected", False):
+        if getattr(request, "_disconnected", False) or link.revoked:
             backend.transport.loseConnection()
             return
         self._gate.saw_response(fwd.user, request.method, request.path, head.code)
         if head.code == 101:
-            _splice(request, backend, head, _Activity(self._reactor, self._gate, fwd.user))
+            link.client = request.channel.transport
+            link.spliced = True
+            backend.closed.addCallback(lambda _: self._exchanges.remove(link))
+            _splice(request, backend, _switching_head(head, fwd),
+                    _Activity(self._reactor, self._gate, fwd.user))
         else:
-            await _relay_refusal(request, backend, head)
+            await _relay_refusal(request, backend, head, fwd)
 
     async def _open(self, endpoint: HostnameEndpoint, backend: _Backend) -> _Head:
         await connectProtocol(endpoint, backend)
         return await backend.head
+
+
+class _Link:
+    """One WebSocket in the registry of open exchanges, from handshake to close."""
+
+    def __init__(self, fwd: Forward, request: IRequest) -> None:
+        self.user = fwd.user
+        self.credential = fwd.credential
+        self._request = request
+        self.opening: Deferred[_Head] | None = None
+        self.backend: _Backend | None = None
+        self.client: Any = None  # the client transport, once spliced
+        self.spliced = False
+        self.revoked = False
+
+    def revoke(self) -> None:
+        """The credential was revoked: drop both connections now (no close frame: the
+        proxy never parses frames, so it cannot tell where one could go)."""
+        self.revoked = True
+        if self.opening is not None and not self.opening.called:
+            self.opening.cancel()
+        if self.backend is not None and self.backend.transport is not None:
+            self.backend.transport.abortConnection()
+        client = self.client or getattr(self._request.channel, "transport", None)
+        if client is not None:
+            client.abortConnection()
 
 
 class _Activity:
@@ -191,7 +241,7 @@ class _ClientEnd(Protocol):
         self._backend.loseConnection()
 
 
-def _splice(request: IRequest, backend: _Backend, head: _Head, activity: _Activity) -> None:
+def _splice(request: IRequest, backend: _Backend, head: bytes, activity: _Activity) -> None:
     """Join the client and backend transports; twisted.web lets go of the client."""
     channel = request.channel
     client = channel.transport
@@ -216,7 +266,7 @@ def _splice(request: IRequest, backend: _Backend, head: _Head, activity: _Activi
         client.unregisterProducer()
         client.loseConnection()
 
-    client.write(head.raw + head.rest)
+    client.write(head)
     client.write(backend.take(to_client))
     backend.closed.addCallback(backend_closed)
     client.registerProducer(backend.transport, True)
@@ -226,8 +276,28 @@ def _splice(request: IRequest, backend: _Backend, head: _Head, activity: _Activi
     client.resumeProducing()
 
 
-async def _relay_refusal(request: IRequest, backend: _Backend, head: _Head) -> None:
-    """The backend said no to the upgrade: pass its (small) answer on as HTTP."""
+def _switching_head(head: _Head, fwd: Forward) -> bytes:
+    """The ``101`` head for the client (with any bytes that followed it): the server's
+    headers through the same filter as any answer's, ``Connection``/``Upgrade`` kept."""
+    token = fwd.token.encode()
+    lines = [b"HTTP/1.1 101 " + (head.phrase or b"Switching Protocols")]
+    named = {t.strip().lower() for v in head.get(b"connection") for t in v.split(b",")}
+    for name, value in head.headers:
+        lower = name.lower()
+        if lower not in (b"connection", b"upgrade") and is_hop_by_hop(lower, named):
+            continue
+        if not keep_response_header(lower, value, fwd):
+            continue
+        if token and token in value:
+            value = value.replace(token, b"")
+        lines.append(name + b": " + value)
+    return b"\r\n".join(lines) + b"\r\n\r\n" + head.rest
+
+
+async def _relay_refusal(request: IRequest, backend: _Backend, head: _Head,
+                         fwd: Forward) -> None:
+    """The backend said no to the upgrade: pass its (small) answer on as HTTP, through
+    the same header filter and token scrubber as any plain answer."""
     body = bytearray()
     done: Deferred[None] = Deferred()
     length = head.get(b"content-length")
@@ -257,15 +327,26 @@ async def _relay_refusal(request: IRequest, backend: _Backend, head: _Head) -> N
         return
     request.defaultContentType = None
     request.setResponseCode(head.code, head.phrase)
-    raw = Headers()
+    token = fwd.token.encode()
+    named = {t.strip().lower() for v in head.get(b"connection") for t in v.split(b",")}
+    content_type = None
+    out = request.responseHeaders
     for name, value in head.headers:
-        raw.addRawHeader(name, value)
-    out = strip_hop_by_hop(raw)
-    out.removeHeader(b"content-length")
-    for name, values in out.getAllRawHeaders():
-        request.responseHeaders.setRawHeaders(name, list(values))
-    request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
-    request.write(bytes(body))
+        lower = name.lower()
+        if (is_hop_by_hop(lower, named) or lower == b"content-length"
+                or not keep_response_header(lower, value, fwd)):
+            continue
+        if lower == b"content-type":
+            content_type = value
+        if token and token in value:
+            value = value.replace(token, b"")
+        out.addRawHeader(name, value)
+    data = bytes(body)
+    if token and is_textual(content_type):
+        scrubber = Scrubber(token)
+        data = scrubber.feed(data) + scrubber.flush()
+    out.setRawHeaders(b"content-length", [b"%d" % len(data)])
+    request.write(data)
     request.end_response()  # type: ignore[attr-defined]
 
 

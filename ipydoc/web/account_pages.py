@@ -8,7 +8,10 @@ paused with the time left) and never which names exist.
 one twice, the usual strength rule.  Checking the current password counts against the
 same per-account and per-address limits as the login form, so a stolen session cannot be
 used to guess it.  On success every session of the user ends and this browser gets a
-fresh one (a new session id: whoever knew the old one is out too).  Accounts of an external
+fresh one (a new session id: whoever knew the old one is out too), and the user's personal
+API tokens are revoked unless the form's "keep my API tokens" box is ticked: whoever
+took over the account may have made one.  What those sessions and tokens have open
+(kernel and terminal WebSockets) is closed at once (:mod:`ipydoc.gate`).  Accounts of an external
 provider have no local password (their hash is not argon2) and get a plain message.
 """
 
@@ -127,12 +130,15 @@ async def password_change(self: Any, request: IRequest) -> bytes:
                            error="The new password is your current one; choose another.")
     await self.store.update_user(name, password=await hash_password_async(new))
     await self.login_limits.succeeded(name)
+    # Tokens first: ending the sessions then checks every open connection once.
+    tokens = 0 if _form(request, "keep_tokens") == "1" else await self.store.revoke_tokens(name)
     ended = await self.store.revoke_sessions(name)
+    await self.gate.recheck_exchanges()
     await self.sessions.create(request, name)
     others = max(0, ended - 1)
     await self.store.add_event("password-changed", name,
                                f"by the user; {others} other session{'s' if others != 1 else ''}"
-                               " ended")
+                               f" ended, {tokens} API token{'s' if tokens != 1 else ''} revoked")
     log.info("{name} changed their password", name=name)
     return self.redirect(request, "/hub/home?done=password")
 

@@ -34,7 +34,7 @@ from twisted.web.static import File
 
 from ipydoc import tokens
 from ipydoc.backends.base import BackendError
-from ipydoc.cookies import LOGIN_CSRF_COOKIE, cookie_header
+from ipydoc.cookies import LOGIN_CSRF_COOKIE, cookie_header, read_cookie
 from ipydoc.gate import UserGate, request_origin
 from ipydoc.login_limits import LimitSettings, LoginLimits, client_group
 from ipydoc.names import InvalidName, normalize_login, validate_name
@@ -43,6 +43,7 @@ from ipydoc.progress import Step
 from ipydoc.redis_service import UNAVAILABLE
 from ipydoc.sessions import Session, Sessions
 from ipydoc.spawner import ServerManager, StartFailed
+from ipydoc.store import NameReserved
 from ipydoc.web import account_pages
 from ipydoc.web.present import FILTERS, SORTS, Row, StatsCache, StatsFn, sort_rows, when
 from ipydoc.web.redirects import safe_next
@@ -262,7 +263,7 @@ class Hub:
         if not self.local_login:
             return self.login_form(request, nxt, "Log in with one of the providers below.",
                                    code=403)
-        cookie = (request.getCookie(LOGIN_CSRF_COOKIE.encode()) or b"").decode("ascii", "replace")
+        cookie = (read_cookie(request, LOGIN_CSRF_COOKIE) or b"").decode("ascii", "replace")
         if not cookie or not self.post_allowed(request, cookie):
             return self.login_form(request, nxt, "Your login form expired; please try again.",
                                    code=403)
@@ -325,7 +326,9 @@ class Hub:
             return self.redirect(request, "/hub/login")
         if not self.post_allowed(request, session.csrf):
             return self.expired_form(request, session)
-        await self.sessions.end(request, session)
+        await self.sessions.end(request, session)  # also closes its open WebSockets
+        # The browser forgets what the user's pages stored too (same origin in path mode).
+        request.setHeader(b"Clear-Site-Data", b'"cookies", "storage"')
         await self.store.add_event("logout", session.user, "")
         if self.settings.stop_on_logout:
             d = defer.Deferred.fromCoroutine(self.manager.stop(session.user, "logout"))
@@ -520,6 +523,7 @@ class Hub:
                                 fields={}, back="/hub/token")
         if not await self.store.revoke_token(session.user, token_id):
             return self.error(request, 404, "Not found", "There is no such token.", session)
+        await self.gate.recheck_exchanges()  # what the token has open is closed too
         await self.store.add_event("token-revoked", session.user, f"id {token_id}")
         return self.redirect(request, "/hub/token?done=revoked")
 
@@ -612,7 +616,14 @@ class Hub:
             return await self.admin_page(request, session, error=str(e).capitalize() + ".",
                                          form=form, code=400)
         hashed = await threads.deferToThread(hash_password, password)
-        if not await self.store.add_user(name, hashed, admin):
+        try:
+            added = await self.store.add_user(name, hashed, admin)
+        except NameReserved:  # a removed account's files are kept (ipydoc.removal)
+            return await self.admin_page(request, session, form=form, code=409, error=(
+                f"The name {name} belonged to a removed account whose files are kept; "
+                f"purge them with `ipydoc user purge {name} --yes` or restore the account "
+                f"with `ipydoc user restore {name}`."))
+        if not added:
             return await self.admin_page(request, session, error=f"The user {name} exists.",
                                          form=form, code=409)
         await self.store.add_event("user-add", name, f"by {session.user}"

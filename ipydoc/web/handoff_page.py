@@ -1,11 +1,15 @@
 """``/hub/handoff?to=NAME&next=PATH`` (subdomain mode): from the hub's login to NAME's host.
 
-A user's host sends a browser without a host session here.  If the hub session belongs
-to NAME, the hub issues a one-time token (:mod:`ipydoc.user_hosts`, 30 s) and redirects
-to ``NAME.<domain>/_ipydoc/handoff?token=...&next=PATH``, where it becomes a host-only
-cookie.  No session: login first (and back here).  Another user's session: 403, as in
-path mode (admins included: they do not get into other users' servers).  A GET is
-enough: the worst a forged link can do is sign a user in to their own server.
+A user's host sends a browser without a host session here, with ``state=`` (the value
+of the state cookie it just set there).  If the hub session belongs to NAME, the hub
+issues a one-time token bound to that state (:mod:`ipydoc.user_hosts`, 30 s) and
+redirects to ``NAME.<domain>/_ipydoc/handoff?token=...&next=PATH``, where it becomes a
+host-only cookie only if the browser shows the same state cookie: a token fetched by
+one browser cannot sign in another.  No session: login first (and back here).  Another
+user's session: 403, as in path mode (admins included: they do not get into other users'
+servers).  No state (an old link): back to NAME's host, which sets one.  A GET is
+enough: the worst a forged link can do is sign a user in to their own server, in the
+browser that already holds her hub session.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from urllib.parse import urlencode
 from twisted.web.iweb import IRequest
 
 from ipydoc.names import InvalidName, validate_name
+from ipydoc.user_hosts import well_formed_state
 from ipydoc.web.redirects import safe_next
 
 
@@ -40,8 +45,12 @@ async def handoff(hub: Any, request: IRequest) -> bytes:
         return hub.error(request, 403, "Forbidden",
                          f"This is another user's server. Yours is at "
                          f"{routing.user_url(session.user, 'lab', request)}.", session)
-    token = await hub.gate.hosts.issue(session)
-    query = urlencode({"token": token, "next": safe_next(_arg(request, "next"), "/lab")})
+    nxt = safe_next(_arg(request, "next"), "/lab")
+    state = well_formed_state(_arg(request, "state"))
+    if state is None:  # not sent by the user's host: start there (it sets the state)
+        return hub.redirect(request, routing.user_origin(name, request) + nxt, 302)
+    token = await hub.gate.hosts.issue(session, state)
+    query = urlencode({"token": token, "next": nxt})
     request.setHeader(b"Referrer-Policy", b"no-referrer")
     return hub.redirect(request, f"{routing.user_origin(name, request)}/_ipydoc/handoff?{query}",
                         302)

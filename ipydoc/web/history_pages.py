@@ -63,6 +63,7 @@ async def history_index(self: Any, request: IRequest, name: str) -> bytes:
     return self.render(request, "history.html", user=name, csrf=session.csrf, page="history",
                        is_admin=await self.is_admin(name), files=files,
                        queued=await history.queued(name), push=push,
+                       dead=(await history.dead_letters(name))[:10],
                        remote=history.pusher.url(name) if history.pusher else "",
                        file_url=lambda p: _file_url(name, p))
 
