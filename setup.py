@@ -29,5 +29,5 @@ setup(
             "ruff>=0.6",
         ],
     },
-    entry_points={"console_scripts": ["ipydoc = ipydoc.cli:main"]},
+    entry_points={"console_scripts": ["ipydoc = ipydoc.cli.main:main"]},
 )

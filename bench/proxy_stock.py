@@ -9,7 +9,7 @@ a container reached through docker-proxy the effect does not show, so this is wh
 proxy's latency handling (``TCP_QUICKACK``, ``TCP_NODELAY``: ``ipydoc/proxy/backend.py``)
 can be seen and measured.
 
-The proxy is the daemon's own site and proxy code (``ipydoc.http_site.make_site``) with a
+The proxy is the daemon's own site and proxy code (``ipydoc.edge.site.make_site``) with a
 gate that forwards everything to the server (authentication is measured by
 ``bench/proxy.py`` against the real daemon).  Pinning as the peer: server, kernel and
 proxy on CPU 1, wrk and the WebSocket client on CPU 0; three rotated repetitions; medians.
@@ -63,7 +63,7 @@ PROXY_MAIN = """
 import sys
 from twisted.internet import reactor
 from twisted.web.resource import Resource
-from ipydoc.http_site import make_site
+from ipydoc.edge.site import make_site
 from ipydoc.proxy.gate import Forward
 
 class ForwardAll:

@@ -31,7 +31,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from ipydoc import __version__
-from ipydoc.config import Config, ConfigError, find_config, load
+from ipydoc.config.load import Config, ConfigError, find_config, load
 
 
 class Options(usage.Options):
@@ -103,19 +103,19 @@ class IpydocDaemon(MultiService):
     def _build(self) -> None:
         from ipydoc.backends.docker import DockerBackend, UserNetworkService, network_options
         from ipydoc.control.server import ControlFactory
-        from ipydoc.cookies import load_secret
-        from ipydoc.docker_api import DockerAPI
-        from ipydoc.forwarding import Forwarding
-        from ipydoc.gate import UserGate
-        from ipydoc.http_site import make_site
-        from ipydoc.login_limits import LimitSettings
-        from ipydoc.redis_service import RedisService
-        from ipydoc.request_rules import RequestLimits
-        from ipydoc.routing import Routing
-        from ipydoc.sessions import Sessions
-        from ipydoc.spawner import Limits, ServerManager
-        from ipydoc.tls_server import CertificateError, edge_listeners
-        from ipydoc.user_hosts import HostSessions
+        from ipydoc.access.cookies import load_secret
+        from ipydoc.backends.docker_api import DockerAPI
+        from ipydoc.edge.forwarding import Forwarding
+        from ipydoc.access.gate import UserGate
+        from ipydoc.edge.site import make_site
+        from ipydoc.access.login_limits import LimitSettings
+        from ipydoc.state.redis_service import RedisService
+        from ipydoc.edge.request_rules import RequestLimits
+        from ipydoc.edge.routing import Routing
+        from ipydoc.access.sessions import Sessions
+        from ipydoc.servers.manager import Limits, ServerManager
+        from ipydoc.edge.tls import CertificateError, edge_listeners
+        from ipydoc.access.user_hosts import HostSessions
         from ipydoc.web.app import Hub, HubSettings
 
         cfg, reactor = self.cfg, self.reactor
@@ -159,7 +159,7 @@ class IpydocDaemon(MultiService):
             self.history.setServiceParent(self)
             self.gate.history = self.history
 
-        from ipydoc.culler import Culler, CullSettings
+        from ipydoc.servers.culler import Culler, CullSettings
         cull = CullSettings(cfg.cull.idle_timeout, cfg.cull.max_age, cfg.cull.interval,
                             cfg.cull.ignore_kernel_activity, cfg.cull.exempt_admins)
         self.culler = Culler(self.manager, self.gate, cull, reactor) if cull.enabled else None
@@ -243,7 +243,7 @@ class IpydocDaemon(MultiService):
         self.log.info("ipydoc {v} starting (config {path})", v=__version__, path=self.cfg.path)
         for child in list(self):
             await _start_tree(child)
-        from ipydoc.removal import reserve_orphans
+        from ipydoc.control.removal import reserve_orphans
         try:  # files of accounts an older ipydoc removed must not go to a new account
             await reserve_orphans(self)
         except Exception:  # noqa: BLE001 - logged; not a reason to refuse to start

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from ipydoc.config import ConfigError, from_dict, load, parse_size
+from ipydoc.config.load import ConfigError, from_dict, load, parse_size
 
 from support import CLI, TWISTD
 
@@ -47,7 +47,7 @@ def test_missing_config_file(tmp_path):
 def test_example_config_is_valid_and_documents_every_key():
     from dataclasses import fields
 
-    from ipydoc.config import Config
+    from ipydoc.config.load import Config
     cfg = load("etc/ipydoc.toml")
     text = open("etc/ipydoc.toml").read()
     defaults = Config()
@@ -73,7 +73,7 @@ def test_example_config_documents_login_provider_tables():
     import tomllib
     from dataclasses import asdict
 
-    from ipydoc.auth.settings import GithubAuth, OidcAuth
+    from ipydoc.config.auth import GithubAuth, OidcAuth
     lines = open("etc/ipydoc.toml").read().splitlines()
     for header, cls in (("auth.github", GithubAuth), ("auth.oidc.NAME", OidcAuth)):
         start = lines.index(f"# [{header}]") + 1

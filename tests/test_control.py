@@ -63,7 +63,7 @@ def as_nobody(fn) -> str:
     import twisted.internet.reactor  # noqa: F401
     import twisted.protocols.amp  # noqa: F401
 
-    import ipydoc.cli  # noqa: F401 - the child cannot read the modules under /root
+    import ipydoc.cli.main  # noqa: F401 - the child cannot read the modules under /root
     import ipydoc.control.commands  # noqa: F401
 
     r, w = os.pipe()
@@ -104,7 +104,7 @@ def test_socket_is_private(site):
         import contextlib
         import io
 
-        from ipydoc.cli import main
+        from ipydoc.cli.main import main
         err = io.StringIO()
         with contextlib.redirect_stderr(err):
             code = main(["--control", str(sock), "status"])

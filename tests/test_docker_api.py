@@ -21,7 +21,7 @@ from twisted.web.server import NOT_DONE_YET, Site
 
 from ipydoc.backends.base import BackendError, BackendEvent
 from ipydoc.backends.docker import DockerBackend, parse_docker_time
-from ipydoc.docker_api import DockerAPI, _split_image, demux_logs
+from ipydoc.backends.docker_api import DockerAPI, _split_image, demux_logs
 
 
 class FakeEngine(Resource):

@@ -25,7 +25,7 @@ from twisted.internet.task import deferLater
 
 from ipydoc.backends.base import BackendError, ServerSpec
 from ipydoc.backends.docker import DockerBackend
-from ipydoc.docker_api import DockerAPI
+from ipydoc.backends.docker_api import DockerAPI
 
 IMAGE = os.environ.get("IPYDOC_TEST_IMAGE", "ipydoc-test-notebook:latest")
 SOCKET = "/var/run/docker.sock"

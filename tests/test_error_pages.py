@@ -17,7 +17,7 @@ import requests
 from twisted.internet import reactor, threads
 from twisted.web.resource import Resource
 
-from ipydoc.http_site import make_site
+from ipydoc.edge.site import make_site
 from ipydoc.proxy.gate import Forward
 
 from support import Daemon, closed_port, docker, follow_progress, login, wait_for

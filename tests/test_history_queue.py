@@ -12,9 +12,9 @@ from twisted.internet import reactor
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 
-from ipydoc.config import HistorySection
+from ipydoc.config.load import HistorySection
 from ipydoc.history.service import History
-from ipydoc.redis_service import RedisService
+from ipydoc.state.redis_service import RedisService
 
 
 async def embedded(tmp_path) -> RedisService:

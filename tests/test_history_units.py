@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ipydoc.config import ConfigError, HistorySection, from_dict
+from ipydoc.config.load import ConfigError, HistorySection, from_dict
 from ipydoc.history.nbdiff import file_diff, render_text
 from ipydoc.history.repo import Change, GitRepo, blob_id, check_path
 from ipydoc.history.service import History, _superseded

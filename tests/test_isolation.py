@@ -195,14 +195,14 @@ def new_daemon(tmp_path_factory, tag: str, **overrides):
     ({"network": "", "egress": "deny"}, "docker.egress and docker.host_access need docker.network"),
 ])
 def test_bad_isolation_settings_name_the_key(docker_section, message):
-    from ipydoc.config import ConfigError, from_dict
+    from ipydoc.config.load import ConfigError, from_dict
 
     with pytest.raises(ConfigError, match=message):
         from_dict({"docker": docker_section})
 
 
 def test_isolation_is_on_by_default_with_one_network_per_instance():
-    from ipydoc.config import from_dict
+    from ipydoc.config.load import from_dict
 
     d = from_dict({"docker": {"instance": "blue"}}).docker
     assert (d.network_name, d.egress, d.host_access) == ("blue-users", "allow", [])

@@ -175,7 +175,7 @@ def test_another_address_is_not_paused(tmp_path_factory):
     ("", "local"),
 ])
 def test_addresses_are_grouped_ipv6_by_64(host, group):
-    from ipydoc.login_limits import address_group
+    from ipydoc.access.login_limits import address_group
 
     assert address_group(host) == group
 

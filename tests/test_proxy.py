@@ -22,7 +22,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.web.resource import Resource
 
-from ipydoc.http_site import make_site
+from ipydoc.edge.site import make_site
 from ipydoc.proxy.gate import Forward, Reply
 
 from support import closed_port

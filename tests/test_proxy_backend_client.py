@@ -15,7 +15,7 @@ from twisted.internet import reactor, threads
 from twisted.internet.protocol import Factory, Protocol
 from twisted.web.resource import Resource
 
-from ipydoc.http_site import make_site
+from ipydoc.edge.site import make_site
 from ipydoc.proxy.gate import Forward
 
 TOKEN = "token-0123456789abcdef0123456789abcdef"

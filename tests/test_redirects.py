@@ -2,7 +2,7 @@
 
 import pytest
 
-from ipydoc.web.redirects import safe_next
+from ipydoc.edge.redirects import safe_next
 
 DEFAULT = "/user/alice/lab"
 

@@ -10,7 +10,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from ipydoc.redis_service import RedisService
+from ipydoc.state.redis_service import RedisService
 
 
 async def embedded(tmp_path) -> RedisService:
@@ -118,8 +118,8 @@ async def test_a_redis_left_behind_by_a_killed_daemon_is_replaced(tmp_path):
 
 @pytest_twisted.ensureDeferred
 async def test_cached_sessions_end_the_moment_they_are_revoked(tmp_path):
-    from ipydoc.cookies import SESSION_COOKIE
-    from ipydoc.sessions import Sessions
+    from ipydoc.access.cookies import SESSION_COOKIE
+    from ipydoc.access.sessions import Sessions
 
     service = await embedded(tmp_path)
     sessions = Sessions(service, b"k" * 64, 3600)

@@ -158,14 +158,14 @@ def hand_off(b: Browser, name: str, path: str = "/lab") -> str:
      "server.public_url must be on server.domain"),
 ])
 def test_bad_subdomain_settings_name_the_key(server, message):
-    from ipydoc.config import ConfigError, from_dict
+    from ipydoc.config.load import ConfigError, from_dict
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         from_dict({"server": server})
 
 
 def test_user_urls_follow_the_mode():
-    from ipydoc.routing import Routing
+    from ipydoc.edge.routing import Routing
 
     path, sub = Routing(), Routing("subdomain", "nb.example.org", "https://nb.example.org")
     assert path.user_url("alice", "lab") == "/user/alice/lab"

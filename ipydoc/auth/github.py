@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from ipydoc.auth.providers import HTTP, Identity, Refused
-from ipydoc.auth.settings import GithubAuth
+from ipydoc.config.auth import GithubAuth
 from ipydoc.names import InvalidName, validate_name
 
 PROVIDER_ERROR = "GitHub could not complete the login; try again later."

@@ -7,13 +7,13 @@ local account of the same name belongs to whoever has its password.  So a login 
 refused when the name it derives belongs to a local account or to another identity
 (account takeover), and a renamed GitHub user keeps their account (the identity finds it).
 
-Keys (see :mod:`ipydoc.store`): ``identity:{provider}:{sha256(subject)}`` → name, and
+Keys (see :mod:`ipydoc.state.store`): ``identity:{provider}:{sha256(subject)}`` → name, and
 ``user-identity:{name}`` → JSON {provider, subject, created}; ``created`` is the account's
 creation time, so a binding left behind by a removed account never opens a new account
 that reuses the name.  Accounts made here have the password ``!external``: not a hash, so
 the password form never accepts them.
 
-A removed account whose files are kept reserves its name (:mod:`ipydoc.removal`): no login
+A removed account whose files are kept reserves its name (:mod:`ipydoc.control.removal`): no login
 makes an account with it, not even the identity that owned it (an administrator restores
 that account with ``ipydoc user restore``), so nobody else ever gets the old files.  The
 check is in the creating script, so it holds against a removal racing the login.
@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ipydoc.store import USERS, NameReserved, P, removed_key, user_key
+from ipydoc.state.store import USERS, NameReserved, P, removed_key, user_key
 
 EXTERNAL_PASSWORD = "!external"
 
@@ -84,7 +84,7 @@ class Identities:
     async def resolve(self, provider: str, subject: str, name: str, admin: bool) -> Resolved:
         """The account of this identity: the one it owns, else ``name`` made for it.
         Raises :class:`NameTaken` when ``name`` is someone else's, and
-        :class:`ipydoc.store.NameReserved` when a removed account's files hold it."""
+        :class:`ipydoc.state.store.NameReserved` when a removed account's files hold it."""
         key = identity_key(provider, subject)
         owned = await self.redis.get(key)
         if owned and await self._bound(owned, provider, subject):

@@ -12,7 +12,7 @@ value are stored.
 **Bounded.**  Starting a login is anonymous, so every record is counted: the sorted set
 ``ipydoc:login-states`` holds one member per outstanding record (scored by its expiry), and
 one Lua script prunes the expired members, refuses when ``auth.oauth_pending_max`` records
-are outstanding or the client address (:func:`ipydoc.login_limits.client_group`) has
+are outstanding or the client address (:func:`ipydoc.access.login_limits.client_group`) has
 started ``auth.oauth_starts_per_address`` logins in the last ten minutes, and otherwise
 writes the record and its member together.  The script runs in Redis, so several daemons
 sharing one Redis count the same set; the time is Redis's own (``TIME``), so their clocks
@@ -31,7 +31,7 @@ import secrets
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ipydoc.store import P
+from ipydoc.state.store import P
 
 TTL_SECONDS = 600
 BINDING_COOKIE = "ipydoc-oauth"

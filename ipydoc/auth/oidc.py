@@ -21,7 +21,7 @@ from twisted.logger import Logger
 
 from ipydoc.auth.jwks import KeyNotFound, KeySet
 from ipydoc.auth.providers import HTTP, Identity, Refused
-from ipydoc.auth.settings import OidcAuth
+from ipydoc.config.auth import OidcAuth
 from ipydoc.names import InvalidName, validate_name
 
 PROVIDER_ERROR = "The login provider could not complete the login; try again later."

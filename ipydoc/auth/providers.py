@@ -92,7 +92,7 @@ def build(auth: Any, reactor: Any) -> dict[str, Provider]:
     """The configured providers by id, in the order the login page shows them."""
     from ipydoc.auth.github import GithubProvider
     from ipydoc.auth.oidc import OidcProvider
-    from ipydoc.auth.settings import read_secret
+    from ipydoc.config.auth import read_secret
 
     http = HTTP(reactor)
     providers: dict[str, Provider] = {}

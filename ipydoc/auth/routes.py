@@ -21,11 +21,11 @@ from twisted.web.iweb import IRequest
 from ipydoc.auth import login_state
 from ipydoc.auth.identities import Identities, NameTaken
 from ipydoc.auth.providers import Refused, build
-from ipydoc.cookies import cookie_header, read_cookie
-from ipydoc.gate import request_origin
-from ipydoc.login_limits import client_group
-from ipydoc.store import NameReserved
-from ipydoc.web.redirects import safe_next
+from ipydoc.access.cookies import cookie_header, read_cookie
+from ipydoc.access.gate import request_origin
+from ipydoc.access.login_limits import client_group
+from ipydoc.state.store import NameReserved
+from ipydoc.edge.redirects import safe_next
 
 log = Logger()
 EXPIRED = "This login has expired or was started in another browser; please log in again."
@@ -138,7 +138,7 @@ async def oauth_callback(self: Any, request: IRequest, provider_id: str) -> byte
     try:
         resolved = await Identities(self.store).resolve(identity.provider, identity.subject,
                                                         identity.name, bool(identity.admin))
-    except NameReserved as e:  # a removed account's files are kept (ipydoc.removal)
+    except NameReserved as e:  # a removed account's files are kept (ipydoc.control.removal)
         return await _refuse(self, request, provider_id, nxt, Refused(
             f"The user name {e} belonged to an account that was removed from this site; "
             "its files are kept, so no new account can use the name until an administrator "

@@ -1,6 +1,6 @@
 """The backend interface: what the rest of ipydoc may ask of whatever runs servers.
 
-The server manager (:mod:`ipydoc.spawner`) owns tokens, readiness and Redis; a backend
+The server manager (:mod:`ipydoc.servers.manager`) owns tokens, readiness and Redis; a backend
 only creates, stops, lists and watches the processes or containers.  Keeping the line
 here lets Docker, local processes and later Swarm/Kubernetes share everything else.
 """

@@ -1,4 +1,4 @@
-"""The Docker backend: one container per user, through :mod:`ipydoc.docker_api`.
+"""The Docker backend: one container per user, through :mod:`ipydoc.backends.docker_api`.
 
 Each user ``NAME`` gets a container ``{name_prefix}NAME`` labelled ``ipydoc.user=NAME`` and
 ``ipydoc.managed=1``, running any stock Jupyter image (``jupyter_server`` is all it needs)
@@ -50,8 +50,8 @@ from ipydoc.backends.docker_network import (
     HostFirewall,
     bridge_interface,
 )
-from ipydoc.docker_api import DockerAPI
-from ipydoc.jupyter_args import server_args
+from ipydoc.backends.docker_api import DockerAPI
+from ipydoc.backends.jupyter_args import server_args
 from ipydoc.names import InvalidName, validate_name
 
 log = Logger()

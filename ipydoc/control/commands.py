@@ -1,4 +1,4 @@
-"""AMP commands of the control channel.  Each one is also a CLI command (:mod:`ipydoc.cli`).
+"""AMP commands of the control channel.  Each one is also a CLI command (:mod:`ipydoc.cli.main`).
 
 The channel is AMP (``twisted.protocols.amp``) on the unix socket ``control.socket``
 (mode 0600) and, when ``control.listen_tls`` is set, on TCP with TLS and client
@@ -10,7 +10,7 @@ Conventions (so that no AMP value ever reaches the 64 KiB limit):
 * **Lists** take ``offset`` and ``limit`` and answer ``items`` (a JSON array) and
   ``total``.  The daemon caps a page at 1,000 items *and* at :data:`PAGE_BYTES` of JSON,
   so a page may hold fewer items than asked for: fetch again from
-  ``offset + len(items)`` until ``total`` is reached (:func:`ipydoc.cli.fetch_all`).
+  ``offset + len(items)`` until ``total`` is reached (:func:`ipydoc.cli.main.fetch_all`).
 * **Logs** come in chunks: ``ServerLogs(offset=0)`` reads the container's output once and
   answers its first chunk and ``next`` (the offset of the next chunk, -1 at the end);
   later calls on the same connection with ``offset=next`` return the rest of that same
@@ -25,7 +25,7 @@ Conventions (so that no AMP value ever reaches the 64 KiB limit):
   ``NOT_AVAILABLE`` 6, everything else (``CONFLICT``, ``FAILED``) 1.
 
 To add a command: define it here, answer it in :mod:`ipydoc.control.server`, expose it in
-:mod:`ipydoc.cli`, document it in the README's Administration section.
+:mod:`ipydoc.cli.main`, document it in the README's Administration section.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class UserRemove(amp.Command):
 
     Without ``purge`` the files (volume or directory) and the history are kept and the
     name is reserved: no account can be made with it until :class:`UserPurge` (or
-    :class:`UserRestore`), so the files never reach someone else (:mod:`ipydoc.removal`).
+    :class:`UserRestore`), so the files never reach someone else (:mod:`ipydoc.control.removal`).
     With ``purge`` the files, the history repository and its records are deleted too.
     ``result``: ``{"removed", "sessions_revoked", "server_stopped", "purged", "reserved",
     "files", "versions", "mirror"}`` (what was kept, or deleted with ``purge``).

@@ -23,10 +23,10 @@ from ipydoc import __version__
 from ipydoc.backends.base import BackendError
 from ipydoc.control import commands as c
 from ipydoc.control.tls import peer_name
-from ipydoc.login_limits import clear_account
+from ipydoc.access.login_limits import clear_account
 from ipydoc.names import InvalidName, validate_name
-from ipydoc.passwords import WeakPassword, check_strength, hash_password_async
-from ipydoc.store import NameReserved
+from ipydoc.access.passwords import WeakPassword, check_strength, hash_password_async
+from ipydoc.state.store import NameReserved
 
 MAX_FIELD = 8 * 1024      # any one string in an answer is clipped to this many characters
 MAX_LOG_TAIL = 100_000    # lines
@@ -171,7 +171,7 @@ class ControlProtocol(amp.AMP):
         if user is None:
             reservation = await self.store.get_reservation(name)
             if reservation is not None:
-                from ipydoc.removal import reserved_message
+                from ipydoc.control.removal import reserved_message
                 raise c.NotFound(f"no user {name}: {reserved_message(name, reservation)}")
             raise c.NotFound(f"no user {name}")
         return user
@@ -236,7 +236,7 @@ class ControlProtocol(amp.AMP):
         try:
             added = await self.store.add_user(name, hashed, admin)
         except NameReserved:
-            from ipydoc.removal import reserved_message
+            from ipydoc.control.removal import reserved_message
             reservation = await self.store.get_reservation(name) or {}
             raise c.Conflict(reserved_message(name, reservation)) from None
         if not added:
@@ -246,7 +246,7 @@ class ControlProtocol(amp.AMP):
 
     @responder(c.UserRemove)
     async def user_remove(self, name: str, purge: bool) -> dict:
-        from ipydoc.removal import Removal, kept_text
+        from ipydoc.control.removal import Removal, kept_text
 
         user = await self._user(name)
         # Lock the account first, so no login slips in while the rest is undone.
@@ -266,7 +266,7 @@ class ControlProtocol(amp.AMP):
             await self.store.remove_user(name)
             await self._audit("user-removed", name, "files and history deleted")
         else:
-            # The name stays reserved while the files exist (ipydoc.removal).
+            # The name stays reserved while the files exist (ipydoc.control.removal).
             data = await removal.reserve(user, self.peer())
             await self._audit("user-removed", name,
                               f"kept {kept_text(data)}; name reserved until `user purge`")
@@ -276,7 +276,7 @@ class ControlProtocol(amp.AMP):
 
     @responder(c.UserPurge)
     async def user_purge(self, name: str) -> dict:
-        from ipydoc.removal import AccountExists, Removal, kept_text
+        from ipydoc.control.removal import AccountExists, Removal, kept_text
 
         _name(name)
         try:
@@ -299,7 +299,7 @@ class ControlProtocol(amp.AMP):
 
     @responder(c.UserRestore)
     async def user_restore(self, name: str) -> dict:
-        from ipydoc.removal import AccountExists, NotRestorable, Removal, kept_text
+        from ipydoc.control.removal import AccountExists, NotRestorable, Removal, kept_text
 
         _name(name)
         try:
@@ -370,7 +370,7 @@ class ControlProtocol(amp.AMP):
 
     @responder(c.UserSetLimits)
     async def user_set_limits(self, name: str, limits: str, clear: str) -> dict:
-        from ipydoc.store import LIMIT_FIELDS
+        from ipydoc.state.store import LIMIT_FIELDS
 
         await self._user(name)
         try:
@@ -419,7 +419,7 @@ class ControlProtocol(amp.AMP):
     # -- servers --------------------------------------------------------------------------
     @responder(c.ServerStart)
     async def server_start(self, name: str, wait: bool) -> dict:
-        from ipydoc.spawner import StartFailed
+        from ipydoc.servers.manager import StartFailed
 
         user = await self._user(name)
         if user.disabled:

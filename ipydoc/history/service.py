@@ -99,10 +99,10 @@ from twisted.internet import defer, task, threads
 from twisted.logger import Logger
 from twisted.web.client import Agent
 
-from ipydoc.config import HistorySection, parse_size
+from ipydoc.config.load import HistorySection, parse_size
 from ipydoc.history.nbdiff import FileDiff, file_diff
 from ipydoc.history.repo import Change, GitError, GitRepo, Version, blob_id, check_path
-from ipydoc.httppool import quiet_pool
+from ipydoc.backends.httppool import quiet_pool
 from ipydoc.proxy.fetch import Fetcher, FetchError, FetchResponse
 
 _CHECKPOINT = re.compile(r"^(.*)/checkpoints(?:/([\w-]+))?$")
@@ -166,7 +166,7 @@ class History(Service):
 
     def forget(self, name: str) -> None:
         """Drop what this process holds for ``name`` before its history is purged
-        (:mod:`ipydoc.removal` deletes the repository and the Redis keys), so no retry or
+        (:mod:`ipydoc.control.removal` deletes the repository and the Redis keys), so no retry or
         push of the old history runs after the name is free."""
         self._waiting.discard(name)
         self._full.pop(name, None)

@@ -7,7 +7,7 @@ removed (``Authorization``, every ``ipydoc-*`` cookie, ``__Host-`` or not) and t
 token is put in their place: the server must never see the hub session, the browser
 never the token.  ``X-Forwarded-*`` are the proxy's own: the client's are never passed
 on, and the address is the one the daemon believes (the peer, or behind a trusted
-proxy the client it names, :mod:`ipydoc.forwarding`).
+proxy the client it names, :mod:`ipydoc.edge.forwarding`).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def own_host_cookie(set_cookie: bytes) -> bool:
 
 def _client_ip(request: IRequest) -> bytes:
     """The client's address as the daemon believes it (behind a trusted proxy: the
-    address that proxy names, already put on the request; ipydoc.forwarding)."""
+    address that proxy names, already put on the request; ipydoc.edge.forwarding)."""
     addr = request.getClientAddress()
     return str(getattr(addr, "host", "unix")).encode("ascii", "replace")
 

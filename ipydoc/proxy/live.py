@@ -4,7 +4,7 @@ A WebSocket (a kernel, a terminal) or a long streamed answer outlives the reques
 that the gate checked: ending the session or revoking the token that let it through
 must also cut what is already open, not only refuse what comes next.  The forwarders
 add each exchange here when it starts and remove it when it ends (two set operations,
-no timer, no Redis); whoever ends credentials (:mod:`ipydoc.gate`) calls
+no timer, no Redis); whoever ends credentials (:mod:`ipydoc.access.gate`) calls
 :meth:`OpenExchanges.close_credential` or :meth:`OpenExchanges.close_user`.
 
 A credential is an opaque string chosen by the gate (the Redis key of the session or

@@ -1,6 +1,6 @@
 """Local accounts in the hub: the answers to refused logins, and ``/hub/password``.
 
-Kept out of :mod:`ipydoc.web.app` so the login handler only asks :mod:`ipydoc.login_limits`
+Kept out of :mod:`ipydoc.web.app` so the login handler only asks :mod:`ipydoc.access.login_limits`
 and calls these.  A refused login says plainly why (wrong name or password, or logins
 paused with the time left) and never which names exist.
 
@@ -11,7 +11,7 @@ used to guess it.  On success every session of the user ends and this browser ge
 fresh one (a new session id: whoever knew the old one is out too), and the user's personal
 API tokens are revoked unless the form's "keep my API tokens" box is ticked: whoever
 took over the account may have made one.  What those sessions and tokens have open
-(kernel and terminal WebSockets) is closed at once (:mod:`ipydoc.gate`).  Accounts of an external
+(kernel and terminal WebSockets) is closed at once (:mod:`ipydoc.access.gate`).  Accounts of an external
 provider have no local password (their hash is not argon2) and get a plain message.
 """
 
@@ -22,16 +22,16 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from ipydoc.login_limits import Refusal, client_group
-from ipydoc.passwords import (
+from ipydoc.access.login_limits import Refusal, client_group
+from ipydoc.access.passwords import (
     MIN_LENGTH,
     WeakPassword,
     check_strength,
     hash_password_async,
     verify_password,
 )
-from ipydoc.sessions import Session
-from ipydoc.store import User
+from ipydoc.access.sessions import Session
+from ipydoc.state.store import User
 
 log = Logger()
 

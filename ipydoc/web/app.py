@@ -32,21 +32,21 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.static import File
 
-from ipydoc import tokens
+from ipydoc.access import tokens
 from ipydoc.backends.base import BackendError
-from ipydoc.cookies import LOGIN_CSRF_COOKIE, cookie_header, read_cookie
-from ipydoc.gate import UserGate, request_origin
-from ipydoc.login_limits import LimitSettings, LoginLimits, client_group
+from ipydoc.access.cookies import LOGIN_CSRF_COOKIE, cookie_header, read_cookie
+from ipydoc.access.gate import UserGate, request_origin
+from ipydoc.access.login_limits import LimitSettings, LoginLimits, client_group
 from ipydoc.names import InvalidName, normalize_login, validate_name
-from ipydoc.passwords import WeakPassword, check_strength, hash_password, verify_password
-from ipydoc.progress import Step
-from ipydoc.redis_service import UNAVAILABLE
-from ipydoc.sessions import Session, Sessions
-from ipydoc.spawner import ServerManager, StartFailed
-from ipydoc.store import NameReserved
+from ipydoc.access.passwords import WeakPassword, check_strength, hash_password, verify_password
+from ipydoc.servers.progress import Step
+from ipydoc.state.redis_service import UNAVAILABLE
+from ipydoc.access.sessions import Session, Sessions
+from ipydoc.servers.manager import ServerManager, StartFailed
+from ipydoc.state.store import NameReserved
 from ipydoc.web import account_pages
 from ipydoc.web.present import FILTERS, SORTS, Row, StatsCache, StatsFn, sort_rows, when
-from ipydoc.web.redirects import safe_next
+from ipydoc.edge.redirects import safe_next
 
 SECURITY_HEADERS = {
     b"Content-Security-Policy": b"default-src 'self'; frame-ancestors 'none'; form-action 'self'",
@@ -618,7 +618,7 @@ class Hub:
         hashed = await threads.deferToThread(hash_password, password)
         try:
             added = await self.store.add_user(name, hashed, admin)
-        except NameReserved:  # a removed account's files are kept (ipydoc.removal)
+        except NameReserved:  # a removed account's files are kept (ipydoc.control.removal)
             return await self.admin_page(request, session, form=form, code=409, error=(
                 f"The name {name} belonged to a removed account whose files are kept; "
                 f"purge them with `ipydoc user purge {name} --yes` or restore the account "

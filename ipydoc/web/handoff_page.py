@@ -2,7 +2,7 @@
 
 A user's host sends a browser without a host session here, with ``state=`` (the value
 of the state cookie it just set there).  If the hub session belongs to NAME, the hub
-issues a one-time token bound to that state (:mod:`ipydoc.user_hosts`, 30 s) and
+issues a one-time token bound to that state (:mod:`ipydoc.access.user_hosts`, 30 s) and
 redirects to ``NAME.<domain>/_ipydoc/handoff?token=...&next=PATH``, where it becomes a
 host-only cookie only if the browser shows the same state cookie: a token fetched by
 one browser cannot sign in another.  No session: login first (and back here).  Another
@@ -20,8 +20,8 @@ from urllib.parse import urlencode
 from twisted.web.iweb import IRequest
 
 from ipydoc.names import InvalidName, validate_name
-from ipydoc.user_hosts import well_formed_state
-from ipydoc.web.redirects import safe_next
+from ipydoc.access.user_hosts import well_formed_state
+from ipydoc.edge.redirects import safe_next
 
 
 def _arg(request: IRequest, key: str) -> str:

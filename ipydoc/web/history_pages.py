@@ -18,7 +18,7 @@ from twisted.web.iweb import IRequest
 
 from ipydoc.history.repo import GitError
 from ipydoc.history.service import HistoryError, NoSuchVersion
-from ipydoc.sessions import Session
+from ipydoc.access.sessions import Session
 
 _REV = re.compile(r"^[0-9a-f]{4,40}$")
 

@@ -1,5 +1,5 @@
 """The configuration tables of the login providers: ``[auth.github]`` and
-``[auth.oidc.<id>]``.  :mod:`ipydoc.config` parses them with the same strictness as every
+``[auth.oidc.<id>]``.  :mod:`ipydoc.config.load` parses them with the same strictness as every
 other table (unknown key → error naming it); :func:`validate` checks what types cannot.
 """
 
@@ -51,7 +51,7 @@ class OidcAuth:
 
 
 def _error(message: str) -> Exception:
-    from ipydoc.config import ConfigError
+    from ipydoc.config.load import ConfigError
 
     return ConfigError(message)
 

@@ -48,10 +48,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ipydoc.backends.base import Backend, BackendError, BackendEvent, ServerSpec
-from ipydoc.progress import Progress, Step
+from ipydoc.servers.progress import Progress, Step
 from ipydoc.proxy.fetch import Fetcher, FetchError
-from ipydoc.routing import Routing
-from ipydoc.store import Server, Store
+from ipydoc.edge.routing import Routing
+from ipydoc.state.store import Server, Store
 
 READY_POLL = 0.025
 READY_ATTEMPT = 3.0          # seconds for one readiness poll, connect to last byte

@@ -298,7 +298,7 @@ def _target(args: argparse.Namespace) -> Target:
 
 
 def _config(args: argparse.Namespace) -> Any:
-    from ipydoc.config import ConfigError, find_config, load
+    from ipydoc.config.load import ConfigError, find_config, load
     try:
         return load(find_config(args.config))
     except ConfigError as e:
@@ -641,7 +641,7 @@ def _user_set_admin(args: argparse.Namespace, target: Target) -> int:
 
 
 def _user_set_limits(args: argparse.Namespace, target: Target) -> int:
-    from ipydoc.config import parse_size
+    from ipydoc.config.load import parse_size
     from ipydoc.control import commands as c
 
     limits: dict[str, Any] = {}

@@ -4,7 +4,7 @@ Every proxied request needs its session, so a validated session is kept in memor
 few seconds instead of costing a Redis round trip each time.  Redis is private to this
 daemon and every way of ending a session (logout, revoke, disable, remove) goes through
 the store, which empties this cache at once (and has the gate close the WebSockets those
-sessions have open: :mod:`ipydoc.gate`); only expiry (days) is seen up to
+sessions have open: :mod:`ipydoc.access.gate`); only expiry (days) is seen up to
 ``CACHE_SECONDS`` late.
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 
 from twisted.web.iweb import IRequest
 
-from ipydoc.cookies import SESSION_COOKIE, Signer, cookie_header, new_id, read_cookie
-from ipydoc.store import Store
+from ipydoc.access.cookies import SESSION_COOKIE, Signer, cookie_header, new_id, read_cookie
+from ipydoc.state.store import Store
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ Files are checked with ``cryptography`` first, so a bad one stops the daemon wit
 message naming the file and why (``cannot read``, ``no PEM certificate``, ``the key does
 not belong to the certificate``...), not an OpenSSL error queue.  The OpenSSL contexts
 allow TLS 1.2 and 1.3 only, AEAD ciphers with forward secrecy, server-preferred, ALPN
-``http/1.1`` only (the site is HTTP/1.1 only: see ipydoc/http_site.py).
+``http/1.1`` only (the site is HTTP/1.1 only: see ipydoc/edge/site.py).
 
 SIGHUP re-reads every file and swaps in new contexts for new handshakes; connections
 already open keep the context they started with.  A file that no longer loads is logged

@@ -1,7 +1,7 @@
-"""The gate for ``NAME.<domain>`` in subdomain mode (see :mod:`ipydoc.routing`).
+"""The gate for ``NAME.<domain>`` in subdomain mode (see :mod:`ipydoc.edge.routing`).
 
 The same rules as ``/user/NAME/`` in path mode, with the host naming the user: a live
-host session (``ipydoc-user`` cookie, :mod:`ipydoc.user_hosts`) or a personal token of
+host session (``ipydoc-user`` cookie, :mod:`ipydoc.access.user_hosts`) or a personal token of
 NAME; a state-changing method or WebSocket must come from NAME's own origin; the server
 must run.  Browsers without a host session are sent through the hub's handoff, with a
 state cookie on this host that binds the handoff to this browser; API clients and
@@ -18,13 +18,13 @@ from twisted.web.iweb import IRequest
 
 from ipydoc.names import InvalidName, validate_name
 from ipydoc.proxy.gate import Forward, Reply
-from ipydoc.routing import RESERVED_PREFIX, Routing
-from ipydoc.tokens import from_authorization
-from ipydoc.user_hosts import HANDOFF_PATH, new_state
-from ipydoc.web.redirects import safe_next
+from ipydoc.edge.routing import RESERVED_PREFIX, Routing
+from ipydoc.access.tokens import from_authorization
+from ipydoc.access.user_hosts import HANDOFF_PATH, new_state
+from ipydoc.edge.redirects import safe_next
 
 if TYPE_CHECKING:
-    from ipydoc.gate import UserGate
+    from ipydoc.access.gate import UserGate
 
 SAFE_METHODS = {b"GET", b"HEAD", b"OPTIONS"}
 
@@ -35,7 +35,7 @@ def _arg(request: IRequest, key: str) -> str:
 
 
 async def decide_user_host(gate: UserGate, request: IRequest, name: str) -> Forward | Reply:
-    from ipydoc.gate import is_websocket, json_reply, redirect, request_origin, wants_html
+    from ipydoc.access.gate import is_websocket, json_reply, redirect, request_origin, wants_html
 
     routing, hosts = gate.routing, gate.hosts
     if request.path.startswith(RESERVED_PREFIX) or request.path == RESERVED_PREFIX[:-1]:
@@ -80,7 +80,7 @@ async def decide_user_host(gate: UserGate, request: IRequest, name: str) -> Forw
 
 def moved_to_user_host(routing: Routing, request: IRequest) -> Reply:
     """``<domain>/user/NAME/PATH`` (a path-mode link) → ``NAME.<domain>/PATH``."""
-    from ipydoc.gate import PREFIX, json_reply, redirect
+    from ipydoc.access.gate import PREFIX, json_reply, redirect
 
     segment, _, rest = request.uri[len(PREFIX):].partition(b"/")
     try:

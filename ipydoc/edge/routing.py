@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from twisted.web.iweb import IRequest
 
 from ipydoc.names import InvalidName, validate_name
-from ipydoc.web.redirects import safe_next
+from ipydoc.edge.redirects import safe_next
 
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 

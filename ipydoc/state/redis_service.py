@@ -26,7 +26,7 @@ from twisted.internet import defer, error, protocol
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
-from ipydoc.store import Store
+from ipydoc.state.store import Store
 
 REDIS_CONF = """\
 # written by ipydoc on each start; edits are overwritten

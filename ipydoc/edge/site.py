@@ -13,7 +13,7 @@ body chunks then go to ``handleContentChunk``; ``requestReceived`` follows the l
 one.  Only HTTP/1.1 channels are used (no h2), so these hold.
 
 Behind a TLS-terminating proxy the request's client address and ``isSecure`` are what
-the site's :class:`~ipydoc.forwarding.Forwarding` rules make of the peer,
+the site's :class:`~ipydoc.edge.forwarding.Forwarding` rules make of the peer,
 ``server.public_url`` and a trusted proxy's ``X-Forwarded-*`` (set in ``gotLength``,
 before anything reads them).
 """
@@ -30,13 +30,13 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 from twisted.web.util import Redirect
 
-from ipydoc import access_log
-from ipydoc.forwarding import Forwarding
+from ipydoc.edge import access_log
+from ipydoc.edge.forwarding import Forwarding
 from ipydoc.proxy.body import BodyStream
 from ipydoc.proxy.gate import Gate
 from ipydoc.proxy.handler import Proxy
 from ipydoc.proxy.replies import SERVER
-from ipydoc.request_rules import RefusalLog, RequestLimits, channel_factory, client_address
+from ipydoc.edge.request_rules import RefusalLog, RequestLimits, channel_factory, client_address
 
 #: Largest request body the hub (not the proxy) accepts.
 HUB_BODY_LIMIT = 1024 * 1024
@@ -51,7 +51,7 @@ class SiteRequest(server.Request):
     _body_done = False
     _finish_pending = False
     _hub_bytes = 0
-    #: https as the browser sees it (public_url, a trusted proxy): ipydoc.forwarding.
+    #: https as the browser sees it (public_url, a trusted proxy): ipydoc.edge.forwarding.
     forwarded_https = False
 
     def isSecure(self) -> bool:
@@ -81,7 +81,7 @@ class SiteRequest(server.Request):
             self.requestHeaders.removeHeader(b"expect")
             on_start = self._send_continue if expect[0].lower() == b"100-continue" else None
             # The strict channel's reader: time the proxy holds the client back is not
-            # counted against it as a slow body (ipydoc.request_rules).
+            # counted against it as a slow body (ipydoc.edge.request_rules).
             client = getattr(self.channel, "reader", self.channel.transport)
             self.content = BodyStream(client, length, self._hang_up, on_start)
             site.proxy.handle(self)
@@ -194,7 +194,7 @@ class ProxySite(server.Site):
     """A ``Site`` whose requests go to the proxy when the gate claims them."""
 
     requestFactory = SiteRequest
-    #: Trusted proxies and the public scheme (ipydoc.forwarding); none by default.
+    #: Trusted proxies and the public scheme (ipydoc.edge.forwarding); none by default.
     forwarding = Forwarding()
 
     def __init__(
@@ -207,7 +207,7 @@ class ProxySite(server.Site):
         super().__init__(resource, reactor=reactor, timeout=limits.idle_timeout,
                          logPath=access if access not in ("daemon", "off") else None)
         self._access = access
-        #: Every refused request is logged here, rate-limited (ipydoc.request_rules).
+        #: Every refused request is logged here, rate-limited (ipydoc.edge.request_rules).
         self.refusals = RefusalLog(reactor)
         self.protocol = channel_factory(limits, self.refusals)  # strict parsing, caps, timeouts
         self.gate = gate
@@ -223,7 +223,7 @@ class ProxySite(server.Site):
         super().stopFactory()
 
     def startFactory(self) -> None:
-        """The access log goes out in batches (:class:`~ipydoc.access_log.BatchedLog`),
+        """The access log goes out in batches (:class:`~ipydoc.edge.access_log.BatchedLog`),
         with one-time codes and tokens in URLs masked; ``"off"`` keeps none (a line per
         request is not free: ~10% of the proxy's CPU for a small request)."""
         super().startFactory()

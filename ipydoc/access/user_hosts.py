@@ -21,7 +21,7 @@ Without the state, a user could fetch a handoff URL for her own host and send an
 person's browser through it: that browser would be signed in to her server and run her
 pages (which could pose as the hub, or as that person's server).  The state cookie is
 host-only on NAME's host, which no one else can write before the browser holds a host
-session there; over https it is ``__Host-`` (as every ipydoc cookie: :mod:`ipydoc.cookies`),
+session there; over https it is ``__Host-`` (as every ipydoc cookie: :mod:`ipydoc.access.cookies`),
 so not even a sibling host can plant one, and one sent twice is no state at all.
 
 A host session is valid only while its hub session lives (logout, ``user disable``,
@@ -29,7 +29,7 @@ A host session is valid only while its hub session lives (logout, ``user disable
 seconds of cache as hub sessions, emptied whenever the store ends sessions) and only
 for its user's host.  The ``/_ipydoc/`` path prefix on user hosts belongs to ipydoc.
 
-Redis keys (see :mod:`ipydoc.store`): ``ipydoc:handoff:{sha256(token)}`` (string
+Redis keys (see :mod:`ipydoc.state.store`): ``ipydoc:handoff:{sha256(token)}`` (string
 ``"NAME SESSIONKEY sha256(STATE)"``, 30 s) and ``ipydoc:host-session:{sha256(id)}``
 (hash ``user``, ``session``, ``created``; expires with the hub session).
 """
@@ -45,9 +45,9 @@ from typing import Any
 
 from twisted.web.iweb import IRequest
 
-from ipydoc.cookies import Signer, cookie_header, new_id, read_cookie
-from ipydoc.sessions import Session
-from ipydoc.store import P, Store, session_key
+from ipydoc.access.cookies import Signer, cookie_header, new_id, read_cookie
+from ipydoc.access.sessions import Session
+from ipydoc.state.store import P, Store, session_key
 
 USER_COOKIE = "ipydoc-user"
 STATE_COOKIE = "ipydoc-handoff"

@@ -6,8 +6,8 @@ from the proxy over plain HTTP: without help the daemon would set cookies withou
 pauses logins for everyone) and log the proxy as the client.
 
 * ``server.public_url`` says how browsers reach the site.  When it is ``https://`` every
-  request counts as secure (:meth:`ipydoc.http_site.SiteRequest.isSecure`): every cookie
-  is ``Secure`` and named ``__Host-...`` (:mod:`ipydoc.cookies`), whatever the last hop.
+  request counts as secure (:meth:`ipydoc.edge.site.SiteRequest.isSecure`): every cookie
+  is ``Secure`` and named ``__Host-...`` (:mod:`ipydoc.access.cookies`), whatever the last hop.
 * ``server.trusted_proxies`` (addresses or CIDR blocks; ``"unix"`` for a unix-socket
   listener) names the peers whose ``X-Forwarded-For`` and ``X-Forwarded-Proto`` are
   believed.  The client is the **rightmost address in X-Forwarded-For that is not a
@@ -16,7 +16,7 @@ pauses logins for everyone) and log the proxy as the client.
   client's own ``X-Forwarded-*`` on to a user's server (:mod:`ipydoc.proxy.headers`).
 
 The believed address replaces the request's client address as soon as its headers are in
-(``SiteRequest.gotLength``), so the login limits (:mod:`ipydoc.login_limits`), the access
+(``SiteRequest.gotLength``), so the login limits (:mod:`ipydoc.access.login_limits`), the access
 log and the ``X-Forwarded-For`` sent to a user's server all use it without knowing.
 """
 

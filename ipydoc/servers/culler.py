@@ -41,7 +41,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from ipydoc.proxy.fetch import FetchError
-from ipydoc.spawner import ServerManager
+from ipydoc.servers.manager import ServerManager
 
 STATUS_TIMEOUT = 5.0            # seconds per read of /api/status or /api/kernels
 STATUS_BUDGET = 1024 * 1024     # bytes per answer (a kernel list of hundreds fits)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 from urllib.parse import urlsplit
 
-from ipydoc.auth.settings import GithubAuth, OidcAuth
+from ipydoc.config.auth import GithubAuth, OidcAuth
 
 DEFAULT_CONFIG_PATHS = ("/etc/ipydoc/ipydoc.toml", "etc/ipydoc.toml")
 
@@ -38,7 +38,7 @@ class ServerSection:
     hsts_include_subdomains: bool = False
     routing: str = "path"
     domain: str = ""
-    # Client limits (ipydoc.request_rules): seconds, bytes, header lines.
+    # Client limits (ipydoc.edge.request_rules): seconds, bytes, header lines.
     client_header_timeout: float = 30.0
     client_body_timeout: float = 60.0
     client_idle_timeout: float = 120.0
@@ -337,8 +337,7 @@ def _validate_isolation(d: DockerSection) -> None:
 
 
 def _validate_login_providers(auth: AuthSection) -> None:
-    from ipydoc.auth import settings
-
+    from ipydoc.config import auth as settings
     settings.validate(auth)
     if not auth.local and auth.github is None and not auth.oidc:
         raise ConfigError("auth.local = false needs a login provider ([auth.github] or "
@@ -346,7 +345,7 @@ def _validate_login_providers(auth: AuthSection) -> None:
 
 
 def _validate_trusted_proxies(s: ServerSection) -> None:
-    from ipydoc.forwarding import UNIX, parse_network
+    from ipydoc.edge.forwarding import UNIX, parse_network
 
     for entry in s.trusted_proxies:
         if entry.strip().lower() == UNIX:
@@ -359,7 +358,7 @@ def _validate_trusted_proxies(s: ServerSection) -> None:
 
 
 def _validate_routing(s: ServerSection) -> None:
-    from ipydoc.routing import DomainError, check_domain
+    from ipydoc.edge.routing import DomainError, check_domain
 
     if s.routing not in ("path", "subdomain"):
         raise ConfigError(f"server.routing must be 'path' or 'subdomain', not {s.routing!r}")
@@ -378,9 +377,9 @@ def _validate_routing(s: ServerSection) -> None:
 
 
 def _validate_tls(s: ServerSection, endpoints: Any, reactor: Any) -> None:
-    """The forms only: the certificate files are read by the daemon (ipydoc/tls_server.py),
+    """The forms only: the certificate files are read by the daemon (ipydoc/edge/tls.py),
     which may be able to read them where the CLI, reading this same file, cannot."""
-    from ipydoc.tls_server import parse_listen
+    from ipydoc.edge.tls import parse_listen
 
     tls_listeners = 0
     for spec in s.listen:
@@ -422,7 +421,7 @@ def _validate_tls(s: ServerSection, endpoints: Any, reactor: Any) -> None:
 
 
 def _validate_limits(cfg: Config) -> None:
-    """Client and backend limits (ipydoc.request_rules, the proxy's timeouts)."""
+    """Client and backend limits (ipydoc.edge.request_rules, the proxy's timeouts)."""
     for section, key in (("server", "client_header_timeout"), ("server", "client_body_timeout"),
                          ("server", "client_idle_timeout"), ("server", "client_send_timeout"),
                          ("proxy", "backend_connect_timeout"),

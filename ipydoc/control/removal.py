@@ -11,7 +11,7 @@ login is ``NAME`` -- would get all of it.
 **The rule: a removal that keeps files reserves the name.**  The removal writes
 ``ipydoc:removed:NAME`` (when, by whom, what is kept, and the account's own fields) in the
 same Redis transaction that deletes the account, and every script that creates an account
-(:data:`ipydoc.store.ADD_USER_SCRIPT`, :data:`ipydoc.auth.identities.CREATE_SCRIPT`)
+(:data:`ipydoc.state.store.ADD_USER_SCRIPT`, :data:`ipydoc.auth.identities.CREATE_SCRIPT`)
 refuses a reserved name -- the identity that owned the account included, so a person an
 admin removed does not come back by logging in.  The reservation ends in one of two ways:
 
@@ -46,7 +46,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from ipydoc.auth.identities import binding_keys
-from ipydoc.store import removed_key, user_key
+from ipydoc.state.store import removed_key, user_key
 
 log = Logger()
 

@@ -1,7 +1,7 @@
 """The gate in front of user servers: who may reach ``/user/<name>/``, and where it goes.
 
 Rules, in order: the path names a valid user; the request carries a live session (or a
-personal API token, ``Authorization: token ipd_...``, see :mod:`ipydoc.tokens`); that
+personal API token, ``Authorization: token ipd_...``, see :mod:`ipydoc.access.tokens`); that
 user owns the route; a state-changing method or WebSocket upgrade comes from
 this site (``Origin``); the server runs.  Browsers get redirects and pages, API clients
 and WebSockets get 401/403/503 with a JSON message.  Activity is kept in memory and
@@ -38,12 +38,12 @@ from ipydoc.names import InvalidName, validate_name
 from ipydoc.proxy.gate import Forward, Reply
 from ipydoc.proxy.headers import is_websocket_upgrade
 from ipydoc.proxy.live import OpenExchanges
-from ipydoc.redis_service import UNAVAILABLE
-from ipydoc.routing import Routing
-from ipydoc.sessions import Sessions
-from ipydoc.spawner import ServerManager
-from ipydoc.store import Store, session_key, token_key
-from ipydoc.tokens import from_authorization, token_hash, well_formed
+from ipydoc.state.redis_service import UNAVAILABLE
+from ipydoc.edge.routing import Routing
+from ipydoc.access.sessions import Sessions
+from ipydoc.servers.manager import ServerManager
+from ipydoc.state.store import Store, session_key, token_key
+from ipydoc.access.tokens import from_authorization, token_hash, well_formed
 
 SAFE_METHODS = {b"GET", b"HEAD", b"OPTIONS"}
 PREFIX = b"/user/"
@@ -90,9 +90,9 @@ class UserGate:
         self._rechecking = False
         self._recheck_again = False
         self._recheck_waiters: list[Deferred[None]] = []
-        # Subdomain mode (ipydoc.routing, ipydoc.subdomain_gate): set by the daemon.
+        # Subdomain mode (ipydoc.edge.routing, ipydoc.access.subdomain): set by the daemon.
         self.routing: Routing = Routing()
-        self.hosts: Any = None  # ipydoc.user_hosts.HostSessions
+        self.hosts: Any = None  # ipydoc.access.user_hosts.HostSessions
 
     def claims(self, request: IRequest) -> bool:
         if self.routing.subdomain:  # every host but the hub's own: user hosts, unknown → 404
@@ -119,7 +119,7 @@ class UserGate:
 
     async def _decide(self, request: IRequest) -> Forward | Reply:
         if self.routing.subdomain:
-            from ipydoc.subdomain_gate import decide_user_host, moved_to_user_host
+            from ipydoc.access.subdomain import decide_user_host, moved_to_user_host
 
             kind, host_user = self.routing.classify(request)
             if kind == "hub":

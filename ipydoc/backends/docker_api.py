@@ -45,7 +45,7 @@ from twisted.web.iweb import IPolicyForHTTPS
 from zope.interface import implementer
 
 from ipydoc.backends.base import BackendError
-from ipydoc.httppool import quiet_pool
+from ipydoc.backends.httppool import quiet_pool
 
 API_VERSION = "1.41"
 DEFAULT_HOST = "unix:///var/run/docker.sock"

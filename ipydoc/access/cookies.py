@@ -12,7 +12,7 @@ ipydoc cookie is therefore named ``__Host-<name>`` (with ``Secure``, ``Path=/`` 
 and only that name is read.  Over plain http the prefix is impossible, so a cookie name
 that arrives twice in one request (the real one and a planted one) is read as absent.
 "Over https" is :meth:`Request.isSecure`, which behind a TLS-terminating proxy follows
-``server.public_url`` and trusted ``X-Forwarded-Proto`` (:mod:`ipydoc.forwarding`).
+``server.public_url`` and trusted ``X-Forwarded-Proto`` (:mod:`ipydoc.edge.forwarding`).
 """
 
 from __future__ import annotations

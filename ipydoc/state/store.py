@@ -48,13 +48,13 @@ key                                type    contents
                                            a user's host, ``"NAME SESSIONKEY
                                            sha256(STATE)"`` (the browser's state cookie
                                            there); 30 s
-                                           (:mod:`ipydoc.user_hosts`)
+                                           (:mod:`ipydoc.access.user_hosts`)
 ``ipydoc:host-session:{sha256(id)}`` hash  subdomain mode: the ``ipydoc-user`` cookie of
                                            NAME's host: ``user``, ``session`` (the hub
                                            session's key; dead with it), ``created``
 ``ipydoc:login-fails:user:{name}`` string  failed logins of an account name (existing or
                                            not) in the current ``auth.login_window``; expires
-                                           with it (:mod:`ipydoc.login_limits`)
+                                           with it (:mod:`ipydoc.access.login_limits`)
 ``ipydoc:login-fails:addr:{addr}`` string  the same per client address (IPv4, IPv6 ``/64``)
 ``ipydoc:login-state:{sha256(st)}`` string  a login at a provider in progress (JSON: provider,
                                            nonce, PKCE verifier, next, redirect_uri, hash of
@@ -76,7 +76,7 @@ key                                type    contents
                                            ``files``, ``versions``, ``mirror``, and the
                                            account's ``password``, ``admin``, ``disabled``,
                                            ``created`` for ``ipydoc user restore``
-                                           (:mod:`ipydoc.removal`)
+                                           (:mod:`ipydoc.control.removal`)
 =================================  ======  ===================================================
 
 A personal token is named outside Redis by its ``id``: the first 16 hex digits of its
@@ -137,7 +137,7 @@ SERVER_STATES = ("starting", "running", "stopping", "stopped", "failed")
 
 
 class NameReserved(Exception):
-    """The name belonged to a removed account whose files are kept (:mod:`ipydoc.removal`)."""
+    """The name belonged to a removed account whose files are kept (:mod:`ipydoc.control.removal`)."""
 
 
 def removed_key(name: str) -> str:

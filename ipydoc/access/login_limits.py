@@ -16,7 +16,7 @@ counters are updated in one Lua script, so a crash never leaves a key without ex
 
 Behind a reverse proxy every connection comes from the proxy: list it in
 ``server.trusted_proxies`` and the address counted is the client's, from the proxy's
-``X-Forwarded-For`` (:mod:`ipydoc.forwarding` puts it on the request before this reads
+``X-Forwarded-For`` (:mod:`ipydoc.edge.forwarding` puts it on the request before this reads
 it).  From any other peer that header is ignored, or a guesser would pick a new
 "address" for every attempt.
 """
@@ -76,7 +76,7 @@ def address_group(host: str) -> str:
 
 def client_group(request: IRequest) -> str:
     """The group of the request's client address: behind a trusted proxy, the client that
-    proxy names (ipydoc.forwarding), else the peer."""
+    proxy names (ipydoc.edge.forwarding), else the peer."""
     return address_group(str(getattr(request.getClientAddress(), "host", "")))
 
 

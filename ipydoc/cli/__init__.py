@@ -1,0 +1,1 @@
+"""The `ipydoc` command line: parser, control-channel client, output, handlers."""

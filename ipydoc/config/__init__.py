@@ -1,0 +1,1 @@
+"""The configuration file: loading, types, one module per section, ConfigError."""

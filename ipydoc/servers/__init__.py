@@ -1,0 +1,1 @@
+"""Users' servers: the server manager (start, stop, reconcile), start progress, the idle culler."""
