@@ -101,21 +101,21 @@ class IpydocDaemon(MultiService):
         self._build()
 
     def _build(self) -> None:
-        from ipydoc.backends.docker import DockerBackend, UserNetworkService, network_options
-        from ipydoc.control.server import ControlFactory
         from ipydoc.access.cookies import load_secret
-        from ipydoc.backends.docker_api import DockerAPI
-        from ipydoc.edge.forwarding import Forwarding
         from ipydoc.access.gate import UserGate
-        from ipydoc.edge.site import make_site
         from ipydoc.access.login_limits import LimitSettings
-        from ipydoc.state.redis_service import RedisService
+        from ipydoc.access.sessions import Sessions
+        from ipydoc.access.user_hosts import HostSessions
+        from ipydoc.backends.docker import DockerBackend, UserNetworkService, network_options
+        from ipydoc.backends.docker_api import DockerAPI
+        from ipydoc.control.server import ControlFactory
+        from ipydoc.edge.forwarding import Forwarding
         from ipydoc.edge.request_rules import RequestLimits
         from ipydoc.edge.routing import Routing
-        from ipydoc.access.sessions import Sessions
-        from ipydoc.servers.manager import Limits, ServerManager
+        from ipydoc.edge.site import make_site
         from ipydoc.edge.tls import CertificateError, edge_listeners
-        from ipydoc.access.user_hosts import HostSessions
+        from ipydoc.servers.manager import Limits, ServerManager
+        from ipydoc.state.redis_service import RedisService
         from ipydoc.web.app import Hub, HubSettings
 
         cfg, reactor = self.cfg, self.reactor

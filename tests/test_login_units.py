@@ -14,9 +14,9 @@ import pytest_twisted
 from cryptography.hazmat.primitives.asymmetric import rsa
 from twisted.internet.task import Clock
 
-from ipydoc.edge.access_log import scrub_uri
 from ipydoc.auth.jwks import KeyNotFound, KeySet
 from ipydoc.config.load import ConfigError, from_dict
+from ipydoc.edge.access_log import scrub_uri
 
 
 def rsa_jwk(kid: str) -> dict:

@@ -19,9 +19,9 @@ def main() -> None:
     from twisted.internet import reactor
     from twisted.web.resource import Resource
 
+    from ipydoc.edge.request_rules import RequestLimits
     from ipydoc.edge.site import make_site
     from ipydoc.proxy.gate import Forward
-    from ipydoc.edge.request_rules import RequestLimits
 
     class ForwardAll:
         def claims(self, request) -> bool:

@@ -11,13 +11,13 @@ from twisted.logger import Logger
 from twisted.web.http_headers import Headers
 
 from ipydoc.access.gate import is_websocket, wants_html
+from ipydoc.edge.request_rules import RefusalLog
 from ipydoc.proxy import replies
 from ipydoc.proxy.gate import Forward
 from ipydoc.proxy.headers import is_hub_cookie, is_websocket_upgrade, token_list
 from ipydoc.proxy.http import keep_response_header
 from ipydoc.proxy.live import OpenExchanges
 from ipydoc.proxy.websocket import _Head, _switching_head
-from ipydoc.edge.request_rules import RefusalLog
 
 
 class Req:

@@ -34,16 +34,16 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
+from ipydoc.access.sessions import Sessions
+from ipydoc.access.tokens import from_authorization, token_hash, well_formed
+from ipydoc.edge.routing import Routing
 from ipydoc.names import InvalidName, validate_name
 from ipydoc.proxy.gate import Forward, Reply
 from ipydoc.proxy.headers import is_websocket_upgrade
 from ipydoc.proxy.live import OpenExchanges
-from ipydoc.state.redis_service import UNAVAILABLE
-from ipydoc.edge.routing import Routing
-from ipydoc.access.sessions import Sessions
 from ipydoc.servers.manager import ServerManager
+from ipydoc.state.redis_service import UNAVAILABLE
 from ipydoc.state.store import Store, session_key, token_key
-from ipydoc.access.tokens import from_authorization, token_hash, well_formed
 
 SAFE_METHODS = {b"GET", b"HEAD", b"OPTIONS"}
 PREFIX = b"/user/"

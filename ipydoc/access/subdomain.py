@@ -16,12 +16,12 @@ from urllib.parse import quote, urlencode
 
 from twisted.web.iweb import IRequest
 
-from ipydoc.names import InvalidName, validate_name
-from ipydoc.proxy.gate import Forward, Reply
-from ipydoc.edge.routing import RESERVED_PREFIX, Routing
 from ipydoc.access.tokens import from_authorization
 from ipydoc.access.user_hosts import HANDOFF_PATH, new_state
 from ipydoc.edge.redirects import safe_next
+from ipydoc.edge.routing import RESERVED_PREFIX, Routing
+from ipydoc.names import InvalidName, validate_name
+from ipydoc.proxy.gate import Forward, Reply
 
 if TYPE_CHECKING:
     from ipydoc.access.gate import UserGate

@@ -18,14 +18,14 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from ipydoc.auth import login_state
-from ipydoc.auth.identities import Identities, NameTaken
-from ipydoc.auth.providers import Refused, build
 from ipydoc.access.cookies import cookie_header, read_cookie
 from ipydoc.access.gate import request_origin
 from ipydoc.access.login_limits import client_group
-from ipydoc.state.store import NameReserved
+from ipydoc.auth import login_state
+from ipydoc.auth.identities import Identities, NameTaken
+from ipydoc.auth.providers import Refused, build
 from ipydoc.edge.redirects import safe_next
+from ipydoc.state.store import NameReserved
 
 log = Logger()
 EXPIRED = "This login has expired or was started in another browser; please log in again."

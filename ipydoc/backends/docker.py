@@ -43,6 +43,7 @@ from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
 from ipydoc.backends.base import BackendError, BackendEvent, ServerInfo, ServerSpec
+from ipydoc.backends.docker_api import DockerAPI
 from ipydoc.backends.docker_network import (
     EGRESS,
     ICC_OPTION,
@@ -50,7 +51,6 @@ from ipydoc.backends.docker_network import (
     HostFirewall,
     bridge_interface,
 )
-from ipydoc.backends.docker_api import DockerAPI
 from ipydoc.backends.jupyter_args import server_args
 from ipydoc.names import InvalidName, validate_name
 

@@ -20,12 +20,12 @@ from twisted.logger import Logger
 from twisted.protocols import amp
 
 from ipydoc import __version__
+from ipydoc.access.login_limits import clear_account
+from ipydoc.access.passwords import WeakPassword, check_strength, hash_password_async
 from ipydoc.backends.base import BackendError
 from ipydoc.control import commands as c
 from ipydoc.control.tls import peer_name
-from ipydoc.access.login_limits import clear_account
 from ipydoc.names import InvalidName, validate_name
-from ipydoc.access.passwords import WeakPassword, check_strength, hash_password_async
 from ipydoc.state.store import NameReserved
 
 MAX_FIELD = 8 * 1024      # any one string in an answer is clipped to this many characters

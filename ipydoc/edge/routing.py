@@ -20,8 +20,8 @@ from urllib.parse import urlsplit
 
 from twisted.web.iweb import IRequest
 
-from ipydoc.names import InvalidName, validate_name
 from ipydoc.edge.redirects import safe_next
+from ipydoc.names import InvalidName, validate_name
 
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 

@@ -32,11 +32,11 @@ from twisted.web.util import Redirect
 
 from ipydoc.edge import access_log
 from ipydoc.edge.forwarding import Forwarding
+from ipydoc.edge.request_rules import RefusalLog, RequestLimits, channel_factory, client_address
 from ipydoc.proxy.body import BodyStream
 from ipydoc.proxy.gate import Gate
 from ipydoc.proxy.handler import Proxy
 from ipydoc.proxy.replies import SERVER
-from ipydoc.edge.request_rules import RefusalLog, RequestLimits, channel_factory, client_address
 
 #: Largest request body the hub (not the proxy) accepts.
 HUB_BODY_LIMIT = 1024 * 1024

@@ -99,10 +99,10 @@ from twisted.internet import defer, task, threads
 from twisted.logger import Logger
 from twisted.web.client import Agent
 
+from ipydoc.backends.httppool import quiet_pool
 from ipydoc.config.load import HistorySection, parse_size
 from ipydoc.history.nbdiff import FileDiff, file_diff
 from ipydoc.history.repo import Change, GitError, GitRepo, Version, blob_id, check_path
-from ipydoc.backends.httppool import quiet_pool
 from ipydoc.proxy.fetch import Fetcher, FetchError, FetchResponse
 
 _CHECKPOINT = re.compile(r"^(.*)/checkpoints(?:/([\w-]+))?$")

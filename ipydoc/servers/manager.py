@@ -48,9 +48,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ipydoc.backends.base import Backend, BackendError, BackendEvent, ServerSpec
-from ipydoc.servers.progress import Progress, Step
-from ipydoc.proxy.fetch import Fetcher, FetchError
 from ipydoc.edge.routing import Routing
+from ipydoc.proxy.fetch import Fetcher, FetchError
+from ipydoc.servers.progress import Progress, Step
 from ipydoc.state.store import Server, Store
 
 READY_POLL = 0.025

@@ -33,20 +33,20 @@ from twisted.web.iweb import IRequest
 from twisted.web.static import File
 
 from ipydoc.access import tokens
-from ipydoc.backends.base import BackendError
 from ipydoc.access.cookies import LOGIN_CSRF_COOKIE, cookie_header, read_cookie
 from ipydoc.access.gate import UserGate, request_origin
 from ipydoc.access.login_limits import LimitSettings, LoginLimits, client_group
-from ipydoc.names import InvalidName, normalize_login, validate_name
 from ipydoc.access.passwords import WeakPassword, check_strength, hash_password, verify_password
+from ipydoc.access.sessions import Session, Sessions
+from ipydoc.backends.base import BackendError
+from ipydoc.edge.redirects import safe_next
+from ipydoc.names import InvalidName, normalize_login, validate_name
+from ipydoc.servers.manager import ServerManager, StartFailed
 from ipydoc.servers.progress import Step
 from ipydoc.state.redis_service import UNAVAILABLE
-from ipydoc.access.sessions import Session, Sessions
-from ipydoc.servers.manager import ServerManager, StartFailed
 from ipydoc.state.store import NameReserved
 from ipydoc.web import account_pages
 from ipydoc.web.present import FILTERS, SORTS, Row, StatsCache, StatsFn, sort_rows, when
-from ipydoc.edge.redirects import safe_next
 
 SECURITY_HEADERS = {
     b"Content-Security-Policy": b"default-src 'self'; frame-ancestors 'none'; form-action 'self'",

@@ -19,9 +19,9 @@ from urllib.parse import urlencode
 
 from twisted.web.iweb import IRequest
 
-from ipydoc.names import InvalidName, validate_name
 from ipydoc.access.user_hosts import well_formed_state
 from ipydoc.edge.redirects import safe_next
+from ipydoc.names import InvalidName, validate_name
 
 
 def _arg(request: IRequest, key: str) -> str:

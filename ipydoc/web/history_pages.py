@@ -16,9 +16,9 @@ from urllib.parse import quote, urlencode
 
 from twisted.web.iweb import IRequest
 
+from ipydoc.access.sessions import Session
 from ipydoc.history.repo import GitError
 from ipydoc.history.service import HistoryError, NoSuchVersion
-from ipydoc.access.sessions import Session
 
 _REV = re.compile(r"^[0-9a-f]{4,40}$")
 
