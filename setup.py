@@ -9,7 +9,9 @@ setup(
     package_data={"ipydoc": ["image/*.sh", "web/templates/*.html", "web/static/*"]},
     include_package_data=True,
     install_requires=[
-        "twisted[tls]>=24.3",
+        # Pinned: ipydoc/edge/request_rules.py and ipydoc/proxy/ use private twisted.web and
+        # twisted.internet names, checked against 26.10 by tests/test_twisted_private_api.py.
+        "twisted[tls]>=26.10,<27",
         "klein>=24.8",
         "treq>=24.9",
         "txredisapi>=1.4.10",

@@ -31,7 +31,8 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from ipydoc import __version__
-from ipydoc.config.load import Config, ConfigError, find_config, load
+from ipydoc.config.errors import ConfigError
+from ipydoc.config.load import Config, find_config, load
 
 
 class Options(usage.Options):
@@ -106,17 +107,25 @@ class IpydocDaemon(MultiService):
         from ipydoc.access.login_limits import LimitSettings
         from ipydoc.access.sessions import Sessions
         from ipydoc.access.user_hosts import HostSessions
-        from ipydoc.backends.docker import DockerBackend, UserNetworkService, network_options
+        from ipydoc.auth.login_state import Limits as ProviderLimits
+        from ipydoc.auth.registry import build as build_providers
+        from ipydoc.backends.docker import DockerBackend
         from ipydoc.backends.docker_api import DockerAPI
+        from ipydoc.backends.users_network import UserNetworkService, network_options
+        from ipydoc.control.context import ControlContext
+        from ipydoc.control.removal import Removal
         from ipydoc.control.server import ControlFactory
+        from ipydoc.edge.certificates import CertificateError
         from ipydoc.edge.forwarding import Forwarding
-        from ipydoc.edge.request_rules import RequestLimits
+        from ipydoc.edge.limits import RequestLimits
+        from ipydoc.edge.listeners import edge_listeners
         from ipydoc.edge.routing import Routing
         from ipydoc.edge.site import make_site
-        from ipydoc.edge.tls import CertificateError, edge_listeners
+        from ipydoc.servers.activity import Activity
         from ipydoc.servers.manager import Limits, ServerManager
         from ipydoc.state.redis_service import RedisService
-        from ipydoc.web.app import Hub, HubSettings
+        from ipydoc.web.hub import make_hub
+        from ipydoc.web.pages import HubSettings
 
         cfg, reactor = self.cfg, self.reactor
         state = cfg.state_path
@@ -145,9 +154,7 @@ class IpydocDaemon(MultiService):
         self.manager.setServiceParent(self)
 
         sessions = Sessions(self.redis, load_secret(state / "secret"), cfg.auth.session_lifetime)
-        self.gate = UserGate(sessions, self.manager, cfg.server.public_url)
-        self.gate.routing = routing
-        self.gate.hosts = HostSessions(self.redis, load_secret(state / "secret"))
+        self.activity = Activity()
         activity = TimerService(5.0, self._flush_activity)
         activity.setName("activity")
         activity.setServiceParent(self)
@@ -157,21 +164,27 @@ class IpydocDaemon(MultiService):
             from ipydoc.history.service import History
             self.history = History(cfg.history, state, self.redis, self.manager, reactor)
             self.history.setServiceParent(self)
-            self.gate.history = self.history
+        hosts = HostSessions(self.redis, load_secret(state / "secret"))
+        self.gate = UserGate(sessions, self.manager, routing, hosts, self.activity,
+                             saves=self.history, public_url=cfg.server.public_url)
 
         from ipydoc.servers.culler import Culler, CullSettings
         cull = CullSettings(cfg.cull.idle_timeout, cfg.cull.max_age, cfg.cull.interval,
                             cfg.cull.ignore_kernel_activity, cfg.cull.exempt_admins)
-        self.culler = Culler(self.manager, self.gate, cull, reactor) if cull.enabled else None
+        self.culler = (Culler(self.manager, self.activity.last, cull,
+                              reactor) if cull.enabled else None)
         if self.culler is not None:
             self.culler.setServiceParent(self)
 
-        hub = Hub(sessions, self.manager, self.gate, HubSettings(
-            image=cfg.spawn.image, stop_on_logout=cfg.auth.stop_on_logout,
-            start_on_login=cfg.auth.start_on_login,
-            login_limits=LimitSettings.from_auth(cfg.auth)), stats=self.backend.api.stats)
-        from ipydoc.auth.routes import configure as configure_login_providers
-        configure_login_providers(hub, cfg, reactor)
+        hub = make_hub(
+            sessions=sessions, manager=self.manager, gate=self.gate, routing=routing,
+            hosts=hosts, history=self.history, stats=self.backend.stats,
+            settings=HubSettings(
+                image=cfg.spawn.image, stop_on_logout=cfg.auth.stop_on_logout,
+                start_on_login=cfg.auth.start_on_login,
+                login_limits=LimitSettings.from_auth(cfg.auth)),
+            providers=build_providers(cfg.auth, reactor), local_login=cfg.auth.local,
+            provider_limits=ProviderLimits.from_auth(cfg.auth), public_url=cfg.server.public_url)
         site = make_site(hub.resource(), self.gate, reactor, limits=RequestLimits(
             header_timeout=cfg.server.client_header_timeout,
             body_timeout=cfg.server.client_body_timeout,
@@ -201,13 +214,20 @@ class IpydocDaemon(MultiService):
             ListenService(f"web-{i}", endpoint, factory, spec).setServiceParent(web)
         web.setServiceParent(self)
 
+        self.removal = Removal(self.redis, self.backend, self.history, reactor, state,
+                               mirror=cfg.history.remote, git=cfg.history.git)
+        context = ControlContext(
+            reactor=reactor, state=self.redis, manager=self.manager, backend=self.backend,
+            exchanges=self.gate, removal=self.removal, history=self.history,
+            cull=self.culler.cull if self.culler is not None else None,
+            started_at=self.started_at, config_path=cfg.path)
         sock = cfg.control_socket
         control = ListenService(
             "control", endpoints.UNIXServerEndpoint(reactor, str(sock), mode=0o600, wantPID=True),
-            ControlFactory(self), f"unix:{sock} (mode 0600)")
+            ControlFactory(context), f"unix:{sock} (mode 0600)")
         control.setServiceParent(self)
         if cfg.control.listen_tls:
-            self._control_tls(ControlFactory(self))
+            self._control_tls(ControlFactory(context))
 
     def _control_tls(self, factory: Any) -> None:
         """The control channel on TCP with TLS; only client certificates from
@@ -228,7 +248,7 @@ class IpydocDaemon(MultiService):
         ).setServiceParent(self)
 
     def _flush_activity(self) -> defer.Deferred[None] | None:
-        stamps = self.gate.take_activity()
+        stamps = self.activity.take()
         if not stamps or self.redis.store is None:
             return None
         d = defer.Deferred.fromCoroutine(self.redis.store.record_activity(stamps))
@@ -243,9 +263,8 @@ class IpydocDaemon(MultiService):
         self.log.info("ipydoc {v} starting (config {path})", v=__version__, path=self.cfg.path)
         for child in list(self):
             await _start_tree(child)
-        from ipydoc.control.removal import reserve_orphans
         try:  # files of accounts an older ipydoc removed must not go to a new account
-            await reserve_orphans(self)
+            await self.removal.reserve_orphans()
         except Exception:  # noqa: BLE001 - logged; not a reason to refuse to start
             self.log.failure("looking for files of removed accounts")
         settle_garbage_collector()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from twisted.internet import defer
 
-from ipydoc.backends.docker_api import summarize_stats
+from ipydoc.backends.docker_formats import summarize_stats
 from ipydoc.web.present import Row, StatsCache, ago, size, sort_rows
 
 V1 = {  # trimmed from a real cgroup v1 engine answer

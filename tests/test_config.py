@@ -6,7 +6,9 @@ import subprocess
 
 import pytest
 
-from ipydoc.config.load import ConfigError, from_dict, load, parse_size
+from ipydoc.config.errors import ConfigError
+from ipydoc.config.load import from_dict, load
+from ipydoc.config.types import parse_size
 
 from support import CLI, TWISTD
 

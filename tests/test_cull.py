@@ -125,7 +125,8 @@ def test_max_age_stops_even_a_busy_server(make_daemon):
     ({"interval": 0.0}, "cull.interval must be positive"),
 ])
 def test_bad_cull_config_is_refused(bad, message):
-    from ipydoc.config.load import ConfigError, from_dict
+    from ipydoc.config.errors import ConfigError
+    from ipydoc.config.load import from_dict
 
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         from_dict({"cull": bad})

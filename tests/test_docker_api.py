@@ -20,8 +20,10 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Site
 
 from ipydoc.backends.base import BackendError, BackendEvent
-from ipydoc.backends.docker import DockerBackend, parse_docker_time
-from ipydoc.backends.docker_api import DockerAPI, _split_image, demux_logs
+from ipydoc.backends.docker import DockerBackend
+from ipydoc.backends.docker_api import DockerAPI
+from ipydoc.backends.docker_body import parse_docker_time
+from ipydoc.backends.docker_formats import demux_logs, split_image
 
 
 class FakeEngine(Resource):
@@ -145,10 +147,10 @@ async def test_pull_reports_errors_from_the_progress_stream(fake):
 
 
 def test_split_image_and_time_parsing():
-    assert _split_image("x") == ("x", "latest")
-    assert _split_image("host:5000/x") == ("host:5000/x", "latest")
-    assert _split_image("host:5000/x:3") == ("host:5000/x", "3")
-    assert _split_image("x@sha256:abc") == ("x@sha256:abc", None)
+    assert split_image("x") == ("x", "latest")
+    assert split_image("host:5000/x") == ("host:5000/x", "latest")
+    assert split_image("host:5000/x:3") == ("host:5000/x", "3")
+    assert split_image("x@sha256:abc") == ("x@sha256:abc", None)
     assert parse_docker_time("0001-01-01T00:00:00Z") is None
     assert parse_docker_time("2024-01-02T03:04:05.123456789Z") == pytest.approx(1704164645.123456789)
     assert parse_docker_time("2024-01-02T05:04:05+02:00") == 1704164645.0

@@ -168,8 +168,14 @@ async def test_jupyter_server_starts_with_token_limits_and_loopback_port(image, 
     assert [(m["Type"], m["Name"], m["Destination"]) for m in mounts] == [
         ("volume", f"ipydoc-t{run_id}-home-alice", "/home/jovyan")
     ]
+    # Its output and its use, through the backend interface (the CLI's logs, admin stats).
+    assert "Jupyter Server" in await backend.logs(info.id, tail=None)
+    assert len((await backend.logs(info.id, tail=1)).strip().splitlines()) <= 1
+    use = await backend.stats(info.id)
+    assert use is not None and use["mem_limit"] == 512 * 2**20 and 0 < use["pids"] <= 200
 
     await backend.stop("alice")
+    assert await backend.stats(info.id) is None  # gone: no stats, no error
     assert inspect("container", f"ipydoc-t{run_id}-alice") is None
     assert inspect("volume", f"ipydoc-t{run_id}-home-alice") is not None
     assert await backend.status("alice") is None

@@ -17,6 +17,8 @@ import requests
 from twisted.internet import reactor, threads
 from twisted.web.resource import Resource
 
+from ipydoc.access.ladder import start_url
+from ipydoc.edge.routing import Routing
 from ipydoc.edge.site import make_site
 from ipydoc.proxy.gate import Forward
 
@@ -38,7 +40,9 @@ class Gate:
     async def decide(self, request):
         if request.path.startswith(b"/user/boom/"):
             raise RuntimeError("secret internal detail <script>")
-        return Forward("alice", self.target, "tok")
+        # the start page as the real gate names it (path mode)
+        return Forward("alice", self.target, "tok",
+                       start_url=start_url(Routing(), request, "alice"))
 
     def saw_traffic(self, user: str) -> None:
         pass

@@ -298,14 +298,16 @@ def test_the_client_is_the_rightmost_untrusted_address(chain, client):
 
 @pytest.mark.parametrize("entry", ["10.0.0.0/33", "proxy.example.org", "", "10.0.0.1-9"])
 def test_bad_trusted_proxies_are_refused_naming_the_key(entry):
-    from ipydoc.config.load import ConfigError, from_dict
+    from ipydoc.config.errors import ConfigError
+    from ipydoc.config.load import from_dict
 
     with pytest.raises(ConfigError, match=r"server\.trusted_proxies: .* is not an IP"):
         from_dict({"server": {"trusted_proxies": [entry]}})
 
 
 def test_trusted_proxies_is_a_list_of_strings():
-    from ipydoc.config.load import ConfigError, from_dict
+    from ipydoc.config.errors import ConfigError
+    from ipydoc.config.load import from_dict
 
     assert from_dict({}).server.trusted_proxies == []
     ok = from_dict({"server": {"trusted_proxies": ["unix", "fd00::/8", " 10.1.2.3 "]}})

@@ -18,7 +18,8 @@ import pytest
 import requests
 import websocket
 
-from ipydoc.config.load import ConfigError, from_dict
+from ipydoc.config.errors import ConfigError
+from ipydoc.config.load import from_dict
 
 from support import Daemon, peak_rss
 from test_proxy_backend import BLOCK, spawn, stop

@@ -12,7 +12,7 @@ from twisted.internet import reactor
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 
-from ipydoc.config.load import HistorySection
+from ipydoc.config.history import HistorySection
 from ipydoc.history.service import History
 from ipydoc.state.redis_service import RedisService
 

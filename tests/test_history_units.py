@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from ipydoc.config.load import ConfigError, HistorySection, from_dict
+from ipydoc.config.errors import ConfigError
+from ipydoc.config.history import HistorySection
+from ipydoc.config.load import from_dict
+from ipydoc.history.mirror import Pusher
 from ipydoc.history.nbdiff import file_diff, render_text
+from ipydoc.history.queue import _superseded
 from ipydoc.history.repo import Change, GitRepo, blob_id, check_path
-from ipydoc.history.service import History, _superseded
+from ipydoc.history.service import History
 
 
 def nb(*cells: tuple[str, str], ids: bool = True) -> bytes:
@@ -86,7 +89,7 @@ def _history(**cfg) -> History:
 def test_which_responses_are_saves():
     h = _history()
     seen = []
-    h.enqueue = lambda user, entry: seen.append((user, entry["op"], entry["path"]))
+    h.queue.enqueue = lambda user, entry: seen.append((user, entry["op"], entry["path"]))
     h.note("alice", b"PUT", b"/user/alice/api/contents/a%20b/n.ipynb", 200)
     h.note("alice", b"PATCH", b"/user/alice/api/contents/n.ipynb", 200)
     h.note("alice", b"DELETE", b"/user/alice/api/contents/old.txt", 204)
@@ -117,10 +120,10 @@ def test_big_outputs_are_trimmed_small_ones_kept():
                         {"output_type": "stream", "name": "stdout", "text": "small"}]}
     raw = json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4,
                       "nbformat_minor": 5}).encode()
-    out = json.loads(h.trim("n.ipynb", raw))["cells"][0]["outputs"]
+    out = json.loads(h.contents.trim("n.ipynb", raw))["cells"][0]["outputs"]
     assert "not kept in the history" in "".join(out[0]["text"]) and out[1]["text"] == "small"
-    assert h.trim("data.json", raw) == raw
-    assert h.trim("n.ipynb", b"{broken") == b"{broken"
+    assert h.contents.trim("data.json", raw) == raw
+    assert h.contents.trim("n.ipynb", b"{broken") == b"{broken"
 
 
 @pytest.mark.parametrize("values, message", [
@@ -139,7 +142,5 @@ def test_bad_history_config_names_the_key(values, message):
 
 
 def test_pusher_url_from_template():
-    from ipydoc.history.service import Pusher
-
-    p = Pusher(SimpleNamespace(cfg=HistorySection(remote="https://github.com/acme/{name}.git")))
+    p = Pusher(HistorySection(remote="https://github.com/acme/{name}.git"), None, None, None)
     assert p.url("alice") == "https://github.com/acme/alice.git"

@@ -195,7 +195,8 @@ def new_daemon(tmp_path_factory, tag: str, **overrides):
     ({"network": "", "egress": "deny"}, "docker.egress and docker.host_access need docker.network"),
 ])
 def test_bad_isolation_settings_name_the_key(docker_section, message):
-    from ipydoc.config.load import ConfigError, from_dict
+    from ipydoc.config.errors import ConfigError
+    from ipydoc.config.load import from_dict
 
     with pytest.raises(ConfigError, match=message):
         from_dict({"docker": docker_section})

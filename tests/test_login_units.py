@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from twisted.internet.task import Clock
 
 from ipydoc.auth.jwks import KeyNotFound, KeySet
-from ipydoc.config.load import ConfigError, from_dict
+from ipydoc.config.errors import ConfigError
+from ipydoc.config.load import from_dict
 from ipydoc.edge.access_log import scrub_uri
 
 

@@ -4,7 +4,7 @@ import pytest
 import pytest_twisted
 from twisted.internet import defer
 
-from ipydoc.servers.manager import OnePerUser
+from ipydoc.servers.queue import OnePerUser
 
 
 @pytest_twisted.ensureDeferred

@@ -3,7 +3,7 @@
     python3 tests/test_proxy_server.py BACKEND_URL [LIMITS_JSON]   # prints the port, serves
 
 Every ``/user/...`` request is forwarded to BACKEND_URL (the gate is not under test).
-LIMITS_JSON sets :class:`ipydoc.edge.request_rules.RequestLimits` fields, e.g. '{"header_timeout": 1}'.
+LIMITS_JSON sets :class:`ipydoc.edge.limits.RequestLimits` fields, e.g. '{"header_timeout": 1}'.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def main() -> None:
     from twisted.internet import reactor
     from twisted.web.resource import Resource
 
-    from ipydoc.edge.request_rules import RequestLimits
+    from ipydoc.edge.limits import RequestLimits
     from ipydoc.edge.site import make_site
     from ipydoc.proxy.gate import Forward
 

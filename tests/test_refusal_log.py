@@ -22,7 +22,7 @@ SMUGGLE = (b"POST /user/alice/api/contents HTTP/1.1\r\nHost: x\r\nContent-Length
 BIG_HEAD = (b"GET /hub/login HTTP/1.1\r\nHost: x\r\n"
             + b"".join(b"X-Filler-%d: %s\r\n" % (i, b"a" * 1000) for i in range(40)) + b"\r\n")
 FLOOD = 1000
-PER_SECOND = 10  # ipydoc.edge.request_rules.REFUSAL_LINES_PER_SECOND
+PER_SECOND = 10  # ipydoc.edge.refusals.REFUSAL_LINES_PER_SECOND
 
 
 @pytest.fixture(scope="module")

@@ -232,7 +232,7 @@ def test_the_owner_identity_is_refused_too_until_restored(site):
 async def test_every_account_creation_refuses_a_reserved_name(tmp_path):
     from ipydoc.auth.identities import Identities
     from ipydoc.state.redis_service import RedisService
-    from ipydoc.state.store import NameReserved
+    from ipydoc.state.users import NameReserved
 
     service = RedisService("", tmp_path, reactor)
     await service.startService()

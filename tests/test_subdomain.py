@@ -158,7 +158,8 @@ def hand_off(b: Browser, name: str, path: str = "/lab") -> str:
      "server.public_url must be on server.domain"),
 ])
 def test_bad_subdomain_settings_name_the_key(server, message):
-    from ipydoc.config.load import ConfigError, from_dict
+    from ipydoc.config.errors import ConfigError
+    from ipydoc.config.load import from_dict
 
     with pytest.raises(ConfigError, match=re.escape(message)):
         from_dict({"server": server})

@@ -337,7 +337,8 @@ def test_bad_certificate_or_key_stops_the_daemon_naming_the_file(tmp_path, pki, 
     ({"listen": "tcp:8000", "tls_cert": "/x.pem"}, "server.tls_cert is set but no server.listen"),
 ])
 def test_tls_config_mistakes_name_the_key(server, message):
-    from ipydoc.config.load import ConfigError, from_dict
+    from ipydoc.config.errors import ConfigError
+    from ipydoc.config.load import from_dict
 
     with pytest.raises(ConfigError) as e:
         from_dict({"server": {"listen": "ssl:8443", **server}})
@@ -345,7 +346,8 @@ def test_tls_config_mistakes_name_the_key(server, message):
 
 
 def test_certificate_selection_rules(pki, tmp_path):
-    from ipydoc.edge.tls import CertFiles, CertStore, https_port, name_matches, parse_listen
+    from ipydoc.edge.certificates import CertFiles, CertStore, name_matches
+    from ipydoc.edge.listen_spec import https_port, parse_listen
 
     assert name_matches("*.nb.test", "alice.nb.test")
     assert not name_matches("*.nb.test", "nb.test")

@@ -10,11 +10,11 @@ from twisted.internet.task import Clock
 from twisted.logger import Logger
 from twisted.web.http_headers import Headers
 
-from ipydoc.access.gate import is_websocket, wants_html
-from ipydoc.edge.request_rules import RefusalLog
+from ipydoc.access import origin, verdicts
+from ipydoc.edge.refusals import RefusalLog
 from ipydoc.proxy import replies
 from ipydoc.proxy.gate import Forward
-from ipydoc.proxy.headers import is_hub_cookie, is_websocket_upgrade, token_list
+from ipydoc.proxy.headers import is_hub_cookie, is_websocket_upgrade, token_list, wants_html
 from ipydoc.proxy.http import keep_response_header
 from ipydoc.proxy.live import OpenExchanges
 from ipydoc.proxy.websocket import _Head, _switching_head
@@ -64,10 +64,12 @@ UPGRADES = [
 def test_one_rule_for_gate_proxy_and_error_pages(headers, expected):
     request = Req(headers)
     assert is_websocket_upgrade(request) is expected
-    assert is_websocket(request) is expected  # the gate's name for the same function
+    # the gate's Origin rule and its pages use the very same functions as the proxy
+    assert origin.is_websocket_upgrade is is_websocket_upgrade
+    assert origin.changes_state(request) is expected  # a GET: unsafe only as an upgrade
     request.requestHeaders.setRawHeaders(b"accept", [b"text/html"])
     assert wants_html(request) is (not expected)
-    assert replies.wants_html(request) is (not expected)
+    assert verdicts.wants_html is wants_html and replies.wants_html is wants_html
 
 
 def test_only_get_is_an_upgrade():

@@ -11,8 +11,8 @@ the account's count, not the address's: one known account must not let an addres
 guessing others.  An admin's ``ipydoc user passwd`` clears the account's count too.
 
 Counts are fixed windows: the first failure starts the key's expiry; refused attempts do
-not extend it, so the owner waits at most one window after the guessing stops.  Both
-counters are updated in one Lua script, so a crash never leaves a key without expiry.
+not extend it, so the owner waits at most one window after the guessing stops (the
+counters: :mod:`ipydoc.state.login_limits`).
 
 Behind a reverse proxy every connection comes from the proxy: list it in
 ``server.trusted_proxies`` and the address counted is the client's, from the proxy's
@@ -30,35 +30,7 @@ from typing import Any
 
 from twisted.web.iweb import IRequest
 
-P = "ipydoc:login-fails:"
-
-# KEYS: the counters; ARGV[1]: window seconds. Returns count, ttl for each key.
-_READ = """
-local out = {}
-for _, k in ipairs(KEYS) do
-  out[#out + 1] = tonumber(redis.call('GET', k) or '0')
-  out[#out + 1] = redis.call('TTL', k)
-end
-return out
-"""
-_FAIL = """
-local out = {}
-for _, k in ipairs(KEYS) do
-  local n = redis.call('INCR', k)
-  if redis.call('TTL', k) < 0 then redis.call('EXPIRE', k, ARGV[1]) end
-  out[#out + 1] = n
-  out[#out + 1] = redis.call('TTL', k)
-end
-return out
-"""
-
-
-def account_key(name: str) -> str:
-    return f"{P}user:{name}"
-
-
-def address_key(group: str) -> str:
-    return f"{P}addr:{group}"
+from ipydoc.access.collaborators import StoreSource
 
 
 def address_group(host: str) -> str:
@@ -114,45 +86,45 @@ class Refusal:
 
 
 class LoginLimits:
-    """Reads and counts failed logins; ``store_source.store.redis`` is the connection."""
+    """Reads and counts failed logins (the counters: :mod:`ipydoc.state.login_limits`);
+    ``store_source.store`` is the store once Redis is up."""
 
-    def __init__(self, store_source: Any, settings: LimitSettings) -> None:
+    def __init__(self, store_source: StoreSource, settings: LimitSettings) -> None:
         self._source = store_source
         self.settings = settings
 
-    def _keys(self, name: str | None, group: str) -> list[tuple[str, str, int]]:
+    def _scopes(self, name: str | None) -> tuple[str | None, list[tuple[str, int]]]:
+        """The account counted (None: not counted) and the (scope, limit) of each counter,
+        in the store's order: account, then address."""
         s = self.settings
-        keys = []
-        if name and s.per_account > 0:
-            keys.append(("account", account_key(name), s.per_account))
+        account = name if name and s.per_account > 0 else None
+        scopes = [("account", s.per_account)] if account else []
         if s.per_address > 0:
-            keys.append(("address", address_key(group), s.per_address))
-        return keys
+            scopes.append(("address", s.per_address))
+        return account, scopes
 
-    async def _run(self, script: str, keys: list[tuple[str, str, int]]) -> Refusal | None:
-        if not keys:
+    async def _verdict(self, count: bool, name: str | None, group: str) -> Refusal | None:
+        account, scopes = self._scopes(name)
+        if not scopes:
             return None
-        redis = self._source.store.redis
-        out = await redis.execute_command("EVAL", script, str(len(keys)),
-                                          *(k for _, k, _ in keys), str(self.settings.window))
-        for i, (scope, _, limit) in enumerate(keys):
-            count, ttl = int(out[2 * i]), int(out[2 * i + 1])
-            if count >= limit:
-                return Refusal(scope, max(1, ttl if ttl > 0 else self.settings.window))
+        store, window = self._source.store, self.settings.window
+        group_or_none = group if self.settings.per_address > 0 else None
+        if count:
+            counts = await store.count_login_failure(account, group_or_none, window)
+        else:
+            counts = await store.login_failures(account, group_or_none, window)
+        for (scope, limit), (n, ttl) in zip(scopes, counts):
+            if n >= limit:
+                return Refusal(scope, max(1, ttl if ttl > 0 else window))
         return None
 
     async def check(self, name: str | None, group: str) -> Refusal | None:
         """A refusal if the account or the address has used up its failures."""
-        return await self._run(_READ, self._keys(name, group))
+        return await self._verdict(False, name, group)
 
     async def failed(self, name: str | None, group: str) -> Refusal | None:
         """Count one failure; a refusal if that used up the account's or address's."""
-        return await self._run(_FAIL, self._keys(name, group))
+        return await self._verdict(True, name, group)
 
     async def succeeded(self, name: str) -> None:
-        await clear_account(self._source.store.redis, name)
-
-
-async def clear_account(redis: Any, name: str) -> None:
-    """Forget an account's failed logins (after a success or an admin's password reset)."""
-    await redis.delete(account_key(name))
+        await self._source.store.clear_login_failures(name)

@@ -13,10 +13,10 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from twisted.web.iweb import IRequest
 
+from ipydoc.access.collaborators import StoreSource
 from ipydoc.access.cookies import SESSION_COOKIE, Signer, cookie_header, new_id, read_cookie
 from ipydoc.state.store import Store
 
@@ -33,7 +33,7 @@ CACHE_MAX = 10_000
 
 
 class Sessions:
-    def __init__(self, store_source: Any, secret: bytes, lifetime: int) -> None:
+    def __init__(self, store_source: StoreSource, secret: bytes, lifetime: int) -> None:
         self._store_source = store_source
         self.signer = Signer(secret, "session")
         self.lifetime = lifetime

@@ -29,7 +29,7 @@ A host session is valid only while its hub session lives (logout, ``user disable
 seconds of cache as hub sessions, emptied whenever the store ends sessions) and only
 for its user's host.  The ``/_ipydoc/`` path prefix on user hosts belongs to ipydoc.
 
-Redis keys (see :mod:`ipydoc.state.store`): ``ipydoc:handoff:{sha256(token)}`` (string
+Redis keys (see :mod:`ipydoc.state.keys`): ``ipydoc:handoff:{sha256(token)}`` (string
 ``"NAME SESSIONKEY sha256(STATE)"``, 30 s) and ``ipydoc:host-session:{sha256(id)}``
 (hash ``user``, ``session``, ``created``; expires with the hub session).
 """
@@ -41,13 +41,14 @@ import hmac
 import re
 import secrets
 import time
-from typing import Any
 
 from twisted.web.iweb import IRequest
 
+from ipydoc.access.collaborators import StoreSource
 from ipydoc.access.cookies import Signer, cookie_header, new_id, read_cookie
 from ipydoc.access.sessions import Session
-from ipydoc.state.store import P, Store, session_key
+from ipydoc.state.keys import session_key
+from ipydoc.state.store import Store
 
 USER_COOKIE = "ipydoc-user"
 STATE_COOKIE = "ipydoc-handoff"
@@ -56,15 +57,6 @@ HANDOFF_SECONDS = 30
 HANDOFF_PATH = b"/_ipydoc/handoff"
 CACHE_SECONDS = 5.0
 CACHE_MAX = 10_000
-
-
-def handoff_key(token: str) -> str:
-    return f"{P}handoff:{hashlib.sha256(token.encode()).hexdigest()}"
-
-
-def host_session_key(host_session_id: str) -> str:
-    return f"{P}host-session:{hashlib.sha256(host_session_id.encode()).hexdigest()}"
-
 
 #: What :func:`new_state` makes (``secrets.token_urlsafe(32)``).
 _STATE = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -88,7 +80,7 @@ def state_hash(state: str) -> str:
 class HostSessions:
     """Handoff tokens and the per-user-host sessions they turn into."""
 
-    def __init__(self, store_source: Any, secret: bytes) -> None:
+    def __init__(self, store_source: StoreSource, secret: bytes) -> None:
         self._store_source = store_source
         self.signer = Signer(secret, "user-host")
         self._cache: dict[str, tuple[tuple[str, str], float]] = {}
@@ -112,8 +104,8 @@ class HostSessions:
         """A fresh one-time token handing ``session``'s user to their own host, in the
         browser whose state cookie there is ``state``."""
         token = secrets.token_urlsafe(32)
-        value = f"{session.user} {session_key(session.id)} {state_hash(state)}"
-        await self.store.redis.set(handoff_key(token), value, expire=HANDOFF_SECONDS)
+        await self.store.put_handoff(token, session.user, session_key(session.id),
+                                     state_hash(state), HANDOFF_SECONDS)
         return token
 
     # -- the user host's side ------------------------------------------------------------
@@ -125,29 +117,22 @@ class HostSessions:
         has ended."""
         if not token or len(token) > 100:
             return None
-        redis = self.store.redis
-        t = await redis.multi()
-        t.get(handoff_key(token))
-        t.delete(handoff_key(token))
-        value = (await t.commit())[0]
-        if not value:
+        store = self.store
+        taken = await store.take_handoff(token)
+        if taken is None:
             return None
-        user, hub_key, bound = (str(value).split(" ") + ["", ""])[:3]
+        user, hub_key, bound = taken
         if user != host_user or not hub_key or not bound or state is None:
             return None
         if not hmac.compare_digest(state_hash(state), bound):
             return None  # a token this browser did not ask for (sent here by a link)
-        if await redis.hget(hub_key, "user") != user:
+        if await store.hub_session_user(hub_key) != user:
             return None
-        ttl = await redis.ttl(hub_key)
+        ttl = await store.hub_session_ttl(hub_key)
         if ttl is None or ttl <= 0:
             return None
         host_id = new_id()
-        key = host_session_key(host_id)
-        t = await redis.multi()
-        t.hmset(key, {"user": user, "session": hub_key, "created": repr(time.time())})
-        t.expire(key, ttl)
-        await t.commit()
+        await store.create_host_session(host_id, user, hub_key, ttl)
         return self.signer.sign(host_id), ttl
 
     async def user_of(self, request: IRequest) -> str | None:
@@ -167,16 +152,16 @@ class HostSessions:
         if hit is not None and hit[1] > now:
             return hit[0]
         generation = self._generation
-        redis = self.store.redis
-        user, hub_key = await redis.hmget(host_session_key(host_id), ["user", "session"])
-        if not user or not hub_key or await redis.hget(hub_key, "user") != user:
+        store = self.store
+        found = await store.host_session(host_id)
+        if found is None or await store.hub_session_user(found[1]) != found[0]:
             self._cache.pop(host_id, None)
             return None
         if generation == self._generation:
             if len(self._cache) >= CACHE_MAX:
                 self._cache.clear()
-            self._cache[host_id] = ((user, hub_key), now + CACHE_SECONDS)
-        return user, hub_key
+            self._cache[host_id] = (found, now + CACHE_SECONDS)
+        return found
 
     @staticmethod
     def cookie(value: str, *, secure: bool, max_age: int | None) -> str:

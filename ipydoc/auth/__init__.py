@@ -1,4 +1,4 @@
 """External login providers: GitHub (organisation/team/user allow-lists) and any OpenID
-Connect provider.  ``settings`` holds their configuration tables (no Twisted import, the
-config loader uses it); ``routes`` puts /hub/oauth/<id>/start and /callback into the Hub.
+Connect provider.  ``base`` is what every provider offers the hub, ``registry`` builds the
+configured ones; their configuration tables are in :mod:`ipydoc.config.auth`.
 """

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from ipydoc.auth.providers import HTTP, Identity, Refused
+from ipydoc.auth.base import HTTP, Identity, Refused
 from ipydoc.config.auth import GithubAuth
 from ipydoc.names import InvalidName, validate_name
 

@@ -11,8 +11,8 @@ value are stored.
 
 **Bounded.**  Starting a login is anonymous, so every record is counted: the sorted set
 ``ipydoc:login-states`` holds one member per outstanding record (scored by its expiry), and
-one Lua script prunes the expired members, refuses when ``auth.oauth_pending_max`` records
-are outstanding or the client address (:func:`ipydoc.access.login_limits.client_group`) has
+one Lua script (:mod:`ipydoc.state.login_states`) prunes the expired members, refuses
+when ``auth.oauth_pending_max`` records are outstanding or the client address (:func:`ipydoc.access.login_limits.client_group`) has
 started ``auth.oauth_starts_per_address`` logins in the last ten minutes, and otherwise
 writes the record and its member together.  The script runs in Redis, so several daemons
 sharing one Redis count the same set; the time is Redis's own (``TIME``), so their clocks
@@ -31,46 +31,11 @@ import secrets
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ipydoc.state.store import P
+from ipydoc.state.store import Store
 
 TTL_SECONDS = 600
 BINDING_COOKIE = "ipydoc-oauth"
 COOKIE_PATH = "/hub/oauth/"
-OUTSTANDING = f"{P}login-states"
-
-# KEYS: the record, OUTSTANDING, [the address's start counter]; ARGV: record JSON, ttl s,
-# cap, per-address limit, member (the record key's hash).  Returns {0, 0} when saved, else
-# {1 (site cap) or 2 (address limit), seconds until it frees up}.
-SAVE_SCRIPT = """
-redis.replicate_commands()
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local ttl = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[3]) then
-  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  return {1, math.max(1, math.ceil((tonumber(oldest[2]) - now) / 1000))}
-end
-if #KEYS >= 3 then
-  if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[4]) then
-    return {2, math.max(1, redis.call('TTL', KEYS[3]))}
-  end
-  redis.call('INCR', KEYS[3])
-  if redis.call('TTL', KEYS[3]) < 0 then redis.call('EXPIRE', KEYS[3], ttl) end
-end
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
-redis.call('ZADD', KEYS[2], now + ttl * 1000, ARGV[5])
-redis.call('PEXPIRE', KEYS[2], ttl * 1000 + 1000)
-return {0, 0}
-"""
-
-
-def state_key(state: str) -> str:
-    return f"{P}login-state:{_digest(state)}"
-
-
-def starts_key(group: str) -> str:
-    return f"{P}oauth-starts:addr:{group}"
 
 
 @dataclass(frozen=True)
@@ -131,42 +96,24 @@ def new_login(provider: str, nxt: str, redirect_uri: str) -> tuple[str, str, Log
     return secrets.token_urlsafe(32), cookie, record
 
 
-async def save(redis: Any, state: str, record: LoginState, limits: Limits = Limits(),
+async def save(store: Store, state: str, record: LoginState, limits: Limits = Limits(),
                group: str = "") -> Full | None:
     """Store ``record`` under ``state`` unless a limit is reached (then a :class:`Full`)."""
-    key = state_key(state)
-    keys = [key, OUTSTANDING]
-    if limits.per_address > 0 and group:
-        keys.append(starts_key(group))
-    out = await redis.execute_command(
-        "EVAL", SAVE_SCRIPT, str(len(keys)), *keys, json.dumps(asdict(record)),
-        str(TTL_SECONDS), str(max(1, limits.pending_max)), str(limits.per_address),
-        key.rsplit(":", 1)[1])
-    code, wait = int(out[0]), int(out[1])
-    if code == 0:
-        return None
-    return Full("site" if code == 1 else "address", wait)
+    full = await store.save_login_state(state, json.dumps(asdict(record)), TTL_SECONDS,
+                                        limits.pending_max, limits.per_address, group)
+    return None if full is None else Full(*full)
 
 
-async def discard(redis: Any, state: str) -> None:
+async def discard(store: Store, state: str) -> None:
     """Forget a record that will not be used (the provider could not be asked)."""
-    key = state_key(state)
-    t = await redis.multi()
-    t.delete(key)
-    t.zrem(OUTSTANDING, key.rsplit(":", 1)[1])
-    await t.commit()
+    await store.discard_login_state(state)
 
 
-async def take(redis: Any, state: str) -> LoginState | None:
+async def take(store: Store, state: str) -> LoginState | None:
     """The record of ``state``, deleting it; None if unknown, expired or already used."""
     if not state or len(state) > 200:
         return None
-    key = state_key(state)
-    t = await redis.multi()
-    t.get(key)
-    t.delete(key)
-    t.zrem(OUTSTANDING, key.rsplit(":", 1)[1])
-    raw, _, _ = await t.commit()
+    raw = await store.take_login_state(state)
     if not raw:
         return None
     try:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import base64
 import hmac
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import jwt
 from twisted.logger import Logger
 
+from ipydoc.auth.base import HTTP, Identity, Refused
 from ipydoc.auth.jwks import KeyNotFound, KeySet
-from ipydoc.auth.providers import HTTP, Identity, Refused
 from ipydoc.config.auth import OidcAuth
 from ipydoc.names import InvalidName, validate_name
 
@@ -99,8 +99,6 @@ class OidcProvider:
 
     async def _exchange(self, code: str, redirect_uri: str, verifier: str) -> str:
         """The ID token for ``code`` (client_secret_basic, as RFC 6749 2.3.1 encodes it)."""
-        from urllib.parse import quote
-
         endpoint = (await self.discovery())["token_endpoint"]
         basic = base64.b64encode(f"{quote(self.settings.client_id, safe='')}:"
                                  f"{quote(self._secret, safe='')}".encode()).decode()

@@ -8,7 +8,7 @@ here lets Docker, local processes and later Swarm/Kubernetes share everything el
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Literal, Protocol
+from typing import Any, Callable, Literal, Protocol
 
 ErrorKind = Literal["image_missing", "unreachable", "conflict", "bad_answer", "failed"]
 
@@ -83,9 +83,25 @@ class Backend(Protocol):
     def stop_following(self) -> None:
         """End what :meth:`follow` started (service shutdown).  No-op if not following."""
 
+    async def logs(self, server_id: str, tail: int | None = 100) -> str:
+        """The last ``tail`` lines (None: all) of the server's stdout and stderr, interleaved;
+        ``server_id`` is :attr:`ServerInfo.id`."""
+
+    async def stats(self, server_id: str) -> dict[str, Any] | None:
+        """One sample of a running server's use: ``cpu_percent`` (100 = one CPU busy),
+        ``mem_bytes``, ``mem_limit``, ``pids``; None when it is gone."""
+
     async def check(self) -> str:
         """Raise BackendError if the backend cannot be used; else a short description."""
 
     async def purge(self, name: str) -> None:
         """Delete the user's files (admin only; never called by stop).  Refused while the
         user has a server (kind "conflict")."""
+
+    def files_of(self, name: str) -> str:
+        """Where the user's files are, for people: ``volume X`` / ``directory D``."""
+
+    async def users_with_files(self) -> set[str]:
+        """Names whose files the backend finds by listing where it keeps them, account or
+        not (used at start to reserve names whose files outlived their accounts); may be
+        empty when listing is not cheap (Docker volumes)."""

@@ -14,259 +14,39 @@ and the events stream); the API is a stable, versioned REST interface, so a thin
   operator and whose ``kind`` says what went wrong (``unreachable``, ``image_missing``,
   ``conflict``, ``failed``, ``bad_answer``).
 * Each request has a timeout (whole request, body included); the events stream has none.
+
+Reaching the engine (socket, TLS) is :mod:`ipydoc.backends.docker_transport`; decoding
+what it sends (logs, stats, events) is :mod:`ipydoc.backends.docker_formats`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import struct
 from typing import Any, Callable, Iterable
 from urllib.parse import quote
 
 import treq
 from treq.client import HTTPClient
-from twisted.internet import error as ierror
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.endpoints import UNIXClientEndpoint
-from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
-from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
-from twisted.python.failure import Failure
-from twisted.web import client as web_client
-from twisted.web._newclient import (
-    RequestTransmissionFailed,
-    ResponseFailed,
-    ResponseNeverReceived,
-)
-from twisted.web.client import Agent
-from twisted.web.iweb import IPolicyForHTTPS
-from zope.interface import implementer
 
 from ipydoc.backends.base import BackendError
+from ipydoc.backends.docker_formats import (
+    EventStream,
+    demux_logs,
+    label_filters,
+    split_image,
+    summarize_stats,
+)
+from ipydoc.backends.docker_transport import CONNECTION_ERRORS, engine_agent, reason
 from ipydoc.backends.httppool import quiet_pool
 
 API_VERSION = "1.41"
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 DEFAULT_TIMEOUT = 30.0
-MAX_EVENT_LINE = 1 << 20  # an events line longer than this is garbage, not an event
 
 log = Logger()
-
-_CONNECTION_ERRORS = (
-    ierror.ConnectError,
-    ierror.ConnectionLost,
-    ierror.ConnectionDone,
-    ierror.ConnectionClosed,
-    ResponseNeverReceived,
-    RequestTransmissionFailed,
-    ResponseFailed,
-    OSError,
-)
-
-
-def _reason(exc: BaseException) -> str:
-    """A short human reason for a connection-level failure."""
-    if isinstance(exc, (ResponseNeverReceived, RequestTransmissionFailed, ResponseFailed)):
-        reasons = getattr(exc, "reasons", None) or []
-        for r in reasons:
-            if isinstance(r, Failure) and not r.check(CancelledError):
-                return _reason(r.value)
-        return "the connection was closed before an answer arrived"
-    if isinstance(exc, ierror.ConnectError):
-        os_error = exc.osError
-        text = exc.args[0] if exc.args else ""
-        if isinstance(text, str) and text:
-            # UNIX connect failures carry "No such file or directory" etc. as the string.
-            return text.strip().rstrip(".")
-        if os_error:
-            return str(os_error).strip().rstrip(".")
-        return str(exc).strip().rstrip(".")
-    if isinstance(exc, (ierror.ConnectionLost, ierror.ConnectionDone)):
-        return "the connection was closed before an answer arrived"
-    return str(exc) or exc.__class__.__name__
-
-
-@implementer(web_client.IAgentEndpointFactory)
-class _UNIXEndpointFactory:
-    """Every URL goes to the one unix socket (the URL's host is ignored)."""
-
-    def __init__(self, reactor: Any, path: str) -> None:
-        self._reactor = reactor
-        self._path = path
-
-    def endpointForURI(self, uri: Any) -> UNIXClientEndpoint:  # noqa: N802 (Twisted API)
-        return UNIXClientEndpoint(self._reactor, self._path, timeout=10)
-
-
-@implementer(IPolicyForHTTPS)
-class _DockerTLSPolicy:
-    """Client certificate from DOCKER_CERT_PATH; verify against its ca.pem if asked."""
-
-    def __init__(self, cert_path: str, verify: bool) -> None:
-        from twisted.internet import ssl
-
-        def read(name: str) -> bytes:
-            p = os.path.join(cert_path, name)
-            try:
-                with open(p, "rb") as f:
-                    return f.read()
-            except OSError as e:
-                raise BackendError(
-                    "failed", f"Docker TLS: cannot read {p}: {e.strerror or e}"
-                ) from None
-
-        try:
-            self._client = ssl.PrivateCertificate.loadPEM(read("cert.pem") + b"\n" + read("key.pem"))
-            self._ca = ssl.Certificate.loadPEM(read("ca.pem")) if verify else None
-        except BackendError:
-            raise
-        except Exception as e:  # pyOpenSSL raises assorted errors for bad PEM files
-            raise BackendError("failed", f"Docker TLS: bad certificate files in {cert_path}: {e}") from None
-        self._verify = verify
-
-    def creatorForNetloc(self, hostname: bytes, port: int) -> Any:  # noqa: N802 (Twisted API)
-        from twisted.internet import ssl
-
-        if self._verify:
-            return ssl.optionsForClientTLS(
-                hostname.decode("ascii"), trustRoot=self._ca, clientCertificate=self._client
-            )
-        # DOCKER_CERT_PATH without DOCKER_TLS_VERIFY: TLS with a client certificate, server
-        # not verified (the docker CLI's behaviour for that combination).
-        return _NoVerifyCreator(self._client)
-
-
-@implementer(IOpenSSLClientConnectionCreator)
-class _NoVerifyCreator:
-    """A TLS client connection with a client certificate and no server check."""
-
-    def __init__(self, client: Any) -> None:
-        from twisted.internet import ssl
-
-        self._options = ssl.CertificateOptions(
-            privateKey=client.privateKey.original, certificate=client.original, verify=False
-        )
-
-    def clientConnectionForTLS(self, tlsProtocol: Any) -> Any:  # noqa: N802 (Twisted API)
-        from OpenSSL import SSL
-
-        conn = SSL.Connection(self._options.getContext(), None)
-        conn.set_app_data(tlsProtocol)
-        conn.set_connect_state()
-        return conn
-
-
-def _label_filters(label_filter: dict[str, str | None] | Iterable[str]) -> list[str]:
-    if isinstance(label_filter, dict):
-        return [k if v is None else f"{k}={v}" for k, v in label_filter.items()]
-    return list(label_filter)
-
-
-def _split_image(name: str) -> tuple[str, str | None]:
-    """("repo", "tag") for the pull API; a missing tag means latest (never "all tags")."""
-    if "@" in name:
-        return name, None
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    if colon > slash:
-        return name[:colon], name[colon + 1 :]
-    return name, "latest"
-
-
-def demux_logs(data: bytes) -> str:
-    """Docker's multiplexed log stream (8-byte headers) to text; raw (TTY) data as is."""
-    out: list[bytes] = []
-    i = 0
-    n = len(data)
-    if n >= 8 and data[0] in (0, 1, 2) and data[1:4] == b"\0\0\0":
-        while i + 8 <= n:
-            stream, size = struct.unpack(">BxxxL", data[i : i + 8])
-            if stream not in (0, 1, 2):
-                out.append(data[i:])  # not a header after all: keep the rest verbatim
-                i = n
-                break
-            out.append(data[i + 8 : i + 8 + size])
-            i += 8 + size
-        out.append(data[i:])
-    else:
-        out.append(data)
-    return b"".join(out).decode("utf-8", "replace")
-
-
-def summarize_stats(raw: dict) -> dict:
-    """``cpu_percent`` (100 = one CPU busy), ``mem_bytes``, ``mem_limit``, ``pids`` of a
-    stats document, computed as ``docker stats`` does (memory without the page cache)."""
-    def num(d: Any, *path: str) -> float:
-        for key in path:
-            d = d.get(key) if isinstance(d, dict) else None
-        return float(d) if isinstance(d, (int, float)) else 0.0
-
-    cpu, pre = raw.get("cpu_stats") or {}, raw.get("precpu_stats") or {}
-    cpu_delta = num(cpu, "cpu_usage", "total_usage") - num(pre, "cpu_usage", "total_usage")
-    sys_delta = num(cpu, "system_cpu_usage") - num(pre, "system_cpu_usage")
-    online = num(cpu, "online_cpus") or float(
-        len((cpu.get("cpu_usage") or {}).get("percpu_usage") or []) or 1)
-    cpu_percent = cpu_delta / sys_delta * online * 100.0 if cpu_delta > 0 and sys_delta > 0 else 0.0
-    mem = raw.get("memory_stats") or {}
-    usage = num(mem, "usage")
-    # cgroup v1 names the page cache total_inactive_file, v2 inactive_file.
-    cache = num(mem, "stats", "total_inactive_file") or num(mem, "stats", "inactive_file")
-    if cache < usage:
-        usage -= cache
-    return {"cpu_percent": round(cpu_percent, 2), "mem_bytes": int(usage),
-            "mem_limit": int(num(mem, "limit")), "pids": int(num(raw, "pids_stats", "current"))}
-
-
-class _EventStream(Protocol):
-    """Body protocol for ``GET /events``: newline-delimited JSON objects in chunks."""
-
-    def __init__(self, on_event: Callable[[dict], None], finished: Deferred) -> None:
-        self._on_event = on_event
-        self._finished = finished
-        self._buffer = b""
-        self._decoder = json.JSONDecoder()
-
-    def dataReceived(self, data: bytes) -> None:  # noqa: N802 (Twisted API)
-        self._buffer += data
-        *lines, self._buffer = self._buffer.split(b"\n")
-        for line in lines:
-            self._line(line)
-        if len(self._buffer) > MAX_EVENT_LINE:
-            log.warn("Docker events: dropping {n} bytes without a newline", n=len(self._buffer))
-            self._buffer = b""
-
-    def _line(self, line: bytes) -> None:
-        text = line.decode("utf-8", "replace").strip()
-        pos = 0
-        while pos < len(text):
-            try:
-                obj, end = self._decoder.raw_decode(text, pos)
-            except ValueError:
-                log.warn("Docker events: skipping a line that is not JSON: {line!r}", line=text[:200])
-                return
-            pos = end
-            while pos < len(text) and text[pos].isspace():
-                pos += 1
-            if isinstance(obj, dict):
-                try:
-                    self._on_event(obj)
-                except Exception:
-                    log.failure("Docker events: the event listener failed")
-
-    def connectionLost(self, reason: Failure = None) -> None:  # noqa: N802 (Twisted API)
-        if self._buffer.strip():
-            self._line(self._buffer)
-            self._buffer = b""
-        if self._finished.called:
-            return
-        # A normal end of body (PotentialDataLoss for an unframed body, or ResponseDone)
-        # means the engine closed the stream: fire, so the caller reconnects.
-        if reason is None or reason.check(web_client.ResponseDone, web_client.PotentialDataLoss):
-            self._finished.callback(None)
-        else:
-            self._finished.errback(reason)
 
 
 class DockerAPI:
@@ -290,31 +70,7 @@ class DockerAPI:
         self._pool = quiet_pool(reactor, persistent=True)
         self._pool.maxPersistentPerHost = 4
         self._pool.retryAutomatically = False
-        if self.host.startswith("unix://"):
-            path = self.host[len("unix://") :]
-            if not path:
-                raise BackendError("failed", f"bad Docker host {self.host!r}: no socket path")
-            agent = Agent.usingEndpointFactory(reactor, _UNIXEndpointFactory(reactor, path), pool=self._pool)
-            self._base = "http://docker"
-        else:
-            m = re.fullmatch(r"(tcp|http|https)://\[?([^/\]]+?)\]?(?::(\d+))?/?", self.host)
-            if not m:
-                raise BackendError(
-                    "failed",
-                    f"unsupported Docker host {self.host!r}: use unix:///PATH or tcp://HOST:PORT",
-                )
-            scheme, hostname, port = m.groups()
-            cert_path = os.environ.get("DOCKER_CERT_PATH") or ""
-            verify = bool(os.environ.get("DOCKER_TLS_VERIFY"))
-            tls = scheme == "https" or verify or bool(cert_path)
-            if tls:
-                cert_path = cert_path or os.path.expanduser("~/.docker")
-                agent = Agent(reactor, contextFactory=_DockerTLSPolicy(cert_path, verify), pool=self._pool)
-            else:
-                agent = Agent(reactor, pool=self._pool)
-            port = port or ("2376" if tls else "2375")
-            netloc = f"[{hostname}]" if ":" in hostname else hostname
-            self._base = f"{'https' if tls else 'http'}://{netloc}:{port}"
+        agent, self._base = engine_agent(reactor, self.host, self._pool)
         self._http = HTTPClient(agent)
 
     def __repr__(self) -> str:
@@ -329,7 +85,7 @@ class DockerAPI:
         return f"{self._base}/v{API_VERSION}{path}" if versioned else f"{self._base}{path}"
 
     def _unreachable(self, exc: BaseException) -> BackendError:
-        return BackendError("unreachable", f"Docker engine unreachable at {self.host}: {_reason(exc)}")
+        return BackendError("unreachable", f"Docker engine unreachable at {self.host}: {reason(exc)}")
 
     async def _request(
         self,
@@ -367,7 +123,7 @@ class DockerAPI:
             timer = self.reactor.callLater(timeout, expire)
         try:
             return await d
-        except (CancelledError, *_CONNECTION_ERRORS) as e:
+        except (CancelledError, *CONNECTION_ERRORS) as e:
             # Cancelling the Agent's request surfaces as ResponseNeverReceived/ResponseFailed
             # wrapping CancelledError, so the timer's own flag says whether it was a timeout.
             if timed_out:
@@ -491,7 +247,7 @@ class DockerAPI:
         self, label_filter: dict[str, str | None] | Iterable[str] = (), all: bool = True
     ) -> list[dict]:
         params: dict[str, Any] = {"all": "1" if all else "0"}
-        labels = _label_filters(label_filter)
+        labels = label_filters(label_filter)
         if labels:
             params["filters"] = json.dumps({"label": labels})
         return await self._call("GET", "/containers/json", params=params, expect=list)
@@ -526,7 +282,7 @@ class DockerAPI:
 
     async def pull_image(self, name: str) -> None:
         """Pull ``name`` (tag ``latest`` if none); errors in the progress stream raise."""
-        repo, tag = _split_image(name)
+        repo, tag = split_image(name)
         params = {"fromImage": repo}
         if tag:
             params["tag"] = tag
@@ -636,7 +392,7 @@ class DockerAPI:
                 response = await self._http.request(
                     "GET", self._url("/events"), params=params, unbuffered=True, allow_redirects=False
                 )
-            except _CONNECTION_ERRORS as e:
+            except CONNECTION_ERRORS as e:
                 raise self._unreachable(e) from None
             if response.code != 200:
                 content = await treq.content(response)
@@ -650,15 +406,15 @@ class DockerAPI:
                     proto.transport.stopProducing()
 
             finished: Deferred = Deferred(cancel)
-            proto = _EventStream(on_event, finished)
+            proto = EventStream(on_event, finished)
             response.deliverBody(proto)
             try:
                 await finished
             except CancelledError:
                 raise
-            except _CONNECTION_ERRORS as e:
+            except CONNECTION_ERRORS as e:
                 raise BackendError(
-                    "unreachable", f"Docker events stream from {self.host} dropped: {_reason(e)}"
+                    "unreachable", f"Docker events stream from {self.host} dropped: {reason(e)}"
                 ) from None
 
         return Deferred.fromCoroutine(go())

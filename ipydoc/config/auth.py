@@ -1,6 +1,7 @@
-"""The configuration tables of the login providers: ``[auth.github]`` and
-``[auth.oidc.<id>]``.  :mod:`ipydoc.config.load` parses them with the same strictness as every
-other table (unknown key → error naming it); :func:`validate` checks what types cannot.
+"""``[auth]``: sessions, login limits, the password form, and the login providers' tables
+``[auth.github]`` and ``[auth.oidc.<id>]``.  :mod:`ipydoc.config.types` parses the provider
+tables with the same strictness as every other table (unknown key → error naming it);
+:func:`validate` checks what types cannot.
 """
 
 from __future__ import annotations
@@ -8,8 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
+
+from ipydoc.config.errors import ConfigError
 
 PROVIDER_ID = re.compile(r"[a-z][a-z0-9-]{0,30}")
 DEFAULT_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
@@ -50,10 +52,21 @@ class OidcAuth:
     display_name: str = ""
 
 
-def _error(message: str) -> Exception:
-    from ipydoc.config.load import ConfigError
-
-    return ConfigError(message)
+@dataclass
+class AuthSection:
+    session_lifetime: int = 14 * 24 * 3600
+    stop_on_logout: bool = True
+    start_on_login: bool = True
+    login_attempts_per_account: int = 5
+    login_attempts_per_address: int = 50
+    login_window: int = 900
+    # Provider logins (/hub/oauth/<id>/start) in progress at once, site-wide, and started
+    # per client address in ten minutes (0: no per-address limit); ipydoc.auth.login_state.
+    oauth_pending_max: int = 10_000
+    oauth_starts_per_address: int = 100
+    local: bool = True
+    github: GithubAuth | None = None
+    oidc: dict[str, OidcAuth] = field(default_factory=dict)
 
 
 def _url(key: str, value: str) -> None:
@@ -62,42 +75,61 @@ def _url(key: str, value: str) -> None:
     u = urlsplit(value)
     loopback = (u.hostname or "") in ("localhost", "127.0.0.1", "::1")
     if not u.netloc or not (u.scheme == "https" or (u.scheme == "http" and loopback)):
-        raise _error(f"{key} must be an https:// URL (http:// only on localhost), "
+        raise ConfigError(f"{key} must be an https:// URL (http:// only on localhost), "
                      f"not {value!r}")
 
 
 def read_secret(key: str, secret: str, secret_file: str) -> str:
     """The client secret from the table or its file (one of them, not both)."""
     if secret and secret_file:
-        raise _error(f"{key}.client_secret and client_secret_file: set only one")
+        raise ConfigError(f"{key}.client_secret and client_secret_file: set only one")
     if secret_file:
         try:
             secret = Path(secret_file).read_text(encoding="utf-8").strip()
         except OSError as e:
-            raise _error(f"{key}.client_secret_file: cannot read {secret_file}: "
+            raise ConfigError(f"{key}.client_secret_file: cannot read {secret_file}: "
                          f"{e.strerror}") from None
     if not secret:
-        raise _error(f"{key}.client_secret (or client_secret_file) must be set")
+        raise ConfigError(f"{key}.client_secret (or client_secret_file) must be set")
     return secret
 
 
 def _team(key: str, value: str) -> None:
     org, _, slug = value.partition("/")
     if not org or not slug or "/" in slug:
-        raise _error(f"{key} entries are \"org/team-slug\", not {value!r}")
+        raise ConfigError(f"{key} entries are \"org/team-slug\", not {value!r}")
 
 
-def validate(auth: Any) -> None:
-    """Check ``[auth]``'s provider tables; raise ConfigError naming the key."""
+def validate(auth: AuthSection) -> None:
+    """ConfigError naming the first key of ``[auth]`` (or a provider table) that cannot
+    be used."""
+    if auth.session_lifetime <= 0:
+        raise ConfigError("auth.session_lifetime must be positive (seconds)")
+    for key in ("login_attempts_per_account", "login_attempts_per_address"):
+        if getattr(auth, key) < 0:
+            raise ConfigError(f"auth.{key} must be 0 (no limit) or positive")
+    if auth.login_window <= 0:
+        raise ConfigError("auth.login_window must be positive (seconds)")
+    if auth.oauth_pending_max <= 0:
+        raise ConfigError("auth.oauth_pending_max must be positive (logins in progress)")
+    if auth.oauth_starts_per_address < 0:
+        raise ConfigError("auth.oauth_starts_per_address must be 0 (no limit) or positive")
+    _validate_providers(auth)
+    if not auth.local and auth.github is None and not auth.oidc:
+        raise ConfigError("auth.local = false needs a login provider ([auth.github] or "
+                          "[auth.oidc.NAME])")
+
+
+def _validate_providers(auth: AuthSection) -> None:
     if auth.github is not None:
         g, k = auth.github, "auth.github"
         if not g.client_id:
-            raise _error(f"{k}.client_id must be set")
+            raise ConfigError(f"{k}.client_id must be set")
         read_secret(k, g.client_secret, g.client_secret_file)
         _url(f"{k}.url", g.url)
         _url(f"{k}.api_url", g.api_url)
         if not (g.orgs or g.teams or g.users):
-            raise _error(f"{k}: set orgs, teams or users: who may log in")
+            raise ConfigError(f"{k}: set orgs, teams or users: who may log in")
         for t in g.teams:
             _team(f"{k}.teams", t)
         for t in g.admin_teams:
@@ -105,23 +137,23 @@ def validate(auth: Any) -> None:
     for pid, o in auth.oidc.items():
         k = f"auth.oidc.{pid}"
         if not PROVIDER_ID.fullmatch(pid) or pid == "github":
-            raise _error(f"[{k}]: a provider id is lower-case letters, digits and hyphens "
+            raise ConfigError(f"[{k}]: a provider id is lower-case letters, digits and hyphens "
                          "(and not 'github')")
         for key in ("issuer", "client_id", "username_claim"):
             if not getattr(o, key):
-                raise _error(f"{k}.{key} must be set")
+                raise ConfigError(f"{k}.{key} must be set")
         _url(f"{k}.issuer", o.issuer)
         read_secret(k, o.client_secret, o.client_secret_file)
         if "openid" not in o.scopes:
-            raise _error(f"{k}.scopes must contain \"openid\"")
+            raise ConfigError(f"{k}.scopes must contain \"openid\"")
         if not o.allow and not o.allow_all:
-            raise _error(f"{k}: set allow (e.g. allow.groups = [\"lab\"]) or, to let in "
+            raise ConfigError(f"{k}: set allow (e.g. allow.groups = [\"lab\"]) or, to let in "
                          "everyone with an account at the provider, allow_all = true")
         if o.admin_values and not o.admin_claim:
-            raise _error(f"{k}.admin_claim must be set when admin_values is")
+            raise ConfigError(f"{k}.admin_claim must be set when admin_values is")
         if not o.algorithms or any(a.lower() == "none" or a.startswith("HS")
                                    for a in o.algorithms):
-            raise _error(f"{k}.algorithms must list asymmetric JWS algorithms "
+            raise ConfigError(f"{k}.algorithms must list asymmetric JWS algorithms "
                          "(never none or HS*)")
         if o.leeway < 0 or o.jwks_refetch_interval < 0:
-            raise _error(f"{k}.leeway and jwks_refetch_interval must be 0 or more (seconds)")
+            raise ConfigError(f"{k}.leeway and jwks_refetch_interval must be 0 or more (seconds)")

@@ -1,1 +1,2 @@
-"""The AMP control channel: commands, the daemon's responder, and the CLI's client."""
+"""The AMP control channel: its commands, the daemon's responders (by command group, over a
+typed context), account removal and its TLS; the client side is :mod:`ipydoc.cli`."""

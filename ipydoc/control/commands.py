@@ -1,4 +1,4 @@
-"""AMP commands of the control channel.  Each one is also a CLI command (:mod:`ipydoc.cli.main`).
+"""AMP commands of the control channel.  Each one is also a CLI command (:mod:`ipydoc.cli`).
 
 The channel is AMP (``twisted.protocols.amp``) on the unix socket ``control.socket``
 (mode 0600) and, when ``control.listen_tls`` is set, on TCP with TLS and client
@@ -10,7 +10,7 @@ Conventions (so that no AMP value ever reaches the 64 KiB limit):
 * **Lists** take ``offset`` and ``limit`` and answer ``items`` (a JSON array) and
   ``total``.  The daemon caps a page at 1,000 items *and* at :data:`PAGE_BYTES` of JSON,
   so a page may hold fewer items than asked for: fetch again from
-  ``offset + len(items)`` until ``total`` is reached (:func:`ipydoc.cli.main.fetch_all`).
+  ``offset + len(items)`` until ``total`` is reached (:func:`ipydoc.cli.client.fetch_all`).
 * **Logs** come in chunks: ``ServerLogs(offset=0)`` reads the container's output once and
   answers its first chunk and ``next`` (the offset of the next chunk, -1 at the end);
   later calls on the same connection with ``offset=next`` return the rest of that same
@@ -24,8 +24,10 @@ Conventions (so that no AMP value ever reaches the 64 KiB limit):
   The CLI maps them to exit codes: ``INVALID_INPUT`` 2, ``NOT_FOUND`` 5,
   ``NOT_AVAILABLE`` 6, everything else (``CONFLICT``, ``FAILED``) 1.
 
-To add a command: define it here, answer it in :mod:`ipydoc.control.server`, expose it in
-:mod:`ipydoc.cli.main`, document it in the README's Administration section.
+To add a command: define it here, answer it in its group's responders
+(:mod:`ipydoc.control.users`, ``servers``, ``events``, ``history``), add it to
+:mod:`ipydoc.cli.parser` and a handler to its group in :mod:`ipydoc.cli` (``users.py``, ...),
+document it in the README's Administration section.
 """
 
 from __future__ import annotations
@@ -257,11 +259,14 @@ class Events(amp.Command):
     """Events (``id``, ``time``, ``kind``, ``user``, ``detail``) newer than ``after``.
 
     Long poll (see the module docstring); ``user`` and ``kinds`` (comma-separated) filter
-    what is returned, while ``last`` still moves past what was skipped.
+    what is returned, while ``last`` still moves past what was skipped.  With ``after=""``
+    the newest events that fit one answer come back and ``omitted`` says how many older
+    ones of the ``limit`` newest were left out for size.
     """
     arguments = [(b"after", amp.Unicode()), (b"wait", amp.Float()), (b"limit", amp.Integer()),
                  (b"user", amp.Unicode()), (b"kinds", amp.Unicode())]
-    response = [(b"items", amp.Unicode()), (b"last", amp.Unicode())]
+    response = [(b"items", amp.Unicode()), (b"last", amp.Unicode()),
+                (b"omitted", amp.Integer(optional=True))]
     errors = ERRORS
 
 

@@ -11,7 +11,7 @@ login is ``NAME`` -- would get all of it.
 **The rule: a removal that keeps files reserves the name.**  The removal writes
 ``ipydoc:removed:NAME`` (when, by whom, what is kept, and the account's own fields) in the
 same Redis transaction that deletes the account, and every script that creates an account
-(:data:`ipydoc.state.store.ADD_USER_SCRIPT`, :data:`ipydoc.auth.identities.CREATE_SCRIPT`)
+(:data:`ipydoc.state.users.ADD_USER_SCRIPT`, :data:`ipydoc.state.identities.CREATE_SCRIPT`)
 refuses a reserved name -- the identity that owned the account included, so a person an
 admin removed does not come back by logging in.  The reservation ends in one of two ways:
 
@@ -42,25 +42,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from twisted.internet.interfaces import IReactorThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from ipydoc.auth.identities import binding_keys
-from ipydoc.state.store import removed_key, user_key
+from ipydoc.backends.base import Backend
+from ipydoc.control.collaborators import HistoryReader, StateService
+from ipydoc.history.repo import GitError, GitRepo
+from ipydoc.names import InvalidName, validate_name
+from ipydoc.state.store import Store
 
 log = Logger()
-
-# KEYS: user, reservation; ARGV: time, by, files, versions.  Reserve a name that has no
-# account (while its leftovers are purged, or found at start), so no account is made with it
-# half-way through.  0: it is an account.
-RESERVE_FREE_SCRIPT = """
-if redis.call('HEXISTS', KEYS[1], 'password') == 1 then return 0 end
-if redis.call('EXISTS', KEYS[2]) == 0 then
-  redis.call('HSET', KEYS[2], 'removed', ARGV[1], 'by', ARGV[2], 'files', ARGV[3],
-             'versions', ARGV[4])
-end
-return 1
-"""
 
 
 class AccountExists(Exception):
@@ -71,26 +63,7 @@ class NotRestorable(Exception):
     """The reservation was made for files found without an account: nothing to restore."""
 
 
-def files_place(backend: Any, name: str) -> str:
-    """Where the backend keeps ``name``'s files, for people: ``volume X`` / ``directory D``."""
-    storage = getattr(backend, "storage", None)
-    if storage == "volume":
-        return f"volume {backend.volume_name(name)}"
-    if storage == "bind":
-        return f"directory {backend.user_dir(name)}"
-    return "files"
-
-
-def history_dir(daemon: Any, name: str) -> Path:
-    history = getattr(daemon, "history", None)
-    if history is not None:
-        return Path(history.repo(name).path)
-    return Path(daemon.cfg.state_path) / "history" / f"{name}.git"
-
-
 def _count_versions(path: Path, git: str) -> int:
-    from ipydoc.history.repo import GitError, GitRepo
-
     repo = GitRepo(path, git)
     if not repo.exists():
         return 0
@@ -115,31 +88,53 @@ def _rmtree(path: Path) -> bool:
     return True
 
 
-class Removal:
-    """Remove, purge and restore accounts for the control channel (``daemon``: the running
-    :class:`ipydoc.tap.IpydocDaemon`)."""
+def _orphan_candidates(history_root: Path) -> set[str]:
+    return {p.name[:-4] for p in history_root.glob("*.git")} if history_root.is_dir() \
+        else set()
 
-    def __init__(self, daemon: Any) -> None:
-        self.daemon = daemon
+
+class Removal:
+    """Remove, purge and restore accounts for the control channel, and reserve at start
+    the names whose files outlived their accounts.
+
+    ``mirror`` is ``history.remote`` (with ``{name}``), ``git`` the git command; both are
+    read only to describe what is kept.
+    """
+
+    def __init__(self, state: StateService, backend: Backend, history: HistoryReader | None,
+                 reactor: IReactorThreads, state_path: Path, mirror: str = "",
+                 git: str = "git") -> None:
+        self.state = state
+        self.backend = backend
+        self.history = history
+        self.reactor = reactor
+        self.state_path = Path(state_path)
+        self.mirror = mirror
+        self.git = git
 
     @property
-    def store(self) -> Any:
-        return self.daemon.redis.store
+    def store(self) -> Store:
+        store = self.state.store
+        assert store is not None, "removal runs only once Redis is up"
+        return store
 
     def _thread(self, fn: Any, *args: Any) -> Any:
-        reactor = self.daemon.reactor
-        return deferToThreadPool(reactor, reactor.getThreadPool(), fn, *args)
+        return deferToThreadPool(self.reactor, self.reactor.getThreadPool(), fn, *args)
+
+    def history_dir(self, name: str) -> Path:
+        """Where ``name``'s history repository is (also when history is switched off)."""
+        if self.history is not None:
+            return Path(self.history.repo(name).path)
+        return self.state_path / "history" / f"{name}.git"
 
     def _mirror(self, name: str) -> str:
-        remote = getattr(getattr(self.daemon.cfg, "history", None), "remote", "")
-        return remote.replace("{name}", name) if remote else ""
+        return self.mirror.replace("{name}", name) if self.mirror else ""
 
     async def kept(self, name: str) -> dict[str, Any]:
         """What of ``name`` would be kept: ``files``, ``versions``, ``mirror``."""
-        git = getattr(getattr(self.daemon.cfg, "history", None), "git", "git")
-        versions = await self._thread(_count_versions, history_dir(self.daemon, name), git)
+        versions = await self._thread(_count_versions, self.history_dir(name), self.git)
         push = await self.store.history_push_state(name)
-        return {"files": files_place(self.daemon.backend, name), "versions": versions,
+        return {"files": self.backend.files_of(name), "versions": versions,
                 "mirror": self._mirror(name) if push.get("rev") else ""}
 
     async def reserve(self, user: Any, by: str) -> dict[str, Any]:
@@ -157,16 +152,14 @@ class Removal:
         them (the caller has stopped the server).  Raises BackendError if the backend
         cannot delete the files; nothing after that step is done then."""
         kept = await self.kept(name)
-        await self.daemon.backend.purge(name)
-        history = getattr(self.daemon, "history", None)
-        forget = getattr(history, "forget", None)
-        if callable(forget):
+        await self.backend.purge(name)
+        if self.history is not None:
             try:
-                forget(name)  # pending retries and pushes of the old repository
+                self.history.forget(name)  # pending retries and pushes of the old repository
             except Exception:  # noqa: BLE001 - only in-memory state; the purge goes on
                 log.failure("history: forgetting {name}", name=name)
-        kept["history_deleted"] = await self._thread(_rmtree, history_dir(self.daemon, name))
-        await self.store.forget_removed(name, await binding_keys(self.store.redis, name))
+        kept["history_deleted"] = await self._thread(_rmtree, self.history_dir(name))
+        await self.store.forget_removed(name)
         log.info("purged the files and history of {name}", name=name)
         return kept
 
@@ -174,10 +167,10 @@ class Removal:
         """``ipydoc user purge``: for a name with no account (reserved, or leftovers of a
         removal made before reservations existed)."""
         reservation = await self.store.get_reservation(name)
-        ok = await self.store.redis.execute_command(
-            "EVAL", RESERVE_FREE_SCRIPT, "2", user_key(name), removed_key(name),
-            repr(time.time()), by, files_place(self.daemon.backend, name), "0")
-        if int(ok) != 1:
+        # reserved (kept as it is, if it was) while the leftovers go: no account is made
+        # with the name half-way through
+        if not await self.store.reserve_free_name(name, time.time(), by,
+                                                  self.backend.files_of(name), 0):
             raise AccountExists(name)
         result = await self.purge_data(name)
         result["reserved"] = reservation is not None
@@ -199,52 +192,35 @@ class Removal:
                 "disabled": reservation.get("disabled") == "1",
                 "external": reservation.get("password", "").startswith("!")}
 
-
-def _orphan_candidates(history_root: Path, bind_root: str | None) -> set[str]:
-    names = {p.name[:-4] for p in history_root.glob("*.git")} if history_root.is_dir() \
-        else set()
-    if bind_root and os.path.isdir(bind_root):
-        names |= {e.name for e in os.scandir(bind_root) if e.is_dir(follow_symlinks=False)}
-    return names
-
-
-async def reserve_orphans(daemon: Any) -> list[str]:
-    """At start: reserve the names whose history repository (or bind directory) exists
-    with no account and no reservation -- left by ``user remove`` of an older ipydoc, which
-    did not reserve -- so an upgrade does not hand them to the next account of the name.
-    (Volumes are not listed here: a user with files almost always has a history too.)"""
-    from ipydoc.names import InvalidName, validate_name
-
-    store = daemon.redis.store
-    root = history_dir(daemon, "x").parent
-    bind_root = getattr(daemon.backend, "bind_root", None) \
-        if getattr(daemon.backend, "storage", None) == "bind" else None
-    reactor = daemon.reactor
-    names = await deferToThreadPool(reactor, reactor.getThreadPool(), _orphan_candidates,
-                                    root, bind_root)
-    reserved = []
-    for name in sorted(names):
-        try:
-            validate_name(name)
-        except InvalidName:
-            continue
-        if await store.get_user(name) is not None or \
-                await store.get_reservation(name) is not None:
-            continue
-        git = getattr(getattr(daemon.cfg, "history", None), "git", "git")
-        versions = await deferToThreadPool(reactor, reactor.getThreadPool(),
-                                           _count_versions, history_dir(daemon, name), git)
-        ok = await store.redis.execute_command(
-            "EVAL", RESERVE_FREE_SCRIPT, "2", user_key(name), removed_key(name),
-            repr(time.time()), "found at start (removed by an older ipydoc)",
-            files_place(daemon.backend, name), str(versions))
-        if int(ok) == 1:
-            reserved.append(name)
-    if reserved:
-        log.warn("reserved {n} names whose files outlived their accounts ({names}): "
-                 "`ipydoc user purge NAME --yes` frees one", n=len(reserved),
-                 names=", ".join(reserved[:20]))
-    return reserved
+    async def reserve_orphans(self) -> list[str]:
+        """At start: reserve the names whose history repository (or bind directory) exists
+        with no account and no reservation -- left by ``user remove`` of an older ipydoc,
+        which did not reserve -- so an upgrade does not hand them to the next account of
+        the name.  (Volumes are not listed here: a user with files almost always has a
+        history too.)"""
+        store = self.store
+        root = self.history_dir("x").parent
+        names = await self._thread(_orphan_candidates, root) \
+            | await self.backend.users_with_files()
+        reserved = []
+        for name in sorted(names):
+            try:
+                validate_name(name)
+            except InvalidName:
+                continue
+            if await store.get_user(name) is not None or \
+                    await store.get_reservation(name) is not None:
+                continue
+            versions = await self._thread(_count_versions, self.history_dir(name), self.git)
+            if await store.reserve_free_name(
+                    name, time.time(), "found at start (removed by an older ipydoc)",
+                    self.backend.files_of(name), versions):
+                reserved.append(name)
+        if reserved:
+            log.warn("reserved {n} names whose files outlived their accounts ({names}): "
+                     "`ipydoc user purge NAME --yes` frees one", n=len(reserved),
+                     names=", ".join(reserved[:20]))
+        return reserved
 
 
 def kept_text(kept: dict[str, Any]) -> str:

@@ -20,39 +20,33 @@ in values, a space before a header's colon, HTTP/0.9 and 2.0 request lines);
 Each refusal is answered (unless a response is already under way) and the connection
 is closed, so nothing the client sent after it can be read as another request.  Each
 is also logged, with the client's address and the reason, through a
-:class:`RefusalLog`: at most ``REFUSAL_LINES_PER_SECOND`` lines a second, the rest
-counted and summed up in one line (``suppressed K``) a few seconds later, so a flood of
-bad requests cannot flood the log.  Answers carry no ``Server`` header.
+:class:`~ipydoc.edge.refusals.RefusalLog`.  Answers carry no ``Server`` header.  The
+timeouts of :class:`~ipydoc.edge.limits.RequestLimits` are enforced here too.
 
-Timeouts (all configurable, see ``[server]`` in etc/ipydoc.toml):
-
-* ``header_timeout``: a request head must be complete this long after its first byte
-  (or after the connection opened), however steadily it trickles in (slowloris) → 408;
-* ``body_timeout``: the longest silence while we are *reading* a request body; time
-  the proxy holds the client back (gate deciding, backend slow to read) does not count;
-* ``idle_timeout``: a keep-alive connection with no request under way is closed;
-* ``send_timeout``: a client that leaves its response unread (our send buffer full and
-  not draining) this long is disconnected, which also aborts the backend request.
+The request line and the per-head counts are kept by the channel itself
+(:attr:`StrictChannel.request_line`), not read from ``HTTPChannel``'s private state.
+What no public API offers, and is used here, is pinned in setup.py and checked by
+tests/test_twisted_private_api.py: ``HTTPChannel._maybeChooseTransferDecoder``,
+``_transferDecoder``, ``_handlingRequest`` and ``_respondToBadRequestAndDisconnect``,
+``LineReceiver._buffer``, and ``_ChunkedTransferDecoder`` (subclassed: its
+``_dataReceived_CHUNK_LENGTH``, ``_buffer``, ``dataCallback``, ``finishCallback``) with
+``_MalformedChunkedDataError``.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.error import ConnectionLost
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
-from twisted.web.http import (
-    HTTPChannel,
-    _ChunkedTransferDecoder,
-    _GenericHTTPChannelProtocol,
-    _IdentityTransferDecoder,
-)
+from twisted.web.http import HTTPChannel, _ChunkedTransferDecoder, _MalformedChunkedDataError
 from twisted.web.http_headers import Headers
 
+from ipydoc.edge.limits import RequestLimits
+from ipydoc.edge.refusals import RefusalLog, client_address
 from ipydoc.proxy.sendnow import send_now
 
 #: Largest number that fits the 63 bits every HTTP implementation can count to.
@@ -63,71 +57,8 @@ REASONS = {
     400: b"Bad Request", 408: b"Request Timeout", 413: b"Content Too Large",
     431: b"Request Header Fields Too Large", 501: b"Not Implemented",
 }
-
-#: Lines about refused requests logged per second at most; the rest are counted.
-REFUSAL_LINES_PER_SECOND = 10
-#: How long after the first suppressed line the count of suppressed ones is logged.
-REFUSAL_SUMMARY_SECONDS = 5.0
-
-
-class RefusalLog:
-    """Logs refused requests (client address, status, reason), rate-limited.
-
-    Fixed one-second windows: the first ``per_second`` refusals of a window get a line
-    each; later ones only bump a counter, and one timer (set when the first is
-    suppressed, not per refusal) logs ``suppressed K`` ``summary_after`` seconds later.
-    """
-
-    log = Logger()
-
-    def __init__(self, clock: Any, per_second: int = REFUSAL_LINES_PER_SECOND,
-                 summary_after: float = REFUSAL_SUMMARY_SECONDS) -> None:
-        self._clock = clock
-        self._per_second = per_second
-        self._summary_after = summary_after
-        self._window = -1
-        self._lines = 0
-        self.suppressed = 0
-        self._summary: Any = None
-
-    def refused(self, client: str, code: int, reason: str) -> None:
-        window = int(self._clock.seconds())
-        if window != self._window:
-            self._window, self._lines = window, 0
-        if self._lines < self._per_second:
-            self._lines += 1
-            self.log.info("refused a request from {client}: {code} {reason}",
-                          client=client, code=code, reason=reason)
-            return
-        self.suppressed += 1
-        if self._summary is None:
-            self._summary = self._clock.callLater(self._summary_after, self._sum_up)
-
-    def _sum_up(self) -> None:
-        self._summary = None
-        count, self.suppressed = self.suppressed, 0
-        if count:
-            self.log.warn("suppressed {count} more lines about refused requests in the last "
-                          "{s:g} s (more than {n} a second)",
-                          count=count, s=self._summary_after, n=self._per_second)
-
-    def stop(self) -> None:
-        """Log what is still counted (on shutdown) and cancel the timer."""
-        if self._summary is not None and self._summary.active():
-            self._summary.cancel()
-            self._sum_up()
-
-
-@dataclass(frozen=True)
-class RequestLimits:
-    """Sizes and timeouts for client connections (``[server]`` in the configuration)."""
-
-    header_timeout: float = 30.0
-    body_timeout: float = 60.0
-    idle_timeout: float = 120.0
-    send_timeout: float = 120.0
-    max_header_size: int = 16384
-    max_headers: int = 100
+#: The headers that set a request body's framing.
+_FRAMING = (b"Content-Length", b"Transfer-Encoding")
 
 
 class StrictChunkedDecoder(_ChunkedTransferDecoder):
@@ -145,8 +76,6 @@ class StrictChunkedDecoder(_ChunkedTransferDecoder):
 
 
 def _malformed(why: str) -> Exception:
-    from twisted.web.http import _MalformedChunkedDataError
-
     return _MalformedChunkedDataError(why)
 
 
@@ -161,6 +90,16 @@ class StrictChannel(HTTPChannel):
     _in_body = False
     _reading_paused = False
     _refused = False
+    #: The current request's (method, target, version), set as its request line is in.
+    request_line: tuple[bytes, bytes, bytes] = (b"", b"", b"")
+    # The current request head, as far as it is in (reset by allContentReceived, where
+    # HTTPChannel resets its own): a line of it is in; its request line is in; its size
+    # in bytes and header count so far; which header set the body's framing.
+    _head_started = False
+    _in_head = False
+    _head_size = 0
+    _header_count = 0
+    _framing: bytes | None = None
 
     def __init__(self, limits: RequestLimits, refusals: RefusalLog | None = None) -> None:
         super().__init__()
@@ -206,12 +145,11 @@ class StrictChannel(HTTPChannel):
             self._head_timer = self.callLater(max(left, 0.0), self._head_too_slow)
 
     def _mid_head(self) -> bool:
-        """Part of a request head is in, not all of it (``LineReceiver``/``HTTPChannel``
-        state, as in Twisted 26.10)."""
+        """Part of a request head is in, not all of it: a line of it, or a part of a line
+        (``LineReceiver._buffer``)."""
         return (not self._refused and self.transport is not None and self.line_mode
                 and not self._handlingRequest
-                and bool(getattr(self, "_buffer", b"")
-                         or getattr(self, "_HTTPChannel__first_line", 1) != 1))
+                and (self._head_started or bool(self._buffer)))
 
     def pauseProducing(self) -> None:
         """Our send buffer is full: the client has this long to start reading again."""
@@ -308,14 +246,26 @@ class StrictChannel(HTTPChannel):
     def lineReceived(self, line: bytes) -> None:
         if self._refused:
             return
-        first = getattr(self, "_HTTPChannel__first_line", 1)
-        if not first and line[:1] in (b" ", b"\t"):
+        if self._in_head and line[:1] in (b" ", b"\t"):
             self.refuse(400, "Folded header lines (obs-fold) are not accepted.")
             return
-        if self._receivedHeaderSize + len(line) > self.totalHeadersSize:
+        self._head_size += len(line)
+        if self._head_size > self.totalHeadersSize:
             self.refuse(431, "The request head is too large.")
             return
+        if self.persistent:  # (after a last request, HTTPChannel drops what follows)
+            self._head_started = True
+        request_line = not self._in_head  # else a header, or the blank line ending them
+        requests = len(self.requests)
         super().lineReceived(line)
+        if request_line and len(self.requests) > requests and not self._refused:
+            # HTTPChannel accepted this as a request line: the same three parts it read.
+            self._in_head = True
+            parts = line.split(b" ")
+            if len(parts) != 3:
+                self.refuse(400, "The request is malformed.")
+                return
+            self.request_line = (parts[0], parts[1], parts[2])
 
     def lineLengthExceeded(self, line: bytes) -> None:
         self.refuse(431, "A request header line is too long.")
@@ -323,17 +273,19 @@ class StrictChannel(HTTPChannel):
     def headerReceived(self, line: bytes) -> bool:
         if self._refused:
             return False
-        if self._receivedHeaderCount >= self.maxHeaders:
+        if self._header_count >= self.maxHeaders:
             self.refuse(431, "The request has too many header lines.")
             return False
-        return super().headerReceived(line)
+        ok = super().headerReceived(line)
+        if ok:
+            self._header_count += 1
+        return ok
 
     def _maybeChooseTransferDecoder(self, header: bytes, data: bytes) -> bool:
-        framing = self._transferDecoder
-        if framing is not None and header in (b"Content-Length", b"Transfer-Encoding"):
+        framing = self._framing
+        if framing is not None and header in _FRAMING:
             # twisted.web refuses these too, without saying why: say it (in the log).
-            by_length = isinstance(framing, _IdentityTransferDecoder)
-            if by_length == (header == b"Content-Length"):
+            if framing == header:
                 why = f"{header.decode()} given twice"
             else:
                 why = "Content-Length and Transfer-Encoding together (request smuggling?)"
@@ -346,7 +298,7 @@ class StrictChannel(HTTPChannel):
             return False
         if header == b"Transfer-Encoding":
             codings = [c.strip().lower() for c in data.split(b",")]
-            if self._version != b"HTTP/1.1":
+            if self.request_line[2] != b"HTTP/1.1":
                 self.refuse(400, "Transfer-Encoding needs HTTP/1.1.")
             elif codings[-1] != b"chunked":
                 self.refuse(400, "Transfer-Encoding must end with chunked.")
@@ -356,6 +308,8 @@ class StrictChannel(HTTPChannel):
                 self.length = None
                 return False
         ok = super()._maybeChooseTransferDecoder(header, data)
+        if ok and header in _FRAMING:
+            self._framing = header
         decoder = self._transferDecoder
         if ok and type(decoder) is _ChunkedTransferDecoder:
             self._transferDecoder = StrictChunkedDecoder(
@@ -379,6 +333,10 @@ class StrictChannel(HTTPChannel):
         if self._refused:
             return
         self._end_body()
+        # Before HTTPChannel's: it may handle the request, and a pipelined next one, now.
+        self._head_started = self._in_head = False
+        self._head_size = self._header_count = 0
+        self._framing = None
         super().allContentReceived()
 
     def rawDataReceived(self, data: bytes) -> None:
@@ -395,11 +353,11 @@ class StrictChannel(HTTPChannel):
 
     def _head_problem(self) -> str:
         request = self.requests[-1]
-        target = self._path
-        if not target.startswith(b"/") and not (target == b"*" and self._command == b"OPTIONS"):
+        method, target, version = self.request_line
+        if not target.startswith(b"/") and not (target == b"*" and method == b"OPTIONS"):
             return "The request target must be a path (origin-form)."
         hosts = request.requestHeaders.getRawHeaders(b"host") or []
-        if self._version == b"HTTP/1.1" and len(hosts) != 1:
+        if version == b"HTTP/1.1" and len(hosts) != 1:
             return "An HTTP/1.1 request needs exactly one Host header."
         if len(hosts) > 1:
             return "More than one Host header."
@@ -473,23 +431,12 @@ def _peer(channel: HTTPChannel) -> str:
         return "?"
 
 
-def client_address(channel: HTTPChannel) -> str:
-    """``host:port`` of the connection's peer (for log lines; ``?`` if unknown)."""
-    try:
-        peer = channel.transport.getPeer()
-    except Exception:  # noqa: BLE001 - only for a log line
-        return "?"
-    host, port = getattr(peer, "host", None), getattr(peer, "port", None)
-    if host is None:
-        return str(getattr(peer, "name", None) or "unix")
-    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-
-
 def channel_factory(limits: RequestLimits, refusals: RefusalLog | None = None) -> Any:
-    """A ``Site.protocol`` replacement: strict channels in twisted.web's usual wrapper,
-    all logging their refusals through ``refusals``."""
+    """A ``Site.protocol`` replacement: strict channels, all logging their refusals
+    through ``refusals``.  No ``_GenericHTTPChannelProtocol`` around them: it is there
+    to switch to HTTP/2 after ALPN, and the site speaks HTTP/1.1 only."""
 
-    def build() -> _GenericHTTPChannelProtocol:
-        return _GenericHTTPChannelProtocol(StrictChannel(limits, refusals))
+    def build() -> StrictChannel:
+        return StrictChannel(limits, refusals)
 
     return build

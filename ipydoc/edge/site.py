@@ -7,10 +7,15 @@ therefore decides at ``gotLength`` time â€” headers in, no body byte read yet â€
 the gate claims the request; if it does, the proxy starts right there and the body
 streams through a :class:`~ipydoc.proxy.body.BodyStream` instead of being spooled.
 
-This relies on ``HTTPChannel`` internals (checked against Twisted 26.10): when
-``gotLength`` is called the request line is on ``channel._command/_path/_version``;
-body chunks then go to ``handleContentChunk``; ``requestReceived`` follows the last
-one.  Only HTTP/1.1 channels are used (no h2), so these hold.
+This relies on the order in which ``HTTPChannel`` calls its request (checked against
+Twisted 26.10, pinned in setup.py): ``gotLength`` once the headers are in, body chunks
+then to ``handleContentChunk``, ``requestReceived`` after the last one.  The request line
+is not known to the request before ``requestReceived``: the strict channel keeps it
+(:attr:`~ipydoc.edge.request_rules.StrictChannel.request_line`).  Only HTTP/1.1 channels
+are used (no h2), so these hold.
+
+The access log is the site's own (:mod:`ipydoc.edge.access_log`), written through the
+public ``log(request)`` hook, not through ``HTTPFactory``'s log file.
 
 Behind a TLS-terminating proxy the request's client address and ``isSecure`` are what
 the site's :class:`~ipydoc.edge.forwarding.Forwarding` rules make of the peer,
@@ -32,7 +37,9 @@ from twisted.web.util import Redirect
 
 from ipydoc.edge import access_log
 from ipydoc.edge.forwarding import Forwarding
-from ipydoc.edge.request_rules import RefusalLog, RequestLimits, channel_factory, client_address
+from ipydoc.edge.limits import RequestLimits
+from ipydoc.edge.refusals import RefusalLog, client_address
+from ipydoc.edge.request_rules import channel_factory
 from ipydoc.proxy.body import BodyStream
 from ipydoc.proxy.gate import Gate
 from ipydoc.proxy.handler import Proxy
@@ -118,7 +125,7 @@ class SiteRequest(server.Request):
         ``HTTPChannel`` cannot finish a request while it is still parsing its body,
         and the backend (or gate) may answer before the upload is over.
         """
-        if self.finished or self._disconnected:
+        if self.finished or self.channel is None:  # (None: the connection is gone)
             return
         if self._body_done:
             self.finish()
@@ -149,8 +156,7 @@ class SiteRequest(server.Request):
     def _read_request_line(self) -> None:
         """What ``requestReceived`` would set, set early so the gate can read it."""
         channel = self.channel
-        self.method, self.uri = channel._command, channel._path
-        self.clientproto = channel._version
+        self.method, self.uri, self.clientproto = channel.request_line
         self.path, _, query = self.uri.partition(b"?")
         # Twisted's bytes parser, as Request.requestReceived uses: urllib's fails on a
         # percent-encoded non-ASCII value (?path=%C3%A9) and the connection dropped.
@@ -158,12 +164,12 @@ class SiteRequest(server.Request):
         self.site = channel.site
 
     def _send_continue(self) -> None:
-        if not self.startedWriting and not self._disconnected and self.clientproto == b"HTTP/1.1":
+        if not self.startedWriting and self.channel is not None and self.clientproto == b"HTTP/1.1":
             self.channel.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def _hang_up(self) -> None:
         """An unwanted body goes on and on: stop reading it, close the connection."""
-        if self._disconnected:
+        if self.channel is None:  # the connection is gone
             return
         if self._finish_pending and self.chunked:
             self.channel.write(b"0\r\n\r\n")  # the response itself was complete
@@ -204,10 +210,13 @@ class ProxySite(server.Site):
         access: str = "daemon",
     ) -> None:
         limits = limits or RequestLimits()
-        super().__init__(resource, reactor=reactor, timeout=limits.idle_timeout,
-                         logPath=access if access not in ("daemon", "off") else None)
-        self._access = access
-        #: Every refused request is logged here, rate-limited (ipydoc.edge.request_rules).
+        super().__init__(resource, reactor=reactor, timeout=limits.idle_timeout)
+        #: "daemon", "off", or a file (absolute, as twisted.web makes a ``logPath``).
+        self._access = access if access in ("daemon", "off") else os.path.abspath(access)
+        self._access_log: access_log.BatchedLog | None = None
+        self._stamp = ""  # the log's time of now, refreshed every second (not per request)
+        self._stamp_call: Any = None
+        #: Every refused request is logged here, rate-limited (ipydoc.edge.refusals).
         self.refusals = RefusalLog(reactor)
         self.protocol = channel_factory(limits, self.refusals)  # strict parsing, caps, timeouts
         self.gate = gate
@@ -220,6 +229,12 @@ class ProxySite(server.Site):
 
     def stopFactory(self) -> None:
         self.refusals.stop()  # what is still counted goes to the log
+        if self._stamp_call is not None and self._stamp_call.active():
+            self._stamp_call.cancel()
+        self._stamp_call = None
+        if self._access_log is not None:
+            self._access_log.close()  # what is still batched goes out
+            self._access_log = None
         super().stopFactory()
 
     def startFactory(self) -> None:
@@ -227,17 +242,19 @@ class ProxySite(server.Site):
         with one-time codes and tokens in URLs masked; ``"off"`` keeps none (a line per
         request is not free: ~10% of the proxy's CPU for a small request)."""
         super().startFactory()
-        if self._access == "off":
-            self._logFile = None
-        elif self._access == "daemon":
-            self._logFile = access_log.open_batched(self.reactor, None)
+        if self._access != "off" and self._access_log is None:
+            path = None if self._access == "daemon" else self._access
+            self._access_log = access_log.open_batched(self.reactor, path)
+            self._refresh_stamp()
 
     def log(self, request: IRequest) -> None:
-        if self._logFile is not None:
-            self._logFile.add(self._logDateTime, request)
+        if self._access_log is not None:
+            self._access_log.add(self._stamp, request)
 
-    def _openLogFile(self, path: str | bytes) -> access_log.BatchedLog:
-        return access_log.open_batched(self.reactor, os.fsdecode(path))
+    def _refresh_stamp(self) -> None:
+        """The log's time of now, as twisted.web writes it, once a second."""
+        self._stamp = http.datetimeToLogString(self.reactor.seconds())
+        self._stamp_call = self.reactor.callLater(1, self._refresh_stamp)
 
 
 class _Root(Resource):

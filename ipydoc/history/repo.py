@@ -25,6 +25,9 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from twisted.internet import defer, threads
 
 BRANCH = "refs/heads/main"
 ZERO = "0" * 40
@@ -257,3 +260,25 @@ class GitRepo:
             item["present"] = name in present
             item["size"] = present[name][1] if name in present else None
         return result
+
+
+class Repositories:
+    """Every user's repository (``root/NAME.git``), and the thread pool git runs in: the
+    one place the queue, the read side and the mirror get repositories from."""
+
+    def __init__(self, root: Path, git: str, reactor: Any) -> None:
+        self.root = root
+        self.git = git
+        self.reactor = reactor
+
+    def repo(self, name: str) -> GitRepo:
+        return GitRepo(self.root / f"{name}.git", self.git)
+
+    def names(self) -> list[str]:
+        """The users who have a repository, in the order of their directories' names."""
+        return [p.name[:-4] for p in sorted(self.root.glob("*.git"))]
+
+    def thread(self, fn: Any, *args: Any, **kw: Any) -> defer.Deferred[Any]:
+        """``fn(*args, **kw)`` in the reactor's thread pool (git blocks)."""
+        return threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
+                                         fn, *args, **kw)

@@ -28,6 +28,9 @@ class Forward:
     #: The server has an origin to itself (subdomain mode).  In path mode it shares the
     #: hub's origin, so e.g. ``Service-Worker-Allowed`` is not relayed.
     own_origin: bool = False
+    #: The hub's start page for this server, coming back to the request's URL: offered
+    #: on the error page when the server does not answer (502, 504).
+    start_url: str = ""
 
 
 @dataclass(frozen=True)

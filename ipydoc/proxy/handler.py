@@ -8,7 +8,6 @@ that may be refused.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
@@ -21,7 +20,7 @@ from ipydoc.proxy.headers import is_websocket_upgrade
 from ipydoc.proxy.http import HttpForwarder
 from ipydoc.proxy.live import OpenExchanges
 from ipydoc.proxy.paths import dot_segment
-from ipydoc.proxy.replies import error_reply, remember_server, write_reply
+from ipydoc.proxy.replies import error_reply, remember_start_url, write_reply
 from ipydoc.proxy.websocket import WebSocketForwarder
 
 NOT_FORWARDED = "This path is not forwarded: it has '.' or '..' segments."
@@ -87,20 +86,12 @@ class Proxy:
             return
         if not isinstance(decision, Forward):
             raise TypeError(f"gate.decide returned {type(decision).__name__}")
-        remember_server(request, decision.user, lambda: self._start_url(request, decision.user))
+        if decision.start_url:
+            remember_start_url(request, decision.start_url)
         if is_websocket_upgrade(request) and not body.has_body:
             await self.websocket.forward(request, decision)
         else:
             await self.http.forward(request, decision)
-
-    def _start_url(self, request: IRequest, user: str) -> str:
-        """The hub's start page for ``user``, coming back to this request's URL."""
-        routing = getattr(self._gate, "routing", None)
-        hub = user_origin = ""
-        if routing is not None and getattr(routing, "subdomain", False):
-            hub, user_origin = routing.hub_origin(request), routing.user_origin(user, request)
-        back = user_origin + request.uri.decode("latin-1")
-        return f"{hub}/hub/spawn/{user}?next={quote(back, safe='/')}"
 
     def _crashed(self, failure: Failure, request: IRequest) -> None:
         self._log.failure(

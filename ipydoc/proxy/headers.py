@@ -197,3 +197,15 @@ def is_websocket_upgrade(request: IRequest) -> bool:
     options = token_list(connection)
     return (protocols is not None and b"websocket" in protocols
             and options is not None and b"upgrade" in options)
+
+
+#: Methods that change nothing on the server: no ``Origin`` check for them (unless the
+#: GET is a WebSocket handshake).
+SAFE_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+
+
+def wants_html(request: IRequest) -> bool:
+    """A browser navigating (it asks for HTML), not a script or a WebSocket.  The one rule
+    for the gate (redirect to a page rather than answer JSON) and the error pages."""
+    accept = b",".join(request.requestHeaders.getRawHeaders(b"accept") or ()).lower()
+    return b"text/html" in accept and not is_websocket_upgrade(request)

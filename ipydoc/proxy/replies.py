@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Callable
 from typing import Protocol
 
 from twisted.web.iweb import IRequest
 
 from ipydoc.proxy.gate import Reply
-from ipydoc.proxy.headers import is_websocket_upgrade
+from ipydoc.proxy.headers import wants_html
 
 
 class Finishing(Protocol):
@@ -41,22 +40,16 @@ TITLES = {
     504: "Your server is not answering",
 }
 
-_SERVER_ATTR = "_ipydoc_server"
+_START_ATTR = "_ipydoc_start_url"
 
 #: The ``Server`` header of every answer the daemon writes itself.
 SERVER = b"ipydoc"
 
 
-def remember_server(request: IRequest, user: str, start_url: Callable[[], str]) -> None:
-    """Note whose server ``request`` goes to, so an error page can offer to start it
-    (``start_url`` is only worked out if an error page is actually shown)."""
-    setattr(request, _SERVER_ATTR, (user, start_url))
-
-
-def wants_html(request: IRequest) -> bool:
-    """A browser navigating (it asks for HTML), not a script or a WebSocket."""
-    accept = b",".join(request.requestHeaders.getRawHeaders(b"accept") or ()).lower()
-    return b"text/html" in accept and not is_websocket_upgrade(request)
+def remember_start_url(request: IRequest, start_url: str) -> None:
+    """Note where the server ``request`` goes to is started (the gate's
+    :attr:`~ipydoc.proxy.gate.Forward.start_url`), so an error page can offer it."""
+    setattr(request, _START_ATTR, start_url)
 
 
 def error_page(code: int, message: str, start_url: str | None, retry: str | None) -> bytes:
@@ -99,8 +92,7 @@ def error_reply(request: IRequest, code: int, message: str | None = None) -> Rep
         body = json.dumps({"status": code, "message": text}).encode()
         return Reply(code, body, "application/json")
     if wants_html(request):
-        _, start = getattr(request, _SERVER_ATTR, (None, None))
-        start_url = start() if start is not None else None
+        start_url = getattr(request, _START_ATTR, None)
         retry = request.uri.decode("latin-1") if request.method in (b"GET", b"HEAD") \
             and code in (502, 504) else None
         return Reply(code, error_page(code, text, start_url, retry), "text/html; charset=utf-8")

@@ -1,1 +1,3 @@
-"""Users' servers: the server manager (start, stop, reconcile), start progress, the idle culler."""
+"""Users' servers: the server manager (start, stop: ``manager``), its start queue
+(``queue``), reconciling with the backend (``reconcile``), the route table (``routes``),
+start progress (``progress``), activity (``activity``) and the idle culler (``culler``)."""

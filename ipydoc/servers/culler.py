@@ -33,7 +33,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -71,13 +71,16 @@ def parse_jupyter_time(value: Any) -> float | None:
 
 
 class Culler(Service):
+    """``last_request(name)``: when the proxy last forwarded a request to ``name``'s
+    server, as recorded in memory (not yet written to Redis), or None."""
+
     name = "culler"
     log = Logger()
 
-    def __init__(self, manager: ServerManager, gate: Any, settings: CullSettings,
-                 reactor: Any) -> None:
+    def __init__(self, manager: ServerManager, last_request: Callable[[str], float | None],
+                 settings: CullSettings, reactor: Any) -> None:
         self.manager = manager
-        self.gate = gate
+        self.last_request = last_request
         self.settings = settings
         self.reactor = reactor
         self._loop: LoopingCall | None = None
@@ -161,7 +164,7 @@ class Culler(Service):
             return name, f"running for {now - started:.0f} s (cull.max_age = {s.max_age:g} s)"
         if s.idle_timeout <= 0:
             return name, None
-        seen = [t for t in (started, stored.get(name), self.gate.activity.get(name)) if t]
+        seen = [t for t in (started, stored.get(name), self.last_request(name)) if t]
         if not s.ignore_kernel_activity:
             try:
                 own = await self._server_activity(name)

@@ -1,9 +1,12 @@
 """The server manager: starts, stops and watches each user's Jupyter server.
 
 It owns what the backends do not: the per-start server token, waiting until
-``jupyter_server`` answers, the server record and route in Redis, spawn progress, and
-reconciling Redis with what the backend really runs (at start and from its event stream).
-Readiness is polled every 25 ms, so a server is routed the moment it answers.
+``jupyter_server`` answers, the server record and route in Redis, and spawn progress.
+Readiness is polled every 25 ms, so a server is routed the moment it answers.  Its
+helpers: :mod:`ipydoc.servers.queue` (one start per user, the start slots),
+:mod:`ipydoc.servers.reconcile` (Redis and routes in line with what the backend really
+runs, at start and from its event stream; crashes and engine outages),
+:mod:`ipydoc.servers.routes` (the route table the proxy reads).
 
 Lifecycle rules (issue 6):
 
@@ -16,12 +19,7 @@ Lifecycle rules (issue 6):
 * **Limits and images** — memory/CPU/pids come from the config unless an admin stored
   per-user overrides (``ipydoc user set-limits``); the image is the user's choice among
   ``spawn.images`` (the allow-list), else ``spawn.image``.
-* **Crashes** — a ``die``/``destroy`` event of the routed container drops the in-memory
-  route synchronously (the proxy sends the user to the start page from the very next
-  request), then Redis is updated and an event recorded.
-* **Engine outages** — each time the events stream (re)connects after a break, the
-  manager reconciles again, so containers that died with a restarted dockerd lose their
-  routes without a daemon restart.  Reconciles never run concurrently.
+* **Crashes and engine outages** — see :mod:`ipydoc.servers.reconcile`.
 
 Hostile servers (issue 12): the user controls what answers on the server's port, so
 readiness polls use the bounded client of :mod:`ipydoc.proxy.fetch` (a total deadline of
@@ -38,33 +36,29 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.defer import CancelledError, DeferredLock
+from twisted.internet.defer import CancelledError
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
-from ipydoc.backends.base import Backend, BackendError, BackendEvent, ServerSpec
+from ipydoc.backends.base import Backend, BackendError, ServerSpec
 from ipydoc.edge.routing import Routing
 from ipydoc.proxy.fetch import Fetcher, FetchError
 from ipydoc.servers.progress import Progress, Step
-from ipydoc.state.store import Server, Store
+from ipydoc.servers.queue import OnePerUser, SpawnQueue
+from ipydoc.servers.reconcile import Reconciler
+from ipydoc.servers.routes import Route, Routes
+from ipydoc.state.servers import Server
+from ipydoc.state.store import Store
 
 READY_POLL = 0.025
 READY_ATTEMPT = 3.0          # seconds for one readiness poll, connect to last byte
 READY_BUDGET = 64 * 1024     # bytes of a /api/status answer (it is ~150)
 STOP_CONCURRENCY = 4
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Route:
-    url: str
-    token: str
-    id: str = ""     # the container's id: events about another container leave it alone
 
 
 @dataclass(frozen=True)
@@ -81,91 +75,6 @@ class Limits:
     @property
     def allowed_images(self) -> tuple[str, ...]:
         return self.images or (self.image,)
-
-
-class OnePerUser:
-    """At most one run of an operation per user; callers meanwhile share its outcome.
-
-    The first caller's operation begins synchronously, so ``busy`` is true as soon as
-    ``run`` was called, before any await.
-    """
-
-    def __init__(self) -> None:
-        self._waiters: dict[str, list[defer.Deferred[Any]]] = {}
-
-    def busy(self, name: str) -> bool:
-        return name in self._waiters
-
-    async def run(self, name: str, op: Callable[[], Awaitable[T]]) -> T:
-        if name in self._waiters:
-            shared: defer.Deferred[T] = defer.Deferred()
-            self._waiters[name].append(shared)
-            return await shared
-        self._waiters[name] = []
-        try:
-            result = await op()
-        except BaseException:
-            failure = Failure()
-            for waiter in self._waiters.pop(name):
-                waiter.errback(failure)
-            raise
-        for waiter in self._waiters.pop(name):
-            waiter.callback(result)
-        return result
-
-    async def wait(self, name: str) -> None:
-        """Until the run in flight (if any) has ended, however it ended."""
-        if name in self._waiters:
-            done: defer.Deferred[Any] = defer.Deferred()
-            self._waiters[name].append(done)
-            try:
-                await done
-            except Exception:  # noqa: BLE001 - its own caller handles the failure
-                pass
-
-
-class SpawnQueue:
-    """A FIFO of starts waiting for one of ``size`` slots, with positions to show.
-
-    ``acquire`` calls ``on_position(n)`` with the caller's 1-based place in the queue
-    whenever it changes (n ahead + 1); it returns once the caller holds a slot.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = max(1, size)
-        self.active = 0
-        self._waiting: list[tuple[defer.Deferred[None], Callable[[int], None]]] = []
-
-    def __len__(self) -> int:
-        return len(self._waiting)
-
-    async def acquire(self, on_position: Callable[[int], None]) -> None:
-        if self.active < self.size and not self._waiting:
-            self.active += 1
-            return
-        d: defer.Deferred[None] = defer.Deferred()
-        entry = (d, on_position)
-        self._waiting.append(entry)
-        on_position(len(self._waiting))
-        try:
-            await d
-        except BaseException:
-            if entry in self._waiting:
-                self._waiting.remove(entry)
-                self._announce()
-            raise
-
-    def release(self) -> None:
-        if self._waiting:
-            d, _ = self._waiting.pop(0)  # the slot passes straight on: active stays
-            self._announce()
-            d.callback(None)
-        else:
-            self.active -= 1
-
-    def _announce(self) -> None:
-        for i, (_, on_position) in enumerate(self._waiting):
-            on_position(i + 1)
 
 
 class StartFailed(Exception):
@@ -218,7 +127,7 @@ class ServerManager(Service):
         self._store_source = store_source      # RedisService: its .store exists once started
         self.limits = limits
         self.reactor = reactor
-        self.routes: dict[str, Route] = {}      # the proxy's view; Redis holds the same
+        self.routes: Routes = {}      # the proxy's view; Redis holds the same
         self.progress: dict[str, Progress] = {}
         # Docker tears containers down faster a few at a time than all at once (its
         # network teardown serialises on iptables): a logout wave or cull of many servers.
@@ -226,8 +135,8 @@ class ServerManager(Service):
         self._starts = OnePerUser()
         self._stops = OnePerUser()
         self.queue = SpawnQueue(limits.concurrency)
-        self._reconcile_lock = DeferredLock()
-        self._reconciled = False
+        self.reconciler = Reconciler(backend, store_source, self.routes, self.is_busy,
+                                     self.base_url)
         self._admitted: set[str] = set()
         self._handles: dict[str, StartHandle] = {}
         #: The bounded client for requests to users' servers (also the culler's).
@@ -244,17 +153,8 @@ class ServerManager(Service):
     # -- service ------------------------------------------------------------------------
     def startService(self) -> defer.Deferred[None]:
         super().startService()
-        self.backend.follow(self._on_event, self._on_stream_open)
+        self.reconciler.follow()
         return defer.Deferred.fromCoroutine(self.reconcile())
-
-    def _on_stream_open(self, reconnected: bool) -> None:
-        """The events stream is (again) connected: what happened meanwhile is unknown
-        (dockerd keeps no events across its own restart), so reconcile."""
-        if not reconnected and self._reconciled:
-            return
-        self.log.info("Docker events stream connected; reconciling")
-        d = defer.Deferred.fromCoroutine(self.reconcile())
-        d.addErrback(lambda f: self.log.failure("reconcile after reconnect", f))
 
     def stopService(self) -> None:
         super().stopService()
@@ -449,78 +349,5 @@ class ServerManager(Service):
 
     # -- reconcile -----------------------------------------------------------------------
     async def reconcile(self) -> None:
-        """Make Redis agree with the backend: adopt running servers, drop dead routes."""
-        async with self._reconcile_lock:
-            await self._reconcile()
-
-    async def _reconcile(self) -> None:
-        try:
-            listed = await self.backend.list()
-        except BackendError as e:
-            # Serve anyway: pages say what is wrong, and nothing in Redis is touched.
-            self.log.error("cannot reconcile servers: {why}", why=e.message)
-            return
-        self._reconciled = True
-        running = {i.name: i for i in listed if i.running and i.url
-                   and not self.is_busy(i.name)}
-        adopted = dropped = 0
-        for name in list(self.routes):
-            if name not in running and not self.is_busy(name):
-                self.routes.pop(name, None)  # the proxy stops sending traffic at once
-        for info in list(running.values()):
-            record = await self.store.get_server(info.name)
-            if info.base_url and info.base_url != self.base_url(info.name):
-                # Started before server.routing changed: its URLs are wrong, so it
-                # could not be reached; the user's next visit starts a fresh one.
-                self.log.warn("container {id} of {name} has base URL {b}, not {want} "
-                              "(server.routing changed); stopping it", id=info.id[:12],
-                              name=info.name, b=info.base_url, want=self.base_url(info.name))
-                await self.backend.stop(info.name)
-                await self.store.set_server(info.name, "stopped", id="")
-                running.pop(info.name, None)
-                continue
-            token = (record.token if record and record.token and record.id == info.id
-                     else info.token)
-            if not token:
-                self.log.warn("container {id} of {name} has no token; stopping it",
-                              id=info.id[:12], name=info.name)
-                await self.backend.stop(info.name)
-                continue
-            await self.store.set_server(info.name, "running", route=True, id=info.id,
-                                        url=info.url, token=token, image=info.image,
-                                        started=info.started_at or time.time())
-            self.routes[info.name] = Route(info.url, token, info.id)
-            adopted += 1
-        for record in await self.store.list_servers():
-            if record.name not in running and record.state not in ("stopped", "failed") \
-                    and not self.is_busy(record.name):
-                self.routes.pop(record.name, None)
-                await self.store.set_server(record.name, "stopped", id="")
-                await self.store.add_event("server-gone", record.name,
-                                           "container gone while ipydoc was not watching")
-                dropped += 1
-        self.log.info("reconciled: {a} running servers adopted, {d} stale routes dropped",
-                      a=adopted, d=dropped)
-
-    def _on_event(self, event: BackendEvent) -> None:
-        if event.action == "start" or self.is_busy(event.name):
-            return
-        route = self.routes.get(event.name)
-        if route is not None and route.id == event.id:
-            # Synchronously: the very next request is sent to the start page, not a 502.
-            del self.routes[event.name]
-        defer.Deferred.fromCoroutine(self._gone(event)).addErrback(
-            lambda f: self.log.failure("handling {e}", f, e=event))
-
-    async def _gone(self, event: BackendEvent) -> None:
-        record = await self.store.get_server(event.name)
-        if record is None or record.id != event.id or record.state in ("stopped", "failed"):
-            return
-        current = self.routes.get(event.name)
-        if current is not None and current.id in ("", event.id):
-            self.routes.pop(event.name, None)
-        await self.store.set_server(event.name, "stopped", id="")
-        await self.store.add_event("server-gone", event.name,
-                                   f"container {event.action} outside ipydoc")
-        self.log.info("server of {name} went away ({action})", name=event.name,
-                      action=event.action)
+        """Make Redis agree with the backend (:mod:`ipydoc.servers.reconcile`)."""
+        await self.reconciler.reconcile()

@@ -7,9 +7,9 @@ persistence on, so sessions and server records survive a restart of the daemon.
 If that child dies (crash, OOM kill) it is started again (backoff 0.5 s doubling to 10 s,
 each restart logged); its data comes back from the append-only file.  The connection pool
 reconnects by itself; while no connection is up, commands fail at once with
-``txredisapi.ConnectionError`` (see :class:`FailFast`) instead of waiting, and a server
-that stops answering fails them after ``REPLY_TIMEOUT`` seconds (``TimeoutError``, a
-``ConnectionError``).  Pages and the proxy turn that error into a 503.
+``txredisapi.ConnectionError`` (:data:`StoreUnavailable`; see :class:`FailFast`) instead
+of waiting, and a server that stops answering fails them after ``REPLY_TIMEOUT`` seconds
+(``TimeoutError``, a ``ConnectionError``).  Pages and the proxy turn that error into a 503.
 """
 
 from __future__ import annotations
@@ -45,6 +45,11 @@ save 3600 1 300 100 60 10000
 REPLY_TIMEOUT = 5.0  # seconds without an answer before a command fails (Redis is hung)
 RESTART_DELAY = (0.5, 10.0)  # first and longest wait before restarting a dead embedded redis
 UNAVAILABLE = "ipydoc's state store (Redis) is unavailable; retrying"
+
+#: What a store call raises while Redis is down or hung (``TimeoutError`` is one too).
+#: Outside :mod:`ipydoc.state` catch this name: txredisapi is imported only here, because
+#: importing it installs the global reactor.
+StoreUnavailable = txredisapi.ConnectionError
 
 
 class FailFast:

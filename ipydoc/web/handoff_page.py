@@ -14,48 +14,59 @@ browser that already holds her hub session.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Protocol
 from urllib.parse import urlencode
 
+from klein import Klein
 from twisted.web.iweb import IRequest
 
+from ipydoc.access.sessions import Session
 from ipydoc.access.user_hosts import well_formed_state
 from ipydoc.edge.redirects import safe_next
+from ipydoc.edge.request_args import arg
+from ipydoc.edge.routing import Routing
 from ipydoc.names import InvalidName, validate_name
+from ipydoc.web.pages import Pages, RedisDown, redis_down
 
 
-def _arg(request: IRequest, key: str) -> str:
-    values = request.args.get(key.encode()) or [b""]
-    return values[0].decode("utf-8", errors="replace")
+class HandoffTokens(Protocol):
+    """Issues the one-time tokens (:class:`ipydoc.access.user_hosts.HostSessions`)."""
+
+    async def issue(self, session: Session, state: str) -> str: ...
 
 
-async def handoff(hub: Any, request: IRequest) -> bytes:
-    routing = hub.gate.routing
-    session = await hub.sessions.from_request(request)
-    if not routing.subdomain:
-        return hub.error(request, 404, "Not found", "This site does not use per-user hosts.",
-                         session)
-    if session is None:
-        return hub.to_login(request)
-    try:
-        name = validate_name(_arg(request, "to"))
-    except InvalidName:
-        return hub.error(request, 404, "Not found", "There is no such user.", session)
-    if session.user != name:
-        return hub.error(request, 403, "Forbidden",
-                         f"This is another user's server. Yours is at "
-                         f"{routing.user_url(session.user, 'lab', request)}.", session)
-    nxt = safe_next(_arg(request, "next"), "/lab")
-    state = well_formed_state(_arg(request, "state"))
-    if state is None:  # not sent by the user's host: start there (it sets the state)
-        return hub.redirect(request, routing.user_origin(name, request) + nxt, 302)
-    token = await hub.gate.hosts.issue(session, state)
-    query = urlencode({"token": token, "next": nxt})
-    request.setHeader(b"Referrer-Policy", b"no-referrer")
-    return hub.redirect(request, f"{routing.user_origin(name, request)}/_ipydoc/handoff?{query}",
-                        302)
+class HandoffPage:
+    app = Klein()
+    app.handle_errors(RedisDown)(redis_down)
 
+    def __init__(self, pages: Pages, routing: Routing, hosts: HandoffTokens | None) -> None:
+        self.pages = pages
+        self.routing = routing
+        self.hosts = hosts  # None in path mode
 
-def install(hub_class: Any) -> None:
-    """Add the route to the hub's Klein app."""
-    hub_class.app.route("/handoff", methods=["GET"])(handoff)
+    @app.route("/handoff", methods=["GET"])
+    async def handoff(self, request: IRequest) -> bytes:
+        pages, routing = self.pages, self.routing
+        session = await pages.sessions.from_request(request)
+        if not routing.subdomain or self.hosts is None:
+            return pages.error(request, 404, "Not found",
+                               "This site does not use per-user hosts.", session)
+        if session is None:
+            return pages.to_login(request)
+        try:
+            name = validate_name(arg(request, "to"))
+        except InvalidName:
+            return pages.error(request, 404, "Not found", "There is no such user.", session)
+        if session.user != name:
+            return pages.error(request, 403, "Forbidden",
+                               f"This is another user's server. Yours is at "
+                               f"{routing.user_url(session.user, 'lab', request)}.", session)
+        nxt = safe_next(arg(request, "next"), "/lab")
+        state = well_formed_state(arg(request, "state"))
+        if state is None:  # not sent by the user's host: start there (it sets the state)
+            return pages.redirect(request, routing.user_origin(name, request) + nxt, 302)
+        token = await self.hosts.issue(session, state)
+        query = urlencode({"token": token, "next": nxt})
+        request.setHeader(b"Referrer-Policy", b"no-referrer")
+        return pages.redirect(
+            request, f"{routing.user_origin(name, request)}/_ipydoc/handoff?{query}", 302)

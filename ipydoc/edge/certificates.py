@@ -1,12 +1,9 @@
-"""TLS on the public site: certificates from the config, chosen by SNI, reloaded on SIGHUP.
+"""TLS certificates of the public site: loaded and checked, chosen by SNI, reloaded on SIGHUP.
 
-A ``server.listen`` entry starting ``ssl:`` or ``tls:`` is a TLS listener.  After the
-prefix comes either a port with Twisted's ``tcp:`` options (``ssl:443:interface=::``) or
-a whole stream endpoint (``tls:systemd:domain=INET6:index=0``); ``privateKey=`` and
-``certKey=`` name that listener's own default certificate, otherwise ``server.tls_cert``
-and ``tls_key`` are it.  Every configured certificate (the defaults and ``tls_certs``)
-is a candidate for SNI: the client's server name picks the certificate whose names match
-it exactly, then one whose wildcard matches, else the listener's default.
+Every configured certificate (``server.tls_cert``, a listener's own ``certKey=``, and
+``tls_certs``) is a candidate for SNI: the client's server name picks the certificate
+whose names match it exactly, then one whose wildcard matches, else the listener's
+default.
 
 Files are checked with ``cryptography`` first, so a bad one stops the daemon with a
 message naming the file and why (``cannot read``, ``no PEM certificate``, ``the key does
@@ -28,13 +25,10 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from twisted.application.service import Service
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.logger import Logger
-from twisted.web import server
-from twisted.web.resource import Resource
 from zope.interface import implementer
 
 #: TLS 1.2 suites (TLS 1.3 ones are all fine and OpenSSL's defaults): ECDHE + AEAD only.
@@ -42,85 +36,13 @@ TLS12_CIPHERS = (b"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
                  b"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
                  b"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305")
 
-_TLS_PREFIXES = ("ssl:", "tls:")
-_OWN_CERT_OPTIONS = ("privateKey", "certKey")
-_REFUSED_OPTIONS = ("sslmethod", "extraCertChain", "dhParameters")
 _PEM_KEY = re.compile(rb"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.+?-----END \1PRIVATE KEY-----",
                       re.S)
-_HOST = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252})|\[[0-9A-Fa-f:.]+\]")
 
 
 class CertificateError(ValueError):
     """A certificate or key cannot be used; the message names the file and why."""
 
-
-# -- listen entries ----------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class TLSListen:
-    """A TLS listen entry: the plain stream endpoint under it and its own cert, if any."""
-
-    endpoint: str
-    cert: str = ""
-    key: str = ""
-
-
-def _split(spec: str) -> list[str]:
-    """Endpoint string parts, split on colons not escaped with a backslash."""
-    return re.split(r"(?<!\\):", spec)
-
-
-def parse_listen(spec: str) -> TLSListen | None:
-    """The TLS listener ``spec`` describes, or None for a plain one.
-
-    Raises ValueError (a message for the config error) for options ipydoc sets itself.
-    """
-    if not spec.startswith(_TLS_PREFIXES):
-        return None
-    parts = _split(spec[4:])
-    own: dict[str, str] = {}
-    kept = []
-    for part in parts:
-        name, eq, value = part.partition("=")
-        if eq and name in _OWN_CERT_OPTIONS:
-            own[name] = value.replace("\\:", ":")
-        elif eq and name in _REFUSED_OPTIONS:
-            raise ValueError(f"{spec!r}: {name}= is not supported here; ipydoc sets TLS "
-                             "versions and ciphers itself and reads the chain from the "
-                             "certificate file")
-        else:
-            kept.append(part)
-    if not kept or not kept[0]:
-        raise ValueError(f"{spec!r}: say where to listen, e.g. ssl:443 or "
-                         "tls:systemd:domain=INET6:index=0")
-    first = kept[0]
-    if first.isdigit() or first.startswith("port="):
-        endpoint = ":".join(["tcp", *kept])
-    else:
-        endpoint = ":".join(kept)  # a whole endpoint string: tcp:..., systemd:..., unix:...
-    key = own.get("privateKey", "")
-    cert = own.get("certKey", key)
-    return TLSListen(endpoint, cert, key)
-
-
-def https_port(public_url: str, listen: list[str]) -> int:
-    """The port HTTP requests are redirected to: ``public_url``'s if it is https, else the
-    first TLS listen entry's, else 443."""
-    if public_url:
-        u = urlsplit(public_url)
-        if u.scheme == "https":
-            return u.port or 443
-    for spec in listen:
-        tls = parse_listen(spec)
-        if tls is None:
-            continue
-        match = re.match(r"tcp6?:(?:port=)?(\d+)(?::|$)", tls.endpoint)
-        if match:
-            return int(match.group(1))
-    return 443
-
-
-# -- certificates ------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class CertFiles:
@@ -373,120 +295,3 @@ class CertReloader(Service):
         for line in self.store.describe():
             self.log.info("TLS: {cert}", cert=line)
         return problems
-
-
-# -- HSTS and the HTTP -> HTTPS redirect ---------------------------------------------------
-
-def hsts_value(max_age: int, include_subdomains: bool) -> bytes:
-    return b"max-age=%d" % max_age + (b"; includeSubDomains" if include_subdomains else b"")
-
-
-def with_hsts(request_class: type, value: bytes) -> type:
-    """``request_class`` adding ``Strict-Transport-Security`` to responses sent over TLS.
-
-    Set as the header goes out (the first ``write``, which ``finish`` also makes), so it
-    is on hub pages and proxied responses alike, whatever headers they set before.
-    """
-
-    class HSTSRequest(request_class):  # type: ignore[misc, valid-type]
-        def write(self, data: bytes) -> None:
-            if not self.startedWriting and self.isSecure():
-                self.responseHeaders.setRawHeaders(b"strict-transport-security", [value])
-            super().write(data)
-
-    HSTSRequest.__name__ = f"HSTS{request_class.__name__}"
-    return HSTSRequest
-
-
-class _RedirectEverything(Resource):
-    isLeaf = True
-
-    def __init__(self, port: int, fallback_host: str) -> None:
-        super().__init__()
-        self.port = port
-        self.fallback_host = fallback_host
-
-    def render(self, request: Any) -> bytes:
-        host = _hostname(request.getRequestHostname().decode("ascii", "replace")) \
-            if request.requestHeaders.hasHeader(b"host") else ""
-        host = host or self.fallback_host
-        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
-        request.setHeader(b"cache-control", b"no-store")
-        if not host:
-            request.setResponseCode(400)
-            return b"Use https.\n"
-        uri = request.uri.decode("ascii", "replace")
-        if not uri.startswith("/"):  # absolute-form: keep only path and query
-            u = urlsplit(uri)
-            uri = (u.path or "/") + (f"?{u.query}" if u.query else "")
-        port = "" if self.port == 443 else f":{self.port}"
-        location = f"https://{host}{port}{uri}"
-        request.setResponseCode(301 if request.method in (b"GET", b"HEAD") else 308)
-        request.setHeader(b"location", location.encode("ascii", "replace"))
-        return f"Moved to {location}\n".encode("ascii", "replace")
-
-
-def _hostname(host: str) -> str:
-    """The host part of a Host header, if it is a plausible name or address; else ''."""
-    host = host.strip().lower()
-    return host if _HOST.fullmatch(host) else ""
-
-
-class _DiscardBodyRequest(server.Request):
-    """The redirect needs no body: read and drop it instead of spooling it to a file."""
-
-    def gotLength(self, length: int | None) -> None:
-        super().gotLength(0)
-
-    def handleContentChunk(self, data: bytes) -> None:
-        pass
-
-
-def redirect_site(port: int, fallback_host: str, reactor: Any) -> server.Site:
-    """A site answering every request with a redirect to the same host and path on https."""
-    site = server.Site(_RedirectEverything(port, fallback_host), reactor=reactor, timeout=60)
-    site.requestFactory = _DiscardBodyRequest
-    site.displayTracebacks = False
-    return site
-
-
-# -- assembly (used by ipydoc/tap.py) ----------------------------------------------------------
-
-def edge_listeners(server_cfg: Any, site: Any, reactor: Any
-                   ) -> tuple[list[tuple[str, str, Any]], Service | None]:
-    """What the public side listens with, from ``[server]``.
-
-    Returns ``(description, plain endpoint string, factory)`` for every ``listen`` entry
-    (TLS ones wrapped) and ``redirect_listen`` entry, and the SIGHUP reloader (None without
-    TLS).  Sets HSTS on ``site``'s requests when ``hsts`` is on.  Raises CertificateError
-    when a certificate or key cannot be used.
-    """
-    s = server_cfg
-    parsed = [(spec, parse_listen(spec)) for spec in s.listen]
-    default = CertFiles(s.tls_cert, s.tls_key, "server.tls_cert") if s.tls_cert else None
-    own = {spec: CertFiles(t.cert, t.key, f"server.listen {spec!r}")
-           for spec, t in parsed if t is not None and t.cert}
-    extra = [CertFiles(pair[0], pair[1] if len(pair) > 1 else "", f"server.tls_certs[{i}]")
-             for i, pair in enumerate(s.tls_certs)]
-    any_tls = any(t is not None for _, t in parsed)
-    store = CertStore([*([default] if default else []), *own.values(), *extra]) \
-        if any_tls else None
-
-    out: list[tuple[str, str, Any]] = []
-    for spec, tls in parsed:
-        if tls is None or store is None:
-            out.append((spec, spec, site))
-            continue
-        files = own.get(spec) or default
-        assert files is not None  # config.py: a TLS entry without its own needs tls_cert
-        out.append((f"{spec} (TLS)", tls.endpoint, wrap(site, store, files)))
-    if store is not None and s.hsts:
-        site.requestFactory = with_hsts(site.requestFactory,
-                                        hsts_value(s.hsts, s.hsts_include_subdomains))
-    if s.redirect_listen:
-        port = https_port(s.public_url, s.listen)
-        fallback = urlsplit(s.public_url).hostname or getattr(s, "domain", "") or ""
-        redirect = redirect_site(port, fallback, reactor)
-        out += [(f"{spec} (redirect to https, port {port})", spec, redirect)
-                for spec in s.redirect_listen]
-    return out, (CertReloader(store, reactor) if store is not None else None)

@@ -1,4 +1,5 @@
-"""What every login provider offers the hub, and the registry built from ``[auth]``.
+"""What every login provider offers the hub: :class:`Identity`, :class:`Refused`, the
+:class:`Provider` protocol, and the one HTTP helper they share.
 
 A provider turns a login into an :class:`Identity` or raises :class:`Refused` with a
 reason in plain words for the person (shown on the login page) and a detail for the log
@@ -86,22 +87,3 @@ async def _read_capped(response: Any) -> bytes:
     if len(body) > MAX_BODY:
         raise ValueError("answer too large")
     return body
-
-
-def build(auth: Any, reactor: Any) -> dict[str, Provider]:
-    """The configured providers by id, in the order the login page shows them."""
-    from ipydoc.auth.github import GithubProvider
-    from ipydoc.auth.oidc import OidcProvider
-    from ipydoc.config.auth import read_secret
-
-    http = HTTP(reactor)
-    providers: dict[str, Provider] = {}
-    if auth.github is not None:
-        g = auth.github
-        providers["github"] = GithubProvider(
-            g, read_secret("auth.github", g.client_secret, g.client_secret_file), http)
-    for pid, o in auth.oidc.items():
-        providers[pid] = OidcProvider(
-            pid, o, read_secret(f"auth.oidc.{pid}", o.client_secret, o.client_secret_file),
-            http, reactor.seconds)
-    return providers

@@ -1,0 +1,111 @@
+"""Handlers of ``ipydoc status``, ``server ...``, ``route list`` and ``cull``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ipydoc.cli.client import Handler, Target, fetch_all, result, with_daemon
+from ipydoc.cli.errors import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CliError
+from ipydoc.cli.output import ago, details, emit, server_rows, table, yes
+
+
+def _status(args: argparse.Namespace, target: Target) -> int:
+    from ipydoc.control import commands as c
+
+    status = json.loads(with_daemon(target, lambda p: p.callRemote(c.Status))["status"])
+    emit(args, status, "\n".join(f"{k:16} {v}" for k, v in status.items()))
+    return EXIT_OK if status["backend_ok"] and status["redis_ok"] else EXIT_REFUSED
+
+
+def _server_start(args: argparse.Namespace, target: Target) -> int:
+    from ipydoc.control import commands as c
+
+    r = result(target, c.ServerStart, name=args.name, wait=not args.no_wait)
+    emit(args, r, f"server of {args.name} is {r['state']}"
+                    + (f" at {r['url']}" if r.get("url") and r["state"] == "running" else ""))
+    return EXIT_OK
+
+
+def _server_stop(args: argparse.Namespace, target: Target) -> int:
+    from ipydoc.control import commands as c
+
+    r = result(target, c.ServerStop, name=args.name)
+    emit(args, r, f"stopped the server of {args.name}" if r["stopped"]
+           else f"the server of {args.name} was not running")
+    return EXIT_OK
+
+
+def _server_list(args: argparse.Namespace, target: Target) -> int:
+    from ipydoc.control import commands as c
+
+    servers = with_daemon(target, lambda p: fetch_all(p, c.ServerList))
+    emit(args, servers, server_rows(servers))
+    return EXIT_OK
+
+
+def _server_show(args: argparse.Namespace, target: Target) -> int:
+    from ipydoc.control import commands as c
+
+    r = result(target, c.ServerShow, name=args.name)
+    emit(args, r, details(r))
+    return EXIT_OK
+
+
+def _server_logs(args: argparse.Namespace, target: Target) -> int:
+    from ipydoc.control import commands as c
+
+    if args.tail < 0:
+        raise CliError("--tail must be 0 (all) or more", EXIT_USAGE)
+
+    async def work(p: Any) -> str:
+        chunks, offset = [], 0
+        while True:
+            answer = await p.callRemote(c.ServerLogs, name=args.name, tail=args.tail,
+                                        offset=offset)
+            if args.json:
+                chunks.append(answer["text"])
+            else:
+                sys.stdout.write(answer["text"])
+            offset = answer["next"]
+            if offset < 0:
+                return "".join(chunks)
+
+    text = with_daemon(target, work)
+    if args.json:
+        print(json.dumps({"name": args.name, "text": text}))
+    else:
+        sys.stdout.flush()
+    return EXIT_OK
+
+
+def _route_list(args: argparse.Namespace, target: Target) -> int:
+    from ipydoc.control import commands as c
+
+    routes = with_daemon(target, lambda p: fetch_all(p, c.RouteList))
+    emit(args, routes, table([[r["name"], r["target"], yes(r["served"]), yes(r["stored"]),
+                                 ago(r["last_activity"])] for r in routes],
+                               ["NAME", "TARGET", "SERVED", "STORED", "LAST ACTIVITY"]))
+    return EXIT_OK
+
+
+def _cull(args: argparse.Namespace, target: Target) -> int:
+    from ipydoc.control import commands as c
+
+    r = result(target, c.Cull)
+    emit(args, r, "stopped: " + (", ".join(r["stopped"]) or "nothing was idle"))
+    return EXIT_OK
+
+
+HANDLERS: dict[tuple[str, str | None], Handler] = {
+    ('status', None): _status,
+    ('server', 'start'): _server_start,
+    ('server', 'stop'): _server_stop,
+    ('server', 'list'): _server_list,
+    ('server', 'show'): _server_show,
+    ('server', 'logs'): _server_logs,
+    ('route', 'list'): _route_list,
+    ('cull', None): _cull,
+}

@@ -1,0 +1,44 @@
+"""``[spawn]``: which backend and image start a user's server, how long a start may take,
+the resource limits and how many starts run at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ipydoc.config.errors import ConfigError
+from ipydoc.config.types import parse_size
+
+
+@dataclass
+class SpawnSection:
+    backend: str = "docker"
+    image: str = "quay.io/jupyter/base-notebook:latest"
+    start_timeout: float = 120.0
+    mem_limit: str = "2G"
+    cpu_limit: float = 1.0
+    pids_limit: int = 1024
+    images: list[str] = field(default_factory=list)
+    concurrency: int = 4
+    max_running: int = 0
+
+
+def validate(s: SpawnSection) -> None:
+    if s.backend not in ("docker",):
+        raise ConfigError(f"spawn.backend must be 'docker', not {s.backend!r}")
+    if not s.image:
+        raise ConfigError("spawn.image must name an image")
+    if s.start_timeout <= 0:
+        raise ConfigError("spawn.start_timeout must be positive")
+    if s.concurrency < 1:
+        raise ConfigError("spawn.concurrency must be at least 1")
+    if s.max_running < 0:
+        raise ConfigError("spawn.max_running must be 0 (no cap) or positive")
+    if any(not i for i in s.images):
+        raise ConfigError("spawn.images must not contain empty names")
+    if s.cpu_limit < 0:
+        raise ConfigError("spawn.cpu_limit must be 0 (no limit) or positive")
+    if s.mem_limit:
+        try:
+            parse_size(s.mem_limit)
+        except ValueError as e:
+            raise ConfigError(f"spawn.mem_limit: {e}") from None

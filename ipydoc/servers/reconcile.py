@@ -1,0 +1,139 @@
+"""Reconciling: Redis and the route table agree with what the backend really runs.
+
+At start the daemon adopts running containers (labelled ``ipydoc.user=<name>``), drops
+routes whose containers are gone, and follows the backend's events stream from then on:
+
+* **Crashes** — a ``die``/``destroy`` event of the routed container drops the in-memory
+  route synchronously (the proxy sends the user to the start page from the very next
+  request), then Redis is updated and an event recorded.
+* **Engine outages** — each time the events stream (re)connects after a break, it
+  reconciles again, so containers that died with a restarted dockerd lose their routes
+  without a daemon restart.  Reconciles never run concurrently.
+
+A server whose start or stop is in flight (``busy``) is left to that operation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.defer import DeferredLock
+from twisted.logger import Logger
+
+from ipydoc.backends.base import Backend, BackendError, BackendEvent
+from ipydoc.servers.routes import Route, Routes
+from ipydoc.state.store import Store
+
+
+class Reconciler:
+    """Keeps ``routes`` and Redis in line with the backend (the manager's collaborators:
+    its route table, whether a user's start or stop is in flight, its base URLs)."""
+
+    log = Logger()
+
+    def __init__(self, backend: Backend, store_source: Any, routes: Routes,
+                 busy: Callable[[str], bool], base_url: Callable[[str], str]) -> None:
+        self.backend = backend
+        self._store_source = store_source      # RedisService: its .store exists once started
+        self.routes = routes
+        self.busy = busy
+        self.base_url = base_url
+        self._lock = DeferredLock()
+        self._reconciled = False
+
+    @property
+    def store(self) -> Store:
+        return self._store_source.store
+
+    def follow(self) -> None:
+        """Follow the backend's events stream (until ``backend.stop_following``)."""
+        self.backend.follow(self._on_event, self._on_stream_open)
+
+    def _on_stream_open(self, reconnected: bool) -> None:
+        """The events stream is (again) connected: what happened meanwhile is unknown
+        (dockerd keeps no events across its own restart), so reconcile."""
+        if not reconnected and self._reconciled:
+            return
+        self.log.info("Docker events stream connected; reconciling")
+        d = defer.Deferred.fromCoroutine(self.reconcile())
+        d.addErrback(lambda f: self.log.failure("reconcile after reconnect", f))
+
+    async def reconcile(self) -> None:
+        """Make Redis agree with the backend: adopt running servers, drop dead routes."""
+        async with self._lock:
+            await self._reconcile()
+
+    async def _reconcile(self) -> None:
+        try:
+            listed = await self.backend.list()
+        except BackendError as e:
+            # Serve anyway: pages say what is wrong, and nothing in Redis is touched.
+            self.log.error("cannot reconcile servers: {why}", why=e.message)
+            return
+        self._reconciled = True
+        running = {i.name: i for i in listed if i.running and i.url
+                   and not self.busy(i.name)}
+        adopted = dropped = 0
+        for name in list(self.routes):
+            if name not in running and not self.busy(name):
+                self.routes.pop(name, None)  # the proxy stops sending traffic at once
+        for info in list(running.values()):
+            record = await self.store.get_server(info.name)
+            if info.base_url and info.base_url != self.base_url(info.name):
+                # Started before server.routing changed: its URLs are wrong, so it
+                # could not be reached; the user's next visit starts a fresh one.
+                self.log.warn("container {id} of {name} has base URL {b}, not {want} "
+                              "(server.routing changed); stopping it", id=info.id[:12],
+                              name=info.name, b=info.base_url, want=self.base_url(info.name))
+                await self.backend.stop(info.name)
+                await self.store.set_server(info.name, "stopped", id="")
+                running.pop(info.name, None)
+                continue
+            token = (record.token if record and record.token and record.id == info.id
+                     else info.token)
+            if not token:
+                self.log.warn("container {id} of {name} has no token; stopping it",
+                              id=info.id[:12], name=info.name)
+                await self.backend.stop(info.name)
+                continue
+            await self.store.set_server(info.name, "running", route=True, id=info.id,
+                                        url=info.url, token=token, image=info.image,
+                                        started=info.started_at or time.time())
+            self.routes[info.name] = Route(info.url, token, info.id)
+            adopted += 1
+        for record in await self.store.list_servers():
+            if record.name not in running and record.state not in ("stopped", "failed") \
+                    and not self.busy(record.name):
+                self.routes.pop(record.name, None)
+                await self.store.set_server(record.name, "stopped", id="")
+                await self.store.add_event("server-gone", record.name,
+                                           "container gone while ipydoc was not watching")
+                dropped += 1
+        self.log.info("reconciled: {a} running servers adopted, {d} stale routes dropped",
+                      a=adopted, d=dropped)
+
+    def _on_event(self, event: BackendEvent) -> None:
+        if event.action == "start" or self.busy(event.name):
+            return
+        route = self.routes.get(event.name)
+        if route is not None and route.id == event.id:
+            # Synchronously: the very next request is sent to the start page, not a 502.
+            del self.routes[event.name]
+        defer.Deferred.fromCoroutine(self._gone(event)).addErrback(
+            lambda f: self.log.failure("handling {e}", f, e=event))
+
+    async def _gone(self, event: BackendEvent) -> None:
+        record = await self.store.get_server(event.name)
+        if record is None or record.id != event.id or record.state in ("stopped", "failed"):
+            return
+        current = self.routes.get(event.name)
+        if current is not None and current.id in ("", event.id):
+            self.routes.pop(event.name, None)
+        await self.store.set_server(event.name, "stopped", id="")
+        await self.store.add_event("server-gone", event.name,
+                                   f"container {event.action} outside ipydoc")
+        self.log.info("server of {name} went away ({action})", name=event.name,
+                      action=event.action)

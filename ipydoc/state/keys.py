@@ -1,0 +1,236 @@
+"""Every Redis key ipydoc uses, built here and only here, and the key schema.
+
+Every key starts with ``ipydoc:``; ``{name}`` is always a validated user name
+(:mod:`ipydoc.names`), so it can never contain ``:`` and split a key.  Secrets (session
+ids, tokens, login states, provider subjects) appear in keys only as SHA-256 hex digests.
+The modules of :mod:`ipydoc.state` are the only readers and writers of these keys.
+
+=====================================  ======  =================================================
+key                                    type    contents
+=====================================  ======  =================================================
+``ipydoc:users``                       zset    every user name, score 0 (lexical order → paging)
+``ipydoc:user:{name}``                 hash    ``password`` (argon2id), ``admin`` (0/1),
+                                               ``disabled`` (0/1), ``created`` (unix time)
+``ipydoc:session:{sha256(id)}``        hash    ``user``, ``created``, ``csrf``; expires with the
+                                               session.  Only a hash of the cookie's id is
+                                               stored.
+``ipydoc:user-sessions:{name}``        set     the session keys of a user (revoke them all)
+``ipydoc:server:{name}``               hash    ``state`` (starting/running/stopping/stopped/
+                                               failed), ``id``, ``url``, ``token``, ``image``,
+                                               ``started``, ``error``, ``updated``
+``ipydoc:servers``                     set     names that have a server record
+``ipydoc:routes``                      hash    name → backend URL, only for servers that answer
+``ipydoc:activity``                    hash    name → last proxied traffic (unix time)
+``ipydoc:events``                      stream  ``kind``, ``user``, ``detail`` (capped at about
+                                               10,000 entries); read by ``ipydoc events``
+``ipydoc:token:{sha256(token)}``       hash    a personal API token: ``user``, ``note``,
+                                               ``created``, ``expires`` (unix time, empty:
+                                               never), ``last_used``; the key expires with the
+                                               token. Only a hash of the token is stored.
+``ipydoc:user-tokens:{name}``          set     the token hashes of a user (list, revoke all)
+``ipydoc:limits:{name}``               hash    an admin's per-user overrides of the spawn
+                                               limits: ``mem`` (bytes), ``cpu`` (CPUs),
+                                               ``pids``; a missing field means the config's
+                                               value, ``0`` means no limit (``ipydoc user
+                                               set-limits``)
+``ipydoc:user-options:{name}``         hash    ``image``: the user's last choice among
+                                               ``spawn.images`` (the start page's user_options)
+``ipydoc:history-queue:{name}``        list    saves seen by the proxy, not yet committed: JSON
+                                               ``{"op": save/rename/delete, "path", "time",
+                                               "message"?, "attempts"?, "error"?}``, oldest
+                                               first (RPUSH; the history service pops an entry
+                                               only after committing it or dead-lettering it; at
+                                               most ``history.max_queue`` entries, appended by a
+                                               script that refuses or coalesces when full)
+``ipydoc:history-dead:{name}``         list    queue entries given up on
+                                               (``history-dead-letter`` events): JSON
+                                               ``{"entry", "reason", "time", "attempts"}``,
+                                               oldest first, the newest 100 kept
+``ipydoc:history-push:{name}``         hash    the remote mirror: ``state`` (ok/failing),
+                                               ``rev`` (last pushed), ``error``, ``attempts``,
+                                               ``updated``, ``created`` (repo made through the
+                                               API)
+``ipydoc:handoff:{sha256(token)}``     string  subdomain mode: a one-time token from the hub to
+                                               a user's host, ``"NAME SESSIONKEY
+                                               sha256(STATE)"`` (the browser's state cookie
+                                               there); 30 s (:mod:`ipydoc.state.handoff`)
+``ipydoc:host-session:{sha256(id)}``   hash    subdomain mode: the ``ipydoc-user`` cookie of
+                                               NAME's host: ``user``, ``session`` (the hub
+                                               session's key; dead with it), ``created``
+``ipydoc:login-fails:user:{name}``     string  failed logins of an account name (existing or
+                                               not) in the current ``auth.login_window``;
+                                               expires with it
+                                               (:mod:`ipydoc.state.login_limits`)
+``ipydoc:login-fails:addr:{addr}``     string  the same per client address (IPv4, IPv6 ``/64``)
+``ipydoc:login-state:{sha256(st)}``    string  a login at a provider in progress (JSON:
+                                               provider, nonce, PKCE verifier, next,
+                                               redirect_uri, hash of the browser-binding
+                                               cookie); 10 minutes, taken once by the callback
+                                               (:mod:`ipydoc.state.login_states`)
+``ipydoc:login-states``                zset    the outstanding login states (member: the key's
+                                               hash, score: expiry in ms); capped at
+                                               ``auth.oauth_pending_max`` (:mod:`.login_states`)
+``ipydoc:oauth-starts:addr:{addr}``    string  provider logins started from one client address
+                                               in the current 10 minutes
+                                               (``auth.oauth_starts_per_address``)
+``ipydoc:identity:{p}:{sha256(sub)}``  string  the account name owned by provider ``p``'s
+                                               subject ``sub`` (OIDC ``sub``, GitHub numeric id)
+``ipydoc:user-identity:{name}``        string  JSON ``provider``, ``subject``, ``created`` (the
+                                               account's): the identity that owns the account
+                                               (:mod:`ipydoc.state.identities`)
+``ipydoc:removed:{name}``              hash    a removed account whose files are kept: the name
+                                               is reserved (no account may be made with it)
+                                               until ``ipydoc user purge``; ``removed``, ``by``,
+                                               ``files``, ``versions``, ``mirror``, and the
+                                               account's ``password``, ``admin``, ``disabled``,
+                                               ``created`` for ``ipydoc user restore``
+                                               (:mod:`ipydoc.state.reservations`)
+=====================================  ======  =================================================
+
+A personal token is named outside Redis by its ``id``: the first 16 hex digits of its
+hash (shown on the tokens page; revoking takes the id, never the token).
+
+Sessions are listed per user from ``user-sessions:{name}`` (entries whose session key has
+expired are dropped from the set as they are met) and over all users with ``SCAN``.
+Outside Redis a session is named by its ``sid``: the hex hash in its key, which identifies
+it without revealing the cookie (the CLI shows 16 digits and accepts any unique prefix of
+8 or more).
+
+A server's record and its route change together in one MULTI/EXEC so a reader never sees
+a route without a running server or the other way round.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+P = "ipydoc:"
+
+# -- single keys -------------------------------------------------------------------------
+USERS = P + "users"
+SERVERS = P + "servers"
+ROUTES = P + "routes"
+ACTIVITY = P + "activity"
+EVENTS = P + "events"
+LOGIN_STATES = P + "login-states"
+
+#: What every session key / token key starts with (tells a credential's kind from its key).
+SESSION_PREFIX = P + "session:"
+TOKEN_PREFIX = P + "token:"
+
+
+def digest(secret: str) -> str:
+    """The SHA-256 hex digest under which a secret is named in a key."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def tail(key: str) -> str:
+    """The last part of a key: the user name or the digest it was built with."""
+    return key.rsplit(":", 1)[1]
+
+
+# -- accounts ------------------------------------------------------------------------------
+def user_key(name: str) -> str:
+    return f"{P}user:{name}"
+
+
+def removed_key(name: str) -> str:
+    return f"{P}removed:{name}"
+
+
+REMOVED_PATTERN = f"{P}removed:*"
+
+
+def limits_key(name: str) -> str:
+    return f"{P}limits:{name}"
+
+
+def user_options_key(name: str) -> str:
+    return f"{P}user-options:{name}"
+
+
+def identity_key(provider: str, subject: str) -> str:
+    return f"{P}identity:{provider}:{digest(subject)}"
+
+
+def user_identity_key(name: str) -> str:
+    return f"{P}user-identity:{name}"
+
+
+# -- sessions and tokens -------------------------------------------------------------------
+def session_key(session_id: str) -> str:
+    return SESSION_PREFIX + digest(session_id)
+
+
+def session_key_of_sid(sid: str) -> str:
+    """The session key whose digest is ``sid`` (64 hex digits)."""
+    return SESSION_PREFIX + sid
+
+
+def session_pattern(sid_prefix: str = "") -> str:
+    """SCAN pattern of the session keys whose digest starts with ``sid_prefix``."""
+    return f"{SESSION_PREFIX}{sid_prefix}*"
+
+
+def user_sessions_key(name: str) -> str:
+    return f"{P}user-sessions:{name}"
+
+
+def token_key(token_hash: str) -> str:
+    return TOKEN_PREFIX + token_hash
+
+
+def user_tokens_key(name: str) -> str:
+    return f"{P}user-tokens:{name}"
+
+
+# -- servers -------------------------------------------------------------------------------
+def server_key(name: str) -> str:
+    return f"{P}server:{name}"
+
+
+# -- history -------------------------------------------------------------------------------
+def history_queue_key(name: str) -> str:
+    return f"{P}history-queue:{name}"
+
+
+HISTORY_QUEUE_PATTERN = f"{P}history-queue:*"
+
+
+def history_push_key(name: str) -> str:
+    return f"{P}history-push:{name}"
+
+
+def history_dead_key(name: str) -> str:
+    return f"{P}history-dead:{name}"
+
+
+def history_keys_pattern(name: str) -> str:
+    """SCAN pattern of every ``history-*:{name}`` key."""
+    return f"{P}history-*:{name}"
+
+
+# -- subdomain handoff ---------------------------------------------------------------------
+def handoff_key(token: str) -> str:
+    return f"{P}handoff:{digest(token)}"
+
+
+def host_session_key(host_session_id: str) -> str:
+    return f"{P}host-session:{digest(host_session_id)}"
+
+
+# -- login limits and provider logins ------------------------------------------------------
+def login_fails_user_key(name: str) -> str:
+    return f"{P}login-fails:user:{name}"
+
+
+def login_fails_addr_key(group: str) -> str:
+    return f"{P}login-fails:addr:{group}"
+
+
+def login_state_key(state: str) -> str:
+    return f"{P}login-state:{digest(state)}"
+
+
+def oauth_starts_key(group: str) -> str:
+    return f"{P}oauth-starts:addr:{group}"

@@ -1,0 +1,96 @@
+"""Servers and routes: ``server:{name}``, ``servers``, ``routes``; and ``activity``.
+
+A server's record and its route change together in one MULTI/EXEC, so a reader never sees
+a route without a running server or the other way round.  ``activity`` (last proxied
+traffic per user) is what the culler reads to stop idle servers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ipydoc.state.connection import StoreBase, as_float, gather
+from ipydoc.state.keys import ACTIVITY, ROUTES, SERVERS, server_key
+
+SERVER_STATES = ("starting", "running", "stopping", "stopped", "failed")
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    state: str
+    id: str = ""
+    url: str = ""
+    token: str = ""
+    image: str = ""
+    started: float | None = None
+    error: str = ""
+    updated: float | None = None
+
+    def public(self) -> dict[str, Any]:
+        """What may be shown to people: everything but the token."""
+        return {"name": self.name, "state": self.state, "id": self.id[:12], "url": self.url,
+                "image": self.image, "started": self.started, "error": self.error,
+                "updated": self.updated}
+
+
+class Servers(StoreBase):
+    async def get_server(self, name: str) -> Server | None:
+        h = await self.redis.hgetall(server_key(name))
+        if not h:
+            return None
+        return Server(name, h.get("state", "stopped"), h.get("id", ""), h.get("url", ""),
+                      h.get("token", ""), h.get("image", ""), as_float(h.get("started")),
+                      h.get("error", ""), as_float(h.get("updated")))
+
+    async def set_server(self, name: str, state: str, *, route: bool = False,
+                         **fields_: Any) -> None:
+        """Write a server's state (and fields) and add or drop its route, atomically.
+
+        ``route=True`` publishes ``fields_['url']`` as the route; any other state drops it.
+        Fields not given keep their stored value, except that leaving ``running`` clears
+        the token, so a stale token is never injected.
+        """
+        if state not in SERVER_STATES:
+            raise ValueError(f"unknown server state {state!r}")
+        values = {k: ("" if v is None else (repr(v) if isinstance(v, float) else str(v)))
+                  for k, v in fields_.items()}
+        values["state"] = state
+        values["updated"] = repr(self._now())
+        key = server_key(name)
+        t = await self.redis.multi()
+        t.hmset(key, values)
+        t.sadd(SERVERS, name)
+        if route:
+            t.hset(ROUTES, name, values["url"])
+        else:
+            t.hdel(ROUTES, name)
+        if state in ("stopped", "failed"):
+            t.hdel(key, "token")
+            t.hdel(key, "url")
+        await t.commit()
+
+    async def list_servers(self) -> list[Server]:
+        names = sorted(await self.redis.smembers(SERVERS))
+        servers = [await self.get_server(n) for n in names]
+        return [s for s in servers if s is not None]
+
+    async def get_servers(self, names: list[str]) -> dict[str, Server]:
+        """The server records of ``names`` that have one (fetched concurrently)."""
+        found = await gather(self.get_server(n) for n in names)
+        return {s.name: s for s in found if s is not None}
+
+    async def routes(self) -> dict[str, str]:
+        return dict(await self.redis.hgetall(ROUTES))
+
+    # -- activity (the culler's input) -------------------------------------------------
+    async def record_activity(self, stamps: dict[str, float]) -> None:
+        if stamps:
+            await self.redis.hmset(ACTIVITY, {k: repr(v) for k, v in stamps.items()})
+
+    async def activity(self) -> dict[str, float]:
+        return {k: float(v) for k, v in (await self.redis.hgetall(ACTIVITY)).items()}
+
+    async def last_activity(self, name: str) -> float | None:
+        return as_float(await self.redis.hget(ACTIVITY, name))

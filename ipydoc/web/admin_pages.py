@@ -1,0 +1,204 @@
+"""The admin dashboard (``/hub/admin``): every account with its server's state, live CPU
+and memory (``/hub/admin/api/servers``, polled by ``admin.js``), recent events, adding an
+account and start / stop / disable / enable.
+
+Admins only (a 403 page for others, JSON answers for the API).  Actions are form POSTs
+under the one CSRF and ``Origin`` rule of :mod:`ipydoc.web.pages`; stop and disable ask for
+confirmation without JavaScript.  ``back=`` (the filtered, sorted view to return to) only
+ever points into ``/hub/admin``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+from klein import Klein
+from twisted.internet import threads
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+
+from ipydoc.access.passwords import WeakPassword, check_strength, hash_password
+from ipydoc.access.sessions import Session
+from ipydoc.backends.base import BackendError
+from ipydoc.edge.redirects import safe_next
+from ipydoc.edge.request_args import arg
+from ipydoc.names import InvalidName, normalize_login, validate_name
+from ipydoc.state.users import NameReserved
+from ipydoc.web.pages import Pages, RedisDown, notice, redis_down
+from ipydoc.web.present import SORTS, Row, StatsCache, sort_rows
+
+ACTIONS = ("start", "stop", "disable", "enable")
+DESTRUCTIVE = {"stop", "disable"}
+
+
+def with_notice(back: str, done: str, user: str) -> str:
+    return back + ("&" if "?" in back else "?") + urlencode({"done": done, "user": user})
+
+
+class AdminPages:
+    app = Klein()
+    app.handle_errors(RedisDown)(redis_down)
+    log = Logger()
+
+    def __init__(self, pages: Pages, stats: StatsCache) -> None:
+        self.pages = pages
+        self.stats = stats
+
+    @property
+    def store(self) -> Any:
+        return self.pages.store
+
+    async def rows(self) -> list[Row]:
+        names = await self.store.all_user_names()
+        users = await self.store.get_users(names)
+        servers = await self.store.get_servers(names)
+        activity = await self.store.activity()
+        stats = self.stats.latest()
+        rows = []
+        for u in users:
+            server = servers.get(u.name)
+            state = self.pages.server_state(u.name, server)
+            rows.append(Row(u.name, u.admin, u.disabled, u.created, state,
+                            server.error if server and state == "failed" else "",
+                            activity.get(u.name), stats.get(u.name) if state == "running"
+                            else None))
+        return rows
+
+    async def running_containers(self) -> dict[str, str]:
+        routes = self.pages.manager.routes
+        servers = await self.store.get_servers(list(routes))
+        return {n: s.id for n, s in servers.items() if s.id and n in routes}
+
+    @app.route("/admin", methods=["GET"])
+    async def admin(self, request: IRequest) -> bytes:
+        session = await self.pages.admin_session(request)
+        if not isinstance(session, Session):
+            return session
+        return await self.page(request, session)
+
+    async def page(self, request: IRequest, session: Session, *, error: str = "",
+                   form: dict[str, Any] | None = None, code: int = 200) -> bytes:
+        q = arg(request, "q").strip().lower()[:64]
+        sort = arg(request, "sort")
+        sort = sort if sort in SORTS else "name"
+        order = "desc" if arg(request, "order") == "desc" else "asc"
+        rows = await self.rows()
+        total = len(rows)
+        if q:
+            rows = [r for r in rows if q in r.name]
+        rows = sort_rows(rows, sort, order == "desc")
+        back = "/hub/admin" + ("?" + urlencode({"q": q, "sort": sort, "order": order})
+                               if q or sort != "name" or order != "asc" else "")
+        return self.pages.render(
+            request, "admin.html", code, user=session.user, csrf=session.csrf, page="admin",
+            is_admin=True, rows=rows, total=total, q=q, sort=sort, order=order, sorts=SORTS,
+            back=back, events=await self.store.recent_events(30), error=error,
+            form=form or {}, notice=notice(request), now=time.time(),
+            stats_available=self.stats.stats is not None)
+
+    @app.route("/admin/api/servers", methods=["GET"])
+    async def servers(self, request: IRequest) -> bytes:
+        """Live state of every user, CPU and memory of running servers, recent events."""
+        session = await self.pages.admin_session(request, api=True)
+        if not isinstance(session, Session):
+            return session
+        stats = await self.stats.sample(await self.running_containers())
+        rows = await self.rows()
+        return self.pages.json(request, {
+            "time": time.time(),
+            "users": {r.name: {"state": r.state, "error": r.error, "disabled": r.disabled,
+                               "last_activity": r.last_activity, "stats": stats.get(r.name)}
+                      for r in rows},
+            "events": await self.store.recent_events(30),
+        })
+
+    def _back(self, request: IRequest) -> str:
+        back = safe_next(arg(request, "back"), "/hub/admin")
+        return back if back == "/hub/admin" or back.startswith("/hub/admin?") else "/hub/admin"
+
+    @app.route("/admin/users", methods=["POST"])
+    async def add_user(self, request: IRequest) -> bytes:
+        session = await self.pages.admin_session(request)
+        if not isinstance(session, Session):
+            return session
+        if not self.pages.post_allowed(request, session.csrf):
+            return self.pages.expired_form(request, session)
+        typed = arg(request, "name")
+        password = arg(request, "password")
+        admin = arg(request, "admin") == "1"
+        form = {"name": typed, "admin": admin}
+        try:
+            name = normalize_login(typed)
+            check_strength(password)
+        except (InvalidName, WeakPassword) as e:
+            return await self.page(request, session, error=str(e).capitalize() + ".",
+                                   form=form, code=400)
+        hashed = await threads.deferToThread(hash_password, password)
+        try:
+            added = await self.store.add_user(name, hashed, admin)
+        except NameReserved:  # a removed account's files are kept (ipydoc.control.removal)
+            return await self.page(request, session, form=form, code=409, error=(
+                f"The name {name} belonged to a removed account whose files are kept; "
+                f"purge them with `ipydoc user purge {name} --yes` or restore the account "
+                f"with `ipydoc user restore {name}`."))
+        if not added:
+            return await self.page(request, session, error=f"The user {name} exists.",
+                                   form=form, code=409)
+        await self.store.add_event("user-add", name, f"by {session.user}"
+                                                     + (" (admin)" if admin else ""))
+        self.log.info("{admin} added the user {name}", admin=session.user, name=name)
+        return self.pages.redirect(request, with_notice(self._back(request), "added", name))
+
+    @app.route("/admin/users/<name>/<action>", methods=["POST"])
+    async def action(self, request: IRequest, name: str, action: str) -> bytes:
+        pages = self.pages
+        session = await pages.admin_session(request)
+        if not isinstance(session, Session):
+            return session
+        if not pages.post_allowed(request, session.csrf):
+            return pages.expired_form(request, session)
+        if action not in ACTIONS:
+            return pages.error(request, 404, "Not found", "There is no such action.", session)
+        try:
+            validate_name(name)
+        except InvalidName:
+            return pages.error(request, 404, "Not found", "There is no such user.", session)
+        user = await self.store.get_user(name)
+        if user is None:
+            return pages.error(request, 404, "Not found", "There is no such user.", session)
+        back = self._back(request)
+        if action == "disable" and name == session.user:
+            return pages.error(request, 409, "Not done",
+                               "You cannot disable your own account.", session)
+        if action == "start" and user.disabled:
+            return pages.error(request, 409, "Not done",
+                               f"{name} is disabled; enable the account first.", session)
+        if action in DESTRUCTIVE and arg(request, "confirmed") != "1":
+            what = {"stop": (f"Stop the server of {name}?",
+                             "Unsaved work in their notebooks is lost; their files stay."),
+                    "disable": (f"Disable {name}?",
+                                "They are logged out everywhere, their server stops and their "
+                                "tokens stop working; their files stay.")}[action]
+            return pages.confirm(request, session, title=what[0], message=what[1],
+                                 action=f"/hub/admin/users/{name}/{action}",
+                                 button=action.capitalize(), fields={"back": back}, back=back)
+        manager = pages.manager
+        try:
+            if action == "start":
+                pages.start_in_background(name)
+            elif action == "stop":
+                await manager.stop(name, f"stopped by admin {session.user}")
+            elif action == "disable":
+                await self.store.update_user(name, disabled=True)
+                await self.store.revoke_sessions(name)
+                await manager.stop(name, f"account disabled by {session.user}")
+            elif action == "enable":
+                await self.store.update_user(name, disabled=False)
+        except BackendError as e:
+            return pages.error(request, 502, "Not done", e.message, session)
+        if action in ("disable", "enable"):
+            await self.store.add_event(f"user-{action}", name, f"by {session.user}")
+        self.log.info("{admin}: {action} {name}", admin=session.user, action=action, name=name)
+        return pages.redirect(request, with_notice(back, action, name))

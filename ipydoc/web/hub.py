@@ -1,0 +1,127 @@
+"""The hub (``/hub/…``): its whole URL map, and the page groups that answer it.
+
+Each page group is its own Klein app in its own module, with the full paths and methods it
+serves; :class:`HubSite` is the parent app that sends each path prefix to one group with a
+Klein branch route, so this module is the one place that lists every URL of the hub:
+
+===================================  ===============================================
+``/hub/``                            to home or login            :mod:`.home_pages`
+``/hub/static/…``                    scripts and styles           (files, below)
+``/hub/login``, ``/hub/logout``      local login, logout          :mod:`.login_pages`
+``/hub/oauth/<id>/start|callback``   login providers              :mod:`.provider_pages`
+``/hub/home``, ``/hub/spawn/<n>``,   the user's server: home,    :mod:`.home_pages`
+``/hub/stop/<n>``,                   spawn page and form, stop,
+``/hub/api/users/<n>/server/…``      start progress (events)
+``/hub/password``, ``/hub/token…``   own password, API tokens     :mod:`.account_pages`
+``/hub/admin…``                      admin dashboard and actions  :mod:`.admin_pages`
+``/hub/history/<n>…``                versions, diff, restore      :mod:`.history_pages`
+``/hub/handoff``                     to a user's host (subdomain) :mod:`.handoff_page`
+===================================  ===============================================
+
+Why the groups see the whole path: a Klein branch route moves the prefix it matched into
+``request.prepath``; werkzeug then routes the group on what is left, so ``/hub/login`` and
+``/hub/logout`` would both reach the login group as an empty path (and be redirected to
+a trailing slash).  :meth:`HubSite._mount` gives the prefix back before the group routes,
+so a group's routes read as the URLs users and tests see, and one group can own several
+prefixes.  ``tests/test_hub_map.py`` checks every prefix reaches its group.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any, Callable, Mapping
+
+from klein import Klein
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+from twisted.web.static import File
+
+from ipydoc.access.login_limits import LoginLimits
+from ipydoc.access.sessions import Sessions
+from ipydoc.auth.base import Provider
+from ipydoc.auth.login_state import Limits as ProviderLimits
+from ipydoc.edge.routing import Routing
+from ipydoc.servers.manager import ServerManager
+from ipydoc.web.account_pages import AccountPages
+from ipydoc.web.admin_pages import AdminPages
+from ipydoc.web.handoff_page import HandoffPage, HandoffTokens
+from ipydoc.web.history_pages import HistoryPages, HistoryReader
+from ipydoc.web.home_pages import HomePages
+from ipydoc.web.login_pages import LoginPages
+from ipydoc.web.pages import Gate, HubSettings, Pages
+from ipydoc.web.present import StatsCache, StatsFn
+from ipydoc.web.provider_pages import ProviderPages
+
+#: Path prefix under ``/hub`` → the page group that answers it (see the table above).
+URL_MAP: tuple[tuple[str, str], ...] = (
+    ("/login", "login"), ("/logout", "login"),
+    ("/oauth", "providers"),
+    ("/home", "home"), ("/spawn", "home"), ("/stop", "home"), ("/api/users", "home"),
+    ("/password", "account"), ("/token", "account"),
+    ("/admin", "admin"),
+    ("/history", "history"),
+    ("/handoff", "handoff"),
+)
+
+
+def _mount(prefix: str, group: str) -> Callable[[Any, IRequest], IResource]:
+    depth = len(prefix.strip("/").split("/"))
+
+    def serve(self: HubSite, request: IRequest) -> IResource:
+        # Klein moved the matched prefix into prepath: give it back (see the docstring).
+        request.postpath[:0] = request.prepath[-depth:]
+        del request.prepath[-depth:]
+        return self.groups[group]
+
+    serve.__name__ = f"mount {prefix}"
+    return serve
+
+
+class HubSite:
+    """The parent Klein app: ``/`` and ``/static/`` itself, every other prefix to a group."""
+
+    app = Klein()
+    for _prefix, _group in URL_MAP:
+        app.route(_prefix, branch=True, endpoint=f"mount {_prefix}")(_mount(_prefix, _group))
+    del _prefix, _group
+
+    def __init__(self, groups: Mapping[str, Any]) -> None:
+        self.groups = {name: group.app.resource() for name, group in groups.items()}
+        self._static = File(str(resources.files("ipydoc.web") / "static"))
+
+    def resource(self) -> IResource:
+        return self.app.resource()
+
+    @app.route("/", endpoint="index")
+    def index(self, request: IRequest) -> IResource:
+        return self.groups["home"]  # nothing to give back: "/" consumed no segment
+
+    @app.route("/static/", branch=True)
+    def static(self, request: IRequest) -> IResource:
+        request.setHeader(b"Cache-Control", b"max-age=3600")
+        request.setHeader(b"X-Content-Type-Options", b"nosniff")
+        return self._static
+
+
+def make_hub(*, sessions: Sessions, manager: ServerManager, gate: Gate, routing: Routing,
+             settings: HubSettings, hosts: HandoffTokens | None = None,
+             history: HistoryReader | None = None, stats: StatsFn | None = None,
+             providers: Mapping[str, Provider] | None = None, local_login: bool = True,
+             provider_limits: ProviderLimits = ProviderLimits(),
+             public_url: str = "") -> HubSite:
+    """The hub with its page groups, from the daemon's parts (:mod:`ipydoc.tap`)."""
+    providers = dict(providers or {})
+    pages = Pages(sessions, manager, gate)
+    limits = LoginLimits(sessions, settings.login_limits)
+    login = LoginPages(pages, settings, limits, routing, local=local_login,
+                       providers=providers.values())
+    return HubSite({
+        "login": login,
+        "providers": ProviderPages(pages, login, providers, limits=provider_limits,
+                                   base_url=public_url),
+        "home": HomePages(pages, settings, routing),
+        "account": AccountPages(pages, limits, routing),
+        "admin": AdminPages(pages, StatsCache(stats)),
+        "history": HistoryPages(pages, history),
+        "handoff": HandoffPage(pages, routing, hosts),
+    })
