@@ -10,7 +10,7 @@ setup(
     include_package_data=True,
     install_requires=[
         # Pinned: ipydoc/edge/request_rules.py and ipydoc/proxy/ use private twisted.web and
-        # twisted.internet names, checked against 26.10 by tests/test_twisted_private_api.py.
+        # twisted.internet names, checked against 26.10 by tests/edge/test_twisted_private_api.py.
         "twisted[tls]>=26.10,<27",
         "klein>=24.8",
         "treq>=24.9",
@@ -29,6 +29,7 @@ setup(
             "websocket-client>=1.7",
             "playwright>=1.45",
             "ruff>=0.6",
+            "import-linter>=2.1",  # the layer contracts in .importlinter
         ],
     },
     entry_points={"console_scripts": ["ipydoc = ipydoc.cli.main:main"]},

@@ -106,7 +106,7 @@ def test_container_is_labelled_limited_and_isolated(site):
     hc = info["HostConfig"]
     assert hc["Memory"] == 1024 ** 3 and hc["NanoCpus"] == 1_000_000_000
     # nothing published on any host interface: only on the users' network (isolation:
-    # tests/test_isolation.py), where the daemon reaches it at its address
+    # tests/backends/test_isolation.py), where the daemon reaches it at its address
     bindings = [b for bs in info["NetworkSettings"]["Ports"].values() if bs for b in bs]
     assert bindings == []
     assert list(info["NetworkSettings"]["Networks"]) == [f"{site.instance}-users"]

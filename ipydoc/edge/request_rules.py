@@ -26,7 +26,7 @@ timeouts of :class:`~ipydoc.edge.limits.RequestLimits` are enforced here too.
 The request line and the per-head counts are kept by the channel itself
 (:attr:`StrictChannel.request_line`), not read from ``HTTPChannel``'s private state.
 What no public API offers, and is used here, is pinned in setup.py and checked by
-tests/test_twisted_private_api.py: ``HTTPChannel._maybeChooseTransferDecoder``,
+tests/edge/test_twisted_private_api.py: ``HTTPChannel._maybeChooseTransferDecoder``,
 ``_transferDecoder``, ``_handlingRequest`` and ``_respondToBadRequestAndDisconnect``,
 ``LineReceiver._buffer``, and ``_ChunkedTransferDecoder`` (subclassed: its
 ``_dataReceived_CHUNK_LENGTH``, ``_buffer``, ``dataCallback``, ``finishCallback``) with

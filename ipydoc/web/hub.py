@@ -23,7 +23,7 @@ Why the groups see the whole path: a Klein branch route moves the prefix it matc
 ``/hub/logout`` would both reach the login group as an empty path (and be redirected to
 a trailing slash).  :meth:`HubSite._mount` gives the prefix back before the group routes,
 so a group's routes read as the URLs users and tests see, and one group can own several
-prefixes.  ``tests/test_hub_map.py`` checks every prefix reaches its group.
+prefixes.  ``tests/web/test_hub_map.py`` checks every prefix reaches its group.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from support import Daemon, free_port, wait_for
 
-OIDC_DIR = Path(__file__).parent / "oidc"
+OIDC_DIR = Path(__file__).parents[1] / "oidc"
 SECRET = "ipydoc-secret"
 
 

@@ -12,13 +12,13 @@ import time
 import pytest
 import requests
 from playwright.sync_api import expect
-from test_pages import (  # noqa: F401 - the fixtures are used by name
+
+from browser_support import (  # noqa: F401 - the fixtures are used by name
     browser_fixture,
     browser_login,
     page_fixture,
     start_daemon,
 )
-
 from support import csrf_of, follow_progress, login
 
 PW = "tokens-password-1"

@@ -20,8 +20,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from test_subdomain import DOMAIN, STATE, Browser, hand_off, login, set_cookies, wait_running
 
+from subdomain_support import DOMAIN, STATE, Browser, hand_off, login, set_cookies, wait_running
 from support import wait_for
 
 ALICE_PW = "alice-binding-pw"

@@ -5,7 +5,7 @@ that is not Twisted.  It reads request bodies itself (Content-Length or chunked)
 chunk at a time, so it sees an upload while it is still arriving, and it counts what
 happened on ``GET /_stats`` (asked directly, never through the proxy).
 
-    python3 tests/test_proxy_backend.py      # prints the port, then serves
+    python3 tests/stand_in_backend.py      # prints the port, then serves
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Big transfers go through the proxy without piling up in it.
 
-The proxy runs in its own process (tests/test_proxy_server.py) so its peak resident
+The proxy runs in its own process (tests/proxy_in_a_process.py) so its peak resident
 memory (``VmHWM``) can be read from /proc.  Each transfer is 200 MB with the receiving
 side slower than the sending side, so a proxy without backpressure would have to hold
 most of it; one that spools the upload (what twisted.web does by default) would not
@@ -15,8 +15,8 @@ import hashlib
 import pytest
 import requests
 
+from stand_in_backend import pattern, spawn, stop
 from support import peak_rss
-from test_proxy_backend import pattern, spawn, stop
 
 SIZE = 200 * 1024 * 1024
 CHUNK = 64 * 1024
@@ -26,9 +26,9 @@ MAX_GROWTH = 40 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def servers():
-    backend, bport = spawn("test_proxy_backend.py")
+    backend, bport = spawn("stand_in_backend.py")
     backend_url = f"http://127.0.0.1:{bport}"
-    proxy, pport = spawn("test_proxy_server.py", backend_url)
+    proxy, pport = spawn("proxy_in_a_process.py", backend_url)
     url = f"http://127.0.0.1:{pport}"
     assert requests.get(url + "/user/alice/echo", timeout=10).status_code == 200  # warm up
     yield url, backend_url, proxy.pid

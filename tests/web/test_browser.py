@@ -9,16 +9,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
-CHROMIUM = os.environ.get("IPYDOC_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-ARTIFACTS = Path(__file__).parent.parent / "test-artifacts"
+from browser_support import ARGS, ARTIFACTS, CHROMIUM
 
 
 @pytest.fixture

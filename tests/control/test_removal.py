@@ -1,6 +1,6 @@
 """Issue 12 item 5: a removed account's files and history never reach the next account of
 the same name.  The real daemon, real Docker volumes and jupyter_server in the real image,
-real git history, and the GitHub stand-in of tests/test_login_github.py for logins that
+real git history, and the GitHub stand-in (tests/github_stand_in.py) for logins that
 create accounts.  Tests run in file order and build on each other.
 """
 
@@ -14,9 +14,9 @@ from http.server import ThreadingHTTPServer
 import pytest
 import pytest_twisted
 import requests
-from test_login_github import PEOPLE, GitHubStandIn
 from twisted.internet import reactor
 
+from github_stand_in import PEOPLE, GitHubStandIn
 from support import Daemon, docker, login, wait_for
 
 ALICE_PW = "alice-secret-pw"

@@ -1,7 +1,7 @@
 """Issue 12 item 9 (login half): anonymous starts of a provider login cannot fill Redis.
 
 Real daemons (two of them sharing one Redis, as a site with several daemons does) and the
-GitHub stand-in of tests/test_login_github.py.  The cap on outstanding login states and the
+GitHub stand-in (tests/github_stand_in.py).  The cap on outstanding login states and the
 per-address limit answer 429 with Retry-After; states already handed out still complete a
 real login; Redis never holds more login states than the cap.
 """
@@ -14,8 +14,8 @@ from http.server import ThreadingHTTPServer
 
 import pytest
 import requests
-from test_login_github import GitHubStandIn
 
+from github_stand_in import GitHubStandIn
 from support import Daemon
 
 CAP = 4

@@ -1,7 +1,7 @@
 """Units of issue 12 items 8, 10, 11: the one WebSocket upgrade rule, what a user's
 server may say in its answer heads, the registry of open exchanges and the rate-limited
-log of refused requests.  (Each is also exercised for real in tests/test_revocation.py
-and tests/test_refusal_log.py.)"""
+log of refused requests.  (Each is also exercised for real in tests/access/test_revocation.py
+and tests/edge/test_refusal_log.py.)"""
 
 from __future__ import annotations
 

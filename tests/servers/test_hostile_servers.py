@@ -19,12 +19,12 @@ import zlib
 from pathlib import Path
 
 import requests
-from hostile_server import CONFIG
 
+from hostile_server import CONFIG
 from support import TEST_IMAGE, docker, follow_progress, login, peak_rss, wait_for
 
 PW = "hostile-test-password"
-HOSTILE = Path(__file__).with_name("hostile_server.py")
+HOSTILE = Path(__file__).parents[1] / "hostile_server.py"
 MiB = 1024 * 1024
 _bomb: list[bytes] = []
 

@@ -25,8 +25,8 @@ from twisted.web.resource import Resource
 from ipydoc.edge.site import make_site
 from ipydoc.proxy.gate import Forward, Reply
 
+from stand_in_backend import pattern, spawn, stop
 from support import closed_port
-from test_proxy_backend import pattern, spawn, stop
 
 TOKEN = "secret-token-value"
 
@@ -71,7 +71,7 @@ class FakeGate:
 
 @pytest.fixture(scope="module")
 def backend():
-    proc, port = spawn("test_proxy_backend.py")
+    proc, port = spawn("stand_in_backend.py")
     yield f"http://127.0.0.1:{port}"
     stop(proc)
 

@@ -1,7 +1,7 @@
 """Hardened proxying: ambiguous requests, size caps, slow clients, memory under pressure.
 
-The site and proxy run in a process of their own (tests/test_proxy_server.py, with short
-timeouts) in front of the stdlib backend (tests/test_proxy_backend.py), which counts the
+The site and proxy run in a process of their own (tests/proxy_in_a_process.py, with short
+timeouts) in front of the stdlib backend (tests/stand_in_backend.py), which counts the
 requests it gets: a refused request must never add to that count.  Requests are raw bytes
 on a socket, since every client library would refuse to send most of them.  The last
 tests run the real daemon to show the configuration keys reach the listener.
@@ -21,8 +21,8 @@ import websocket
 from ipydoc.config.errors import ConfigError
 from ipydoc.config.load import from_dict
 
+from stand_in_backend import BLOCK, spawn, stop
 from support import Daemon, peak_rss
-from test_proxy_backend import BLOCK, spawn, stop
 
 LIMITS = {"header_timeout": 1.5, "body_timeout": 1.5, "idle_timeout": 30.0,
           "send_timeout": 3.0, "max_headers": 50, "max_header_size": 8192}
@@ -32,9 +32,9 @@ MAX_GROWTH = 40 * 1024 * 1024
 
 @pytest.fixture(scope="module")
 def servers():
-    backend, bport = spawn("test_proxy_backend.py")
+    backend, bport = spawn("stand_in_backend.py")
     backend_url = f"http://127.0.0.1:{bport}"
-    proxy, pport = spawn("test_proxy_server.py", backend_url, json.dumps(LIMITS))
+    proxy, pport = spawn("proxy_in_a_process.py", backend_url, json.dumps(LIMITS))
     assert requests.get(f"http://127.0.0.1:{pport}/user/alice/echo", timeout=10).ok
     yield pport, backend_url, proxy.pid
     stop(proxy)

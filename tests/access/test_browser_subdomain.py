@@ -16,9 +16,9 @@ import shutil
 import pytest
 import requests
 from playwright.sync_api import sync_playwright
-from test_browser import ARGS, CHROMIUM
-from test_subdomain import Browser, hand_off
 
+from browser_support import ARGS, CHROMIUM
+from subdomain_support import Browser, hand_off
 from support import wait_for
 
 DOMAIN = "nb.test"

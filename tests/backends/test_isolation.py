@@ -348,8 +348,9 @@ def test_egress_deny_recreates_the_network_with_no_way_out(legacy, host_ports, o
 # -- subdomain mode ---------------------------------------------------------------------
 def test_subdomain_mode_proxies_to_the_isolated_server(tmp_path_factory):
     import websocket
-    from test_subdomain import DOMAIN, Browser, hand_off, wait_running
-    from test_subdomain import login as hub_login
+
+    from subdomain_support import DOMAIN, Browser, hand_off, wait_running
+    from subdomain_support import login as hub_login
 
     d = new_daemon(tmp_path_factory, "isosub",
                    server={"routing": "subdomain", "domain": DOMAIN})

@@ -1,6 +1,6 @@
 """The real site and proxy in a process of their own, so a test can read its memory.
 
-    python3 tests/test_proxy_server.py BACKEND_URL [LIMITS_JSON]   # prints the port, serves
+    python3 tests/proxy_in_a_process.py BACKEND_URL [LIMITS_JSON]   # prints the port, serves
 
 Every ``/user/...`` request is forwarded to BACKEND_URL (the gate is not under test).
 LIMITS_JSON sets :class:`ipydoc.edge.limits.RequestLimits` fields, e.g. '{"header_timeout": 1}'.
@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # the repo
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ from twisted.web.resource import Resource
 from ipydoc.edge.limits import RequestLimits
 from ipydoc.edge.request_rules import StrictChannel, StrictChunkedDecoder, channel_factory
 
-SETUP = Path(__file__).resolve().parent.parent / "setup.py"
+SETUP = Path(__file__).resolve().parents[2] / "setup.py"
 
 
 @contextmanager

@@ -8,7 +8,8 @@ import re
 
 import pytest
 from playwright.sync_api import expect
-from test_pages import (  # noqa: F401 - the fixtures are used by name
+
+from browser_support import (  # noqa: F401 - the fixtures are used by name
     browser_fixture,
     browser_login,
     page_fixture,
@@ -17,7 +18,6 @@ from test_pages import (  # noqa: F401 - the fixtures are used by name
     wait_for_lab,
     watch_steps,
 )
-
 from support import TEST_IMAGE
 
 BAD_IMAGE = "ipydoc-no-such-image:nope"
