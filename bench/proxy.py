@@ -275,7 +275,8 @@ def main() -> None:
             "python": sys.version.split()[0],
             "wrk": subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0],
             "nginx": subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip(),
-            "chp": subprocess.run([CHP, "--version"], capture_output=True, text=True).stdout.strip(),
+            "chp": (subprocess.run([CHP, "--version"], capture_output=True, text=True).stdout.strip()
+                    if os.path.exists(CHP) else "not installed"),
             "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
             "affinity": {k: subprocess.run(["taskset", "-cp", str(p)], capture_output=True, text=True).stdout.strip()
                          for k, p in [("daemon", d.proc.pid), ("redis", d.redis_pid())]
