@@ -221,6 +221,17 @@ volume_prefix = "{self.instance}-home-"
         vols = docker("volume", "ls", "-q", "--filter", f"name={self.instance}-home-").split()
         if vols:
             docker("volume", "rm", "-f", *vols)
+        # The users' network (and its host firewall chain) outlives a daemon on purpose;
+        # a bench's must not, or Docker's address pools run out after a few dozen runs.
+        from ipydoc.backends.docker_network import bridge_interface, teardown_commands
+
+        for nid in docker("network", "ls", "-q", "--filter",
+                          f"label=ipydoc.instance={self.instance}").split():
+            net = json.loads(docker("network", "inspect", nid) or "[{}]")[0]
+            docker("network", "rm", nid)
+            if net.get("Id"):
+                for argv in teardown_commands(bridge_interface(net)):
+                    subprocess.run(argv, capture_output=True)
 
 
 def login(d: Daemon, user: str, poll: float) -> tuple[requests.Session, float, float, float]:

@@ -91,7 +91,7 @@ class Daemon:
             lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
         self.config_path.write_text("\n".join(lines) + "\n")
 
-    def start(self, wait: bool = True) -> None:
+    def start(self, wait: bool = True, host: str | None = None) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         self.write_config()
         log = open(self.log_path, "ab")
@@ -100,15 +100,19 @@ class Daemon:
                       "--config", str(self.config_path)],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.root)
         if wait:
-            self.wait_ready()
+            self.wait_ready(host=host)
 
-    def wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = 30, host: str | None = None) -> None:
+        """Until the login page answers (asked for with ``Host: host`` when given: a
+        subdomain-mode hub answers only on its own domain)."""
+        headers = {"Host": host} if host else {}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"daemon exited {self.proc.returncode}:\n{self.log()}")
             try:
-                if requests.get(self.url + "/hub/login", timeout=1).status_code == 200:
+                if requests.get(self.url + "/hub/login", headers=headers,
+                                timeout=1).status_code == 200:
                     return
             except requests.RequestException:
                 pass

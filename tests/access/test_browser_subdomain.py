@@ -14,12 +14,10 @@ import re
 import shutil
 
 import pytest
-import requests
 from playwright.sync_api import sync_playwright
 
 from browser_support import ARGS, CHROMIUM
 from subdomain_support import Browser, hand_off
-from support import wait_for
 
 DOMAIN = "nb.test"
 ALICE_PW = "alice-browser-pw"
@@ -33,18 +31,7 @@ def site(tmp_path_factory, notebook_image):
     d = Daemon(tmp_path_factory.mktemp("browser-sub"),
                overrides={"server": {"routing": "subdomain", "domain": DOMAIN},
                           "auth": {"stop_on_logout": False}})
-    d.start(wait=False)
-
-    def ready() -> bool:
-        if d.proc.poll() is not None:
-            raise RuntimeError(f"daemon exited:\n{d.log()}")
-        try:
-            return requests.get(d.url + "/hub/login", headers={"Host": f"{DOMAIN}:{d.port}"},
-                                timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_for(ready, timeout=30, interval=0.05)
+    d.start(host=f"{DOMAIN}:{d.port}")
     d.add_user("alice", ALICE_PW)
     d.add_user("bob", BOB_PW)
     yield d

@@ -22,7 +22,6 @@ import pytest
 import requests
 
 from subdomain_support import DOMAIN, STATE, Browser, hand_off, login, set_cookies, wait_running
-from support import wait_for
 
 ALICE_PW = "alice-binding-pw"
 BOB_PW = "bob-binding-pw-1"
@@ -36,18 +35,7 @@ def site(tmp_path_factory, notebook_image):
     d = Daemon(tmp_path_factory.mktemp("binding"),
                overrides={"server": {"routing": "subdomain", "domain": DOMAIN},
                           "auth": {"stop_on_logout": False}})
-    d.start(wait=False)
-
-    def ready() -> bool:
-        if d.proc.poll() is not None:
-            raise RuntimeError(f"daemon exited:\n{d.log()}")
-        try:
-            return requests.get(d.url + "/hub/login", headers={"Host": f"{DOMAIN}:{d.port}"},
-                                timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_for(ready, timeout=30, interval=0.05)
+    d.start(host=f"{DOMAIN}:{d.port}")
     d.add_user("alice", ALICE_PW)
     d.add_user("bob", BOB_PW)
     yield d

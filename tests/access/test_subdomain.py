@@ -48,18 +48,7 @@ def site(tmp_path_factory):
         pytest.fail(f"test image {TEST_IMAGE} missing (.ci/run builds it)")
     d = Daemon(tmp_path_factory.mktemp("subdomain"),
                overrides={"server": {"routing": "subdomain", "domain": DOMAIN}})
-    d.start(wait=False)
-
-    def ready() -> bool:
-        if d.proc.poll() is not None:
-            raise RuntimeError(f"daemon exited:\n{d.log()}")
-        try:
-            return requests.get(d.url + "/hub/login", headers={"Host": f"{DOMAIN}:{d.port}"},
-                                timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_for(ready, timeout=30, interval=0.05)
+    d.start(host=f"{DOMAIN}:{d.port}")
     yield d
     d.stop()
     d.cleanup_docker()

@@ -26,7 +26,7 @@ import pytest_twisted
 import requests
 
 from kernel_client import connect, execute, start_kernel
-from support import docker, follow_progress, login, wait_for
+from support import docker, follow_progress, login
 
 PW = "isolation-pw-1"
 
@@ -354,18 +354,8 @@ def test_subdomain_mode_proxies_to_the_isolated_server(tmp_path_factory):
 
     d = new_daemon(tmp_path_factory, "isosub",
                    server={"routing": "subdomain", "domain": DOMAIN})
-    d.start(wait=False)
+    d.start(host=f"{DOMAIN}:{d.port}")
     try:
-        def ready() -> bool:
-            if d.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited:\n{d.log()}")
-            try:
-                return requests.get(d.url + "/hub/login", headers={"Host": f"{DOMAIN}:{d.port}"},
-                                    timeout=1).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_for(ready, timeout=30, interval=0.05)
         d.add_user("alice", PW)
         b = Browser(d.port)
         assert hub_login(b, "alice", PW).status_code == 303

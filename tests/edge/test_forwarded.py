@@ -116,18 +116,7 @@ def proxied(tmp_path_factory):
         # a provider only for its binding cookie (the start page never calls GitHub)
         "auth.github": {"client_id": "ipydoc-test", "client_secret": "not-used",
                         "orgs": ["example"]}}
-    d.start(wait=False)
-
-    def ready() -> bool:
-        if d.proc.poll() is not None:
-            raise RuntimeError(f"daemon exited:\n{d.log()}")
-        try:
-            return requests.get(d.url + "/hub/login", headers={"Host": f"{DOMAIN}:{d.port}"},
-                                timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    wait_for(ready, timeout=30, interval=0.05)
+    d.start(host=f"{DOMAIN}:{d.port}")
     d.add_user("alice", ALICE_PW)
     d.add_user("bob", BOB_PW)
     yield d
