@@ -100,6 +100,19 @@ def own_host_cookie(set_cookie: bytes) -> bool:
     return not any(attr.strip().startswith(b"domain") for attr in lower.split(b";")[1:])
 
 
+def secure_cookie(set_cookie: bytes) -> bytes:
+    """``set_cookie`` with the ``Secure`` attribute, added if the server left it out.
+
+    Behind TLS (ours, or a TLS-terminating proxy named in ``server.trusted_proxies``) a
+    user's server only ever sees plain HTTP, so Jupyter sets its ``_xsrf`` cookie without
+    ``Secure``; the browser would then also send it over plain http to this host.  When
+    the client's request was https, every cookie a user's server sets is made ``Secure``.
+    """
+    if any(attr.strip().lower() == b"secure" for attr in set_cookie.split(b";")[1:]):
+        return set_cookie
+    return set_cookie.rstrip().rstrip(b";") + b"; Secure"
+
+
 def _client_ip(request: IRequest) -> bytes:
     """The client's address as the daemon believes it (behind a trusted proxy: the
     address that proxy names, already put on the request; ipydoc.edge.forwarding)."""

@@ -41,6 +41,7 @@ from ipydoc.proxy.headers import (
     is_hop_by_hop,
     is_hub_cookie,
     own_host_cookie,
+    secure_cookie,
 )
 from ipydoc.proxy.live import OpenExchanges
 from ipydoc.proxy.replies import error_reply, write_reply
@@ -257,12 +258,15 @@ class _Relay(Exchange):
         out = request.responseHeaders
         content_type = None
         token = fwd.token.encode()
+        secure = request.isSecure()
         for name, value in head.headers:
             lower = name.lower()
             if is_hop_by_hop(lower, named) or not keep_response_header(lower, value, fwd):
                 continue
             if lower == b"content-type":
                 content_type = value
+            elif lower == b"set-cookie" and secure:
+                value = secure_cookie(value)
             if token and token in value:
                 value = value.replace(token, b"")
             out.addRawHeader(name, value)

@@ -38,7 +38,7 @@ from twisted.web.iweb import IRequest
 
 from ipydoc.proxy.backend import BadResponse, ack_now, parse_head, tune_backend_socket
 from ipydoc.proxy.gate import Forward, Gate
-from ipydoc.proxy.headers import backend_request_lines, is_hop_by_hop
+from ipydoc.proxy.headers import backend_request_lines, is_hop_by_hop, secure_cookie
 from ipydoc.proxy.http import keep_response_header
 from ipydoc.proxy.live import OpenExchanges
 from ipydoc.proxy.replies import error_reply, write_reply
@@ -119,7 +119,7 @@ class WebSocketForwarder:
             link.client = request.channel.transport
             link.spliced = True
             backend.closed.addCallback(lambda _: self._exchanges.remove(link))
-            _splice(request, backend, _switching_head(head, fwd),
+            _splice(request, backend, _switching_head(head, fwd, request.isSecure()),
                     _Activity(self._reactor, self._gate, fwd.user))
         else:
             await _relay_refusal(request, backend, head, fwd)
@@ -276,7 +276,7 @@ def _splice(request: IRequest, backend: _Backend, head: bytes, activity: _Activi
     client.resumeProducing()
 
 
-def _switching_head(head: _Head, fwd: Forward) -> bytes:
+def _switching_head(head: _Head, fwd: Forward, secure: bool) -> bytes:
     """The ``101`` head for the client (with any bytes that followed it): the server's
     headers through the same filter as any answer's, ``Connection``/``Upgrade`` kept."""
     token = fwd.token.encode()
@@ -288,6 +288,8 @@ def _switching_head(head: _Head, fwd: Forward) -> bytes:
             continue
         if not keep_response_header(lower, value, fwd):
             continue
+        if lower == b"set-cookie" and secure:
+            value = secure_cookie(value)
         if token and token in value:
             value = value.replace(token, b"")
         lines.append(name + b": " + value)
@@ -338,6 +340,8 @@ async def _relay_refusal(request: IRequest, backend: _Backend, head: _Head,
             continue
         if lower == b"content-type":
             content_type = value
+        elif lower == b"set-cookie" and request.isSecure():
+            value = secure_cookie(value)
         if token and token in value:
             value = value.replace(token, b"")
         out.addRawHeader(name, value)

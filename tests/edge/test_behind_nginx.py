@@ -231,6 +231,12 @@ def test_alice_signs_in_and_reaches_her_server_through_nginx(stack):
         attrs = [a.strip().lower() for a in raw.split(";")[1:]]
         assert "secure" in attrs and "path=/" in attrs, raw
         assert not any(a.startswith("domain") for a in attrs), raw
+    # ...and so is every cookie her server sets: it only sees plain HTTP, so jupyter_server
+    # leaves Secure off its _xsrf cookie; the proxy adds it for an https client
+    xsrf = [raw for raw in b.seen if raw.startswith("_xsrf=")]
+    assert xsrf, b.seen
+    for raw in b.seen:
+        assert "secure" in [a.strip().lower() for a in raw.split(";")[1:]], raw
 
 
 def test_login_limit_counts_each_client_behind_nginx(stack):

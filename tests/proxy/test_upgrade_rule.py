@@ -14,7 +14,13 @@ from ipydoc.access import origin, verdicts
 from ipydoc.edge.refusals import RefusalLog
 from ipydoc.proxy import replies
 from ipydoc.proxy.gate import Forward
-from ipydoc.proxy.headers import is_hub_cookie, is_websocket_upgrade, token_list, wants_html
+from ipydoc.proxy.headers import (
+    is_hub_cookie,
+    is_websocket_upgrade,
+    secure_cookie,
+    token_list,
+    wants_html,
+)
 from ipydoc.proxy.http import keep_response_header
 from ipydoc.proxy.live import OpenExchanges
 from ipydoc.proxy.websocket import _Head, _switching_head
@@ -121,14 +127,15 @@ def test_the_101_head_is_rebuilt_through_the_same_filter():
         (b"X-Leak", f"token {token}".encode()),
         (b"Keep-Alive", b"timeout=5"),
     ], b"\x81\x02hi")
-    out = _switching_head(head, Forward("alice", "http://127.0.0.1:1", token))
-    text, _, rest = out.partition(b"\r\n\r\n")
-    lines = text.split(b"\r\n")
-    assert lines[0] == b"HTTP/1.1 101 Switching Protocols"
-    assert set(lines[1:]) == {b"Upgrade: websocket", b"Connection: Upgrade",
-                              b"Sec-WebSocket-Accept: abc=", b"Set-Cookie: kept=1",
-                              b"X-Leak: token "}
-    assert rest == b"\x81\x02hi"  # frames that came with the head follow it
+    fwd = Forward("alice", "http://127.0.0.1:1", token)
+    for secure, kept in ((False, b"Set-Cookie: kept=1"), (True, b"Set-Cookie: kept=1; Secure")):
+        out = _switching_head(head, fwd, secure)
+        text, _, rest = out.partition(b"\r\n\r\n")
+        lines = text.split(b"\r\n")
+        assert lines[0] == b"HTTP/1.1 101 Switching Protocols"
+        assert set(lines[1:]) == {b"Upgrade: websocket", b"Connection: Upgrade",
+                                  b"Sec-WebSocket-Accept: abc=", kept, b"X-Leak: token "}
+        assert rest == b"\x81\x02hi"  # frames that came with the head follow it
 
 
 class Ex:
@@ -176,3 +183,15 @@ def test_refusal_log_is_rate_limited_and_sums_up():
     clock.advance(60.0)
     assert len(events) == 7  # nothing suppressed: no timer, no line
     assert clock.getDelayedCalls() == []
+
+
+@pytest.mark.parametrize("raw, expected", [
+    (b"_xsrf=2|abc; Path=/user/alice/", b"_xsrf=2|abc; Path=/user/alice/; Secure"),
+    (b"a=b", b"a=b; Secure"),
+    (b"a=b; Path=/;", b"a=b; Path=/; Secure"),
+    (b"a=b; secure; HttpOnly", b"a=b; secure; HttpOnly"),
+    (b"a=b; Path=/; SECURE", b"a=b; Path=/; SECURE"),
+    (b"secure=1; Path=/", b"secure=1; Path=/; Secure"),  # a cookie named secure is not the flag
+])
+def test_cookies_of_users_servers_become_secure_for_https_clients(raw, expected):
+    assert secure_cookie(raw) == expected
