@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from support import Daemon
+
 DOMAIN = "nb.test"
 STATE = "ipydoc-handoff"  # the handoff's state cookie on a user's host (plain http)
 
@@ -98,3 +100,18 @@ def hand_off(b: Browser, name: str, path: str = "/lab") -> str:
     assert r.status_code == 302, (r.status_code, r.text)
     assert r.headers["Referrer-Policy"] == "no-referrer"
     return r.headers["Location"]
+
+
+def subdomain_site(root, users: dict[str, str], **overrides):
+    """A started subdomain-mode daemon on ``DOMAIN`` with ``users`` (name: password), for
+    a module fixture to yield from; stopped and its containers removed after."""
+    d = Daemon(root, {**overrides, "server": {"routing": "subdomain", "domain": DOMAIN,
+                                              **overrides.get("server", {})}})
+    d.start(host=f"{DOMAIN}:{d.port}")
+    try:
+        for name, password in users.items():
+            d.add_user(name, password)
+        yield d
+    finally:
+        d.stop()
+        d.cleanup_docker()

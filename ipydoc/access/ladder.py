@@ -31,6 +31,7 @@ wants_html`) with a cookie, never a token.  The two modes differ only in the ste
 from __future__ import annotations
 
 from collections.abc import Collection
+from functools import partial
 from typing import Protocol
 from urllib.parse import quote
 
@@ -63,7 +64,7 @@ class Mode(Protocol):
 def start_url(routing: Routing, request: IRequest, name: str) -> str:
     """The hub's start page for ``name``'s server, coming back to this request's URL."""
     back = request.uri.decode("latin-1")
-    if not routing.subdomain:  # (every request that is forwarded pays for this line)
+    if not routing.subdomain:
         return f"/hub/spawn/{name}?next={quote(back, safe='/:')}"
     back = routing.user_origin(name, request) + back
     return f"{routing.hub_origin(request)}/hub/spawn/{name}?next={quote(back, safe='/:')}"
@@ -118,4 +119,4 @@ class Ladder:
         if holder.token_digest:
             await self.tokens.touch(holder.token_digest)
         return Forward(name, route.url, route.token, holder.credential,
-                       self.routing.subdomain, start_url(self.routing, request, name))
+                       self.routing.subdomain, partial(start_url, self.routing, request, name))

@@ -9,6 +9,7 @@ credential that allowed it, so the exchange can be cut when that credential is r
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,8 +30,9 @@ class Forward:
     #: hub's origin, so e.g. ``Service-Worker-Allowed`` is not relayed.
     own_origin: bool = False
     #: The hub's start page for this server, coming back to the request's URL: offered
-    #: on the error page when the server does not answer (502, 504).
-    start_url: str = ""
+    #: on the error page when the server does not answer (502, 504).  A callable, so it
+    #: is only worked out when such a page is actually shown, not for every request.
+    start_url: Callable[[], str] | None = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable
 from typing import Protocol
 
 from twisted.web.iweb import IRequest
@@ -46,9 +47,10 @@ _START_ATTR = "_ipydoc_start_url"
 SERVER = b"ipydoc"
 
 
-def remember_start_url(request: IRequest, start_url: str) -> None:
+def remember_start_url(request: IRequest, start_url: Callable[[], str]) -> None:
     """Note where the server ``request`` goes to is started (the gate's
-    :attr:`~ipydoc.proxy.gate.Forward.start_url`), so an error page can offer it."""
+    :attr:`~ipydoc.proxy.gate.Forward.start_url`), so an error page can offer it; it is
+    only worked out if that page is shown."""
     setattr(request, _START_ATTR, start_url)
 
 
@@ -92,7 +94,8 @@ def error_reply(request: IRequest, code: int, message: str | None = None) -> Rep
         body = json.dumps({"status": code, "message": text}).encode()
         return Reply(code, body, "application/json")
     if wants_html(request):
-        start_url = getattr(request, _START_ATTR, None)
+        start = getattr(request, _START_ATTR, None)
+        start_url = start() if start is not None else None
         retry = request.uri.decode("latin-1") if request.method in (b"GET", b"HEAD") \
             and code in (502, 504) else None
         return Reply(code, error_page(code, text, start_url, retry), "text/html; charset=utf-8")

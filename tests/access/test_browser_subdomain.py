@@ -17,26 +17,17 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from browser_support import ARGS, CHROMIUM
-from subdomain_support import Browser, hand_off
+from subdomain_support import DOMAIN, Browser, hand_off, subdomain_site
 
-DOMAIN = "nb.test"
 ALICE_PW = "alice-browser-pw"
 BOB_PW = "bob-browser-pw-1"
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, notebook_image):
-    from support import Daemon
-
-    d = Daemon(tmp_path_factory.mktemp("browser-sub"),
-               overrides={"server": {"routing": "subdomain", "domain": DOMAIN},
-                          "auth": {"stop_on_logout": False}})
-    d.start(host=f"{DOMAIN}:{d.port}")
-    d.add_user("alice", ALICE_PW)
-    d.add_user("bob", BOB_PW)
-    yield d
-    d.stop()
-    d.cleanup_docker()
+    yield from subdomain_site(tmp_path_factory.mktemp("browser-sub"),
+                              {"alice": ALICE_PW, "bob": BOB_PW},
+                              auth={"stop_on_logout": False})
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,15 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from subdomain_support import DOMAIN, STATE, Browser, hand_off, login, set_cookies, wait_running
+from subdomain_support import (
+    STATE,
+    Browser,
+    hand_off,
+    login,
+    set_cookies,
+    subdomain_site,
+    wait_running,
+)
 
 ALICE_PW = "alice-binding-pw"
 BOB_PW = "bob-binding-pw-1"
@@ -30,17 +38,9 @@ SESSION, USER = "ipydoc-session", "ipydoc-user"
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, notebook_image):
-    from support import Daemon
-
-    d = Daemon(tmp_path_factory.mktemp("binding"),
-               overrides={"server": {"routing": "subdomain", "domain": DOMAIN},
-                          "auth": {"stop_on_logout": False}})
-    d.start(host=f"{DOMAIN}:{d.port}")
-    d.add_user("alice", ALICE_PW)
-    d.add_user("bob", BOB_PW)
-    yield d
-    d.stop()
-    d.cleanup_docker()
+    yield from subdomain_site(tmp_path_factory.mktemp("binding"),
+                              {"alice": ALICE_PW, "bob": BOB_PW},
+                              auth={"stop_on_logout": False})
 
 
 @pytest.fixture(scope="module")

@@ -36,11 +36,7 @@ CLOSE_WITHIN = 2.5
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    from support import TEST_IMAGE
-
-    if subprocess.run(["docker", "image", "inspect", TEST_IMAGE], capture_output=True).returncode:
-        pytest.fail(f"test image {TEST_IMAGE} missing (.ci/run builds it)")
+def site(tmp_path_factory, notebook_image):
     d = Daemon(tmp_path_factory.mktemp("revoke"), {"auth": {"stop_on_logout": False}})
     d.start()
     d.add_user("alice", ALICE_PW)

@@ -28,6 +28,7 @@ from subdomain_support import (
     hand_off,
     login,
     set_cookies,
+    subdomain_site,
     wait_running,
 )
 from support import wait_for
@@ -41,17 +42,8 @@ def attributes(raw: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
-    from support import TEST_IMAGE, Daemon
-
-    if subprocess.run(["docker", "image", "inspect", TEST_IMAGE], capture_output=True).returncode:
-        pytest.fail(f"test image {TEST_IMAGE} missing (.ci/run builds it)")
-    d = Daemon(tmp_path_factory.mktemp("subdomain"),
-               overrides={"server": {"routing": "subdomain", "domain": DOMAIN}})
-    d.start(host=f"{DOMAIN}:{d.port}")
-    yield d
-    d.stop()
-    d.cleanup_docker()
+def site(tmp_path_factory, notebook_image):
+    yield from subdomain_site(tmp_path_factory.mktemp("subdomain"), {})
 
 
 @pytest.fixture(scope="module")

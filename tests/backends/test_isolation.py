@@ -174,10 +174,10 @@ def host_ports():
 
 
 def new_daemon(tmp_path_factory, tag: str, **overrides):
-    from support import TEST_IMAGE, Daemon
+    """A daemon (not started) listening on all interfaces; callers ask for the
+    ``notebook_image`` fixture, which fails clearly when the test image is missing."""
+    from support import Daemon
 
-    if subprocess.run(["docker", "image", "inspect", TEST_IMAGE], capture_output=True).returncode:
-        pytest.fail(f"test image {TEST_IMAGE} missing (.ci/run builds it)")
     d = Daemon(tmp_path_factory.mktemp(tag), overrides)
     # all interfaces: the daemon's own port is then on the bridge gateway too, a target
     d.overrides.setdefault("server", {})["listen"] = [f"tcp:{d.port}"]
@@ -210,10 +210,9 @@ def test_isolation_is_on_by_default_with_one_network_per_instance():
     assert from_dict({}).docker.network_name == "ipydoc-users"
 
 
-# -- the isolated layout ----------------------------------------------------------------
-@pytest.fixture(scope="module")
-def isolated(tmp_path_factory, host_ports):
-    d = new_daemon(tmp_path_factory, "iso", docker={"host_access": [host_ports[1]]})
+def alice_and_bob(d):
+    """Start ``d`` and alice's and bob's servers with a kernel each; (d, kernels) until the
+    fixture ends, then everything is stopped and removed."""
     d.start()
     kernels = {}
     try:
@@ -225,6 +224,13 @@ def isolated(tmp_path_factory, host_ports):
             k.close()
         d.stop()
         d.cleanup_docker()
+
+
+# -- the isolated layout ----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def isolated(tmp_path_factory, host_ports, notebook_image):
+    yield from alice_and_bob(new_daemon(tmp_path_factory, "iso",
+                                        docker={"host_access": [host_ports[1]]}))
 
 
 def test_servers_are_on_the_users_network_with_nothing_published(isolated):
@@ -270,19 +276,8 @@ def test_alice_cannot_reach_bob_nor_the_host(isolated, host_ports, outside):
 
 # -- the legacy layout is the control; moving its servers without stopping them ----------
 @pytest.fixture(scope="module")
-def legacy(tmp_path_factory, host_ports):
-    d = new_daemon(tmp_path_factory, "legacy", docker={"network": ""})
-    d.start()
-    kernels = {}
-    try:
-        kernels["alice"] = start_user(d, "alice")
-        kernels["bob"] = start_user(d, "bob")
-        yield d, kernels
-    finally:
-        for k in kernels.values():
-            k.close()
-        d.stop()
-        d.cleanup_docker()
+def legacy(tmp_path_factory, host_ports, notebook_image):
+    yield from alice_and_bob(new_daemon(tmp_path_factory, "legacy", docker={"network": ""}))
 
 
 def test_legacy_layout_lets_alice_reach_bob_and_the_host(legacy, host_ports):
@@ -346,7 +341,7 @@ def test_egress_deny_recreates_the_network_with_no_way_out(legacy, host_ports, o
 
 
 # -- subdomain mode ---------------------------------------------------------------------
-def test_subdomain_mode_proxies_to_the_isolated_server(tmp_path_factory):
+def test_subdomain_mode_proxies_to_the_isolated_server(tmp_path_factory, notebook_image):
     import websocket
 
     from subdomain_support import DOMAIN, Browser, hand_off, wait_running
@@ -384,7 +379,7 @@ def test_subdomain_mode_proxies_to_the_isolated_server(tmp_path_factory):
 
 
 # -- a network that does not isolate is refused -----------------------------------------
-def test_a_foreign_network_that_lets_containers_talk_is_refused(tmp_path_factory):
+def test_a_foreign_network_that_lets_containers_talk_is_refused(tmp_path_factory, notebook_image):
     from support import remove_networks
 
     d = new_daemon(tmp_path_factory, "foreign")

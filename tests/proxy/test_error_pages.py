@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import partial
 
 import pytest
 import pytest_twisted
@@ -42,7 +43,7 @@ class Gate:
             raise RuntimeError("secret internal detail <script>")
         # the start page as the real gate names it (path mode)
         return Forward("alice", self.target, "tok",
-                       start_url=start_url(Routing(), request, "alice"))
+                       start_url=partial(start_url, Routing(), request, "alice"))
 
     def saw_traffic(self, user: str) -> None:
         pass
