@@ -123,7 +123,7 @@ class IpydocDaemon(MultiService):
         from ipydoc.edge.site import make_site
         from ipydoc.servers.activity import Activity
         from ipydoc.servers.manager import Limits, ServerManager
-        from ipydoc.state.redis_service import RedisService
+        from ipydoc.state.redis_service import RedisService, secret_fingerprint
         from ipydoc.web.hub import make_hub
         from ipydoc.web.pages import HubSettings
 
@@ -132,25 +132,31 @@ class IpydocDaemon(MultiService):
         state.mkdir(parents=True, exist_ok=True)
         os.chmod(state, 0o750)
 
-        self.redis = RedisService(cfg.redis.url, state, reactor, cfg.redis.command)
+        secret = load_secret(state / "secret")  # its fingerprint is checked in Redis
+        self.redis = RedisService(cfg.redis.url, state, reactor, cfg.redis.command,
+                                  fingerprint=secret_fingerprint(secret))
         self.redis.setServiceParent(self)
 
         d = cfg.docker
-        api = DockerAPI(reactor, d.host or None)
-        self.backend = DockerBackend(
-            reactor, api, notebook_dir=d.notebook_dir,
-            cmd=d.cmd, volume_prefix=d.volume_prefix, storage=d.storage,
-            bind_root=d.bind_root or None, stop_timeout=d.stop_timeout,
-            name_prefix=f"{d.instance}-", extra_labels={"ipydoc.instance": d.instance},
-            **network_options(reactor, api, d.network_name, d.egress, d.host_access))
-        if self.backend.isolate:  # before the manager: it adopts servers at their new address
-            UserNetworkService(self.backend, reactor).setServiceParent(self)
+        if cfg.spawn.backend == "swarm":
+            self.backend = self._swarm_backend()
+        else:
+            api = DockerAPI(reactor, d.host or None)
+            self.backend = DockerBackend(
+                reactor, api, notebook_dir=d.notebook_dir,
+                cmd=d.cmd, volume_prefix=d.volume_prefix, storage=d.storage,
+                bind_root=d.bind_root or None, stop_timeout=d.stop_timeout,
+                name_prefix=f"{d.instance}-", extra_labels={"ipydoc.instance": d.instance},
+                **network_options(reactor, api, d.network_name, d.egress, d.host_access))
+            if self.backend.isolate:  # before the manager: it adopts servers at their new address
+                UserNetworkService(self.backend, reactor).setServiceParent(self)
         limits = Limits(cfg.spawn.image, cfg.mem_limit_bytes, cfg.spawn.cpu_limit or None,
                         cfg.spawn.pids_limit or None, cfg.spawn.start_timeout,
                         concurrency=cfg.spawn.concurrency, max_running=cfg.spawn.max_running,
                         images=tuple(cfg.spawn.images))
         routing = Routing(cfg.server.routing, cfg.server.domain.lower(), cfg.server.public_url)
-        self.manager = ServerManager(self.backend, self.redis, limits, reactor, routing=routing)
+        self.manager = ServerManager(self.backend, self.redis, limits, reactor, routing=routing,
+                                     lease_ttl=cfg.cluster.lease_ttl)
         self.manager.setServiceParent(self)
 
         sessions = Sessions(self.redis, load_secret(state / "secret"), cfg.auth.session_lifetime)
@@ -162,7 +168,9 @@ class IpydocDaemon(MultiService):
         self.history = None
         if cfg.history.enabled:
             from ipydoc.history.service import History
-            self.history = History(cfg.history, state, self.redis, self.manager, reactor)
+            self.history = History(cfg.history, state, self.redis, self.manager, reactor,
+                                   lease_ttl=cfg.cluster.lease_ttl,
+                                   sweep_interval=cfg.cluster.sweep_interval)
             self.history.setServiceParent(self)
         hosts = HostSessions(self.redis, load_secret(state / "secret"))
         self.gate = UserGate(sessions, self.manager, routing, hosts, self.activity,
@@ -171,8 +179,8 @@ class IpydocDaemon(MultiService):
         from ipydoc.servers.culler import Culler, CullSettings
         cull = CullSettings(cfg.cull.idle_timeout, cfg.cull.max_age, cfg.cull.interval,
                             cfg.cull.ignore_kernel_activity, cfg.cull.exempt_admins)
-        self.culler = (Culler(self.manager, self.activity.last, cull,
-                              reactor) if cull.enabled else None)
+        self.culler = (Culler(self.manager, self.activity.last, cull, reactor,
+                              lease_ttl=cfg.cluster.lease_ttl) if cull.enabled else None)
         if self.culler is not None:
             self.culler.setServiceParent(self)
 
@@ -228,6 +236,22 @@ class IpydocDaemon(MultiService):
         control.setServiceParent(self)
         if cfg.control.listen_tls:
             self._control_tls(ControlFactory(context))
+
+    def _swarm_backend(self) -> Any:
+        """``spawn.backend = "swarm"``: services on the swarm whose manager is
+        ``docker.host`` (the users' network of the Docker backend does not apply)."""
+        from ipydoc.backends.swarm import SwarmBackend
+        from ipydoc.backends.swarm_api import SwarmAPI
+
+        d, s = self.cfg.docker, self.cfg.swarm
+        return SwarmBackend(
+            self.reactor, SwarmAPI(self.reactor, d.host or None), lambda: self.redis.store,
+            notebook_dir=d.notebook_dir, cmd=d.cmd, volume_prefix=d.volume_prefix,
+            name_prefix=f"{d.instance}-", extra_labels={"ipydoc.instance": d.instance},
+            stop_timeout=d.stop_timeout, start_timeout=self.cfg.spawn.start_timeout,
+            placement=s.placement, pull=s.pull, volume_driver=s.volume_driver,
+            volume_options=s.volume_options, node_engines=s.node_engines,
+            task_poll=s.task_poll)
 
     def _control_tls(self, factory: Any) -> None:
         """The control channel on TCP with TLS; only client certificates from

@@ -29,6 +29,7 @@ if [ $TEST = 1 ]; then
   command -v ip >/dev/null || pkgs+=(iproute2)   # test_isolation: bridge addresses, netns
   command -v systemd-analyze >/dev/null || pkgs+=(systemd)   # unit checks, socket activation
   [ -x /usr/sbin/nginx ] || pkgs+=(nginx)   # the TLS-terminating proxy of test_behind_nginx
+  [ -e /usr/lib/nginx/modules/ngx_stream_module.so ] || pkgs+=(libnginx-mod-stream)   # bench/daemons.py's TCP load balancer
 fi
 if [ ${#pkgs[@]} -gt 0 ]; then
   need_root

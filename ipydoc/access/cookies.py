@@ -32,19 +32,39 @@ HOST_PREFIX = "__Host-"
 
 
 def load_secret(path: Path) -> bytes:
-    """The daemon's signing secret, made once (0600) and kept in the state directory."""
+    """The daemon's signing secret, made once (0600) and kept in the state directory.
+
+    A new secret is written to a private temporary file and linked into place, which
+    fails if the file appeared meanwhile: two daemons starting at once on one fresh state
+    directory (several daemons over one Redis) end up with the same secret, never a
+    half-written one or one each."""
     try:
         data = path.read_bytes()
         if len(data) >= 32:
             return data
+        short = True
     except FileNotFoundError:
-        pass
+        short = False
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        data = secrets.token_bytes(64)
-        f.write(data)
-    return data
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            data = secrets.token_bytes(64)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if short:  # a truncated secret signs nothing safely: replace it
+            os.replace(tmp, path)
+            return data
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another daemon made it first: use theirs
+            return load_secret(path)
+        return data
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 class Signer:

@@ -15,6 +15,12 @@ change, a new login replacing an old session) and after a token is revoked,
 :meth:`UserGate.recheck_exchanges` asks Redis once per open credential whether it still
 holds and cuts the exchanges of those that do not: one round of Redis reads per
 revocation, nothing per request.
+
+Several daemons: a revocation on one daemon reaches the others over the pub/sub bus
+(:mod:`ipydoc.state.bus`): ending sessions is told by the store itself
+(``sessions-ended``: caches emptied, then this recheck), a token revoked is told by
+:meth:`UserGate.recheck_exchanges` (``credentials-changed``), so every daemon cuts what
+it has open within a message's delay.
 """
 
 from __future__ import annotations
@@ -88,15 +94,29 @@ class UserGate:
         if isinstance(verdict, Forward):
             store = self.sessions.store
             if store is not self._watched:  # the store exists once Redis is up
-                store.on_sessions_ended(self.recheck_exchanges)
+                store.on_sessions_ended(self._recheck_here)
+                if store.bus is not None:
+                    store.bus.listen(self._told)
                 self._watched = store
         return verdict
 
     # -- revocation of what is open ------------------------------------------------------
     def recheck_exchanges(self) -> Deferred[None]:
         """Cut every open exchange whose credential no longer holds (session ended, token
-        revoked or expired, account disabled or removed).  Fires when done; calls made
-        while a check runs are folded into one more round."""
+        revoked or expired, account disabled or removed), here and on the other daemons.
+        Fires when done here; calls made while a check runs are folded into one more
+        round."""
+        store = self.sessions.store
+        if store.bus is not None:
+            store.bus.tell("credentials-changed")
+        return self._recheck_here()
+
+    def _told(self, kind: str, name: str) -> Deferred[None] | None:
+        if kind == "credentials-changed":
+            return self._recheck_here()
+        return None
+
+    def _recheck_here(self) -> Deferred[None]:
         done: Deferred[None] = Deferred()
         self._recheck_waiters.append(done)
         if self._rechecking:

@@ -17,7 +17,9 @@ only the last lets a byte through to the server:
    come from the server's own site (:mod:`ipydoc.access.origin`); else 403.  A token
    skips it: a browser never attaches one by itself, so there is nothing to forge.
 5. **route** -- NAME's server runs; else a browser navigating is sent to the start page
-   and anything else gets 503 (starting, or not running).
+   and anything else gets 503 (starting, or not running).  The route table is in memory;
+   on a miss Redis is asked once (another daemon of the site may have just started the
+   server), so a miss costs one read and a hit none.
 6. **forward** -- a :class:`~ipydoc.proxy.gate.Forward` to the server, naming the
    credential (so the proxy can cut what it has open when it is revoked:
    :mod:`ipydoc.access.gate`) and the start page (for the proxy's error pages).
@@ -108,6 +110,8 @@ class Ladder:
             return json_reply(403, "cross-origin request refused (Origin is not this site)")
         # 5. route
         route = self.manager.routes.get(name)
+        if route is None:  # another daemon may have started it a moment ago: ask Redis
+            route = await self.manager.route_from_store(name)
         if route is None:
             if holder.browser and wants_page(request):
                 return redirect(start_url(self.routing, request, name))

@@ -1,11 +1,14 @@
 """Login sessions: a signed cookie naming a Redis record, revocable at any time.
 
 Every proxied request needs its session, so a validated session is kept in memory for a
-few seconds instead of costing a Redis round trip each time.  Redis is private to this
-daemon and every way of ending a session (logout, revoke, disable, remove) goes through
-the store, which empties this cache at once (and has the gate close the WebSockets those
-sessions have open: :mod:`ipydoc.access.gate`); only expiry (days) is seen up to
-``CACHE_SECONDS`` late.
+few seconds instead of costing a Redis round trip each time.  Every way of ending a
+session (logout, revoke, disable, remove) goes through the store, which empties this cache
+at once (and has the gate close the WebSockets those sessions have open:
+:mod:`ipydoc.access.gate`); with several daemons over one Redis the store also tells the
+others (``sessions-ended`` on :mod:`ipydoc.state.bus`), which empty theirs as soon as the
+message arrives (milliseconds; measured by tests/cluster and bench/daemons.py).  If the
+bus connection was down, it empties the caches when it is back.  Only expiry (days) is
+seen up to ``CACHE_SECONDS`` late.
 """
 
 from __future__ import annotations

@@ -58,6 +58,7 @@ class BackendEvent:
     name: str
     id: str
     action: Literal["start", "die", "destroy"]
+    reason: str = ""               # why, for the user's page (e.g. "its node went down")
 
 
 class Backend(Protocol):

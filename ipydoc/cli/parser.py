@@ -133,6 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     name_arg(cmd(server, "stop", "stop a user's server (files are kept)",
                  "Stop a user's server: the container is stopped and removed, the files "
                  "stay. Stopping a server that is not running is not an error."))
+    q = cmd(server, "move", "move a user's files to another Swarm node (spawn.backend = swarm)",
+            "Move NAME's files to NODE (a Swarm node's hostname or id): stop the server if "
+            "it runs, copy the volume with helper tasks and verify it (bytes and sha256 at "
+            "both ends), pin NAME to NODE, start the server there if it was running. If the "
+            "copy fails NAME stays where they were. The old volume is kept on the old node "
+            "(remove it there yourself once satisfied).")
+    name_arg(q)
+    q.add_argument("node", help="the target node: hostname or id (`docker node ls`)")
     cmd(server, "list", "servers: state, image, URL, start time, last activity, error")
     name_arg(cmd(server, "show", "one server: record, container, start progress"))
     q = cmd(server, "logs", "the last lines of a server's output (its container's logs)",
@@ -205,11 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Build a Jupyter Docker Stacks-equivalent image (jupyter_server, "
                     "JupyterLab, ipykernel; user jovyan 1000:100) from Debian packages and "
                     "PyPI with debootstrap and `docker import`. For air-gapped sites and "
-                    "machines that cannot reach a registry.")
+                    "machines that cannot reach a registry. With spawn.backend = swarm, "
+                    "the image is then loaded onto every node in swarm.node_engines.")
     q.add_argument("--tag", help="image tag (default: spawn.image from the config)")
     q = image.add_parser(
         "ensure", help="make spawn.image available: present, else pull, else build",
         description="Make the configured image usable: nothing if it is there, else "
-                    "`docker pull`, else build it locally (see `ipydoc image build`).")
+                    "`docker pull`, else build it locally (see `ipydoc image build`). With "
+                    "spawn.backend = swarm, then load it onto every node listed in "
+                    "swarm.node_engines that lacks it (by ID; no registry needed).")
     q.add_argument("--tag", help="image tag (default: spawn.image from the config)")
     return p

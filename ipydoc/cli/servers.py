@@ -38,6 +38,15 @@ def _server_stop(args: argparse.Namespace, target: Target) -> int:
     return EXIT_OK
 
 
+def _server_move(args: argparse.Namespace, target: Target) -> int:
+    from ipydoc.control import commands as c
+
+    r = result(target, c.ServerMove, name=args.name, node=args.node)
+    emit(args, r, "\n".join(r["steps"]) + f"\nthe old volume is kept on {r['from']}: remove it "
+                  "there (docker volume rm) once you are satisfied")
+    return EXIT_OK
+
+
 def _server_list(args: argparse.Namespace, target: Target) -> int:
     from ipydoc.control import commands as c
 
@@ -103,6 +112,7 @@ HANDLERS: dict[tuple[str, str | None], Handler] = {
     ('status', None): _status,
     ('server', 'start'): _server_start,
     ('server', 'stop'): _server_stop,
+    ('server', 'move'): _server_move,
     ('server', 'list'): _server_list,
     ('server', 'show'): _server_show,
     ('server', 'logs'): _server_logs,

@@ -18,8 +18,21 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ipydoc.config import auth, control, cull, docker, history, proxy, redis, server, spawn
+from ipydoc.config import (
+    auth,
+    cluster,
+    control,
+    cull,
+    docker,
+    history,
+    proxy,
+    redis,
+    server,
+    spawn,
+    swarm,
+)
 from ipydoc.config.auth import AuthSection
+from ipydoc.config.cluster import ClusterSection
 from ipydoc.config.control import ControlSection
 from ipydoc.config.cull import CullSection
 from ipydoc.config.docker import DockerSection
@@ -29,6 +42,7 @@ from ipydoc.config.proxy import ProxySection
 from ipydoc.config.redis import RedisSection
 from ipydoc.config.server import ServerSection
 from ipydoc.config.spawn import SpawnSection
+from ipydoc.config.swarm import SwarmSection
 from ipydoc.config.types import fill, parse_size
 
 DEFAULT_CONFIG_PATHS = ("/etc/ipydoc/ipydoc.toml", "etc/ipydoc.toml")
@@ -42,9 +56,11 @@ class Config:
     auth: AuthSection = field(default_factory=AuthSection)
     spawn: SpawnSection = field(default_factory=SpawnSection)
     docker: DockerSection = field(default_factory=DockerSection)
+    swarm: SwarmSection = field(default_factory=SwarmSection)
     cull: CullSection = field(default_factory=CullSection)
     history: HistorySection = field(default_factory=HistorySection)
     proxy: ProxySection = field(default_factory=ProxySection)
+    cluster: ClusterSection = field(default_factory=ClusterSection)
     path: str = ""
 
     @property
@@ -70,7 +86,9 @@ def _validate(cfg: Config) -> None:
     cull.validate(cfg.cull)
     auth.validate(cfg.auth)
     docker.validate(cfg.docker)
+    swarm.validate(cfg.swarm)
     history.validate(cfg.history)
+    cluster.validate(cfg.cluster)
 
 
 def from_dict(data: dict[str, Any], path: str = "") -> Config:

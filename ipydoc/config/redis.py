@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from ipydoc.config.errors import ConfigError
+from ipydoc.state.redis_url import parse
 
 
 @dataclass
@@ -15,5 +15,8 @@ class RedisSection:
 
 
 def validate(r: RedisSection) -> None:
-    if r.url and urlsplit(r.url).scheme not in ("redis", "unix"):
-        raise ConfigError("redis.url must be redis://HOST:PORT/DB or unix:///PATH?db=N (or empty)")
+    if r.url:
+        try:
+            parse(r.url)
+        except ValueError as e:
+            raise ConfigError(f"{e} (or empty: the daemon's own redis-server)") from None

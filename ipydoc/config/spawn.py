@@ -23,8 +23,8 @@ class SpawnSection:
 
 
 def validate(s: SpawnSection) -> None:
-    if s.backend not in ("docker",):
-        raise ConfigError(f"spawn.backend must be 'docker', not {s.backend!r}")
+    if s.backend not in ("docker", "swarm"):
+        raise ConfigError(f"spawn.backend must be 'docker' or 'swarm', not {s.backend!r}")
     if not s.image:
         raise ConfigError("spawn.image must name an image")
     if s.start_timeout <= 0:

@@ -67,11 +67,11 @@ def check_type(key: str, value: Any, hint: Any, one_or_many: bool = False) -> An
         fill(section, key, value)
         value = section
     elif get_origin(hint) is dict and (_table_class(get_args(hint)[1])
-                                       or get_args(hint)[1] == list[str]):
+                                       or get_args(hint)[1] in (list[str], str)):
         item = get_args(hint)[1]
         if not isinstance(value, dict):
             raise bad("a table of tables" if _table_class(item) else
-                      "a table of lists of strings")
+                      "a table of strings" if item is str else "a table of lists of strings")
         value = {k: check_type(f"{key}.{k}", v, item) for k, v in value.items()}
     elif hint == list[int]:
         if not isinstance(value, list) or not all(

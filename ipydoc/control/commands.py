@@ -200,6 +200,16 @@ class ServerStop(amp.Command):
     errors = ERRORS
 
 
+class ServerMove(amp.Command):
+    """Move a user's files to another Swarm node (by hostname or id): stop, copy and
+    verify, re-pin, start there if it ran (:mod:`ipydoc.servers.move`).  The old volume
+    is kept.  ``result``: ``{"name", "from", "to", "bytes", "sha256", "seconds",
+    "was_running", "running", "steps", "old_volume_kept_on"}``."""
+    arguments = [(b"name", amp.Unicode()), (b"node", amp.Unicode())]
+    response = _RESULT
+    errors = ERRORS
+
+
 class ServerList(amp.Command):
     """Servers with a record: state, image, URL, start time, last activity, error."""
     arguments = _PAGE_ARGS

@@ -21,6 +21,7 @@ from ipydoc.control.base import (
     responder,
 )
 from ipydoc.servers.manager import StartFailed
+from ipydoc.servers.move import Mover, MoveRefused
 
 MAX_LOG_TAIL = 100_000    # lines
 
@@ -82,6 +83,18 @@ class ServerCommands(ControlBase):
             self.log.info("control: stopped the server of {name} (by {peer})", name=name,
                           peer=self.peer())
         return {"result": json.dumps({"name": name, "stopped": stopped})}
+
+    @responder(c.ServerMove)
+    async def server_move(self, name: str, node: str) -> dict:
+        await self._user(name)
+        await self._audit("move-requested", name, f"to {node}")
+        try:
+            report = await Mover(self.manager, self.context.backend).move(name, node)
+        except MoveRefused as e:
+            error = {"not_available": c.NotAvailable, "not_found": c.NotFound,
+                     "conflict": c.Conflict}.get(e.kind, c.ControlError)
+            raise error(e.message[:4000]) from None
+        return {"result": json.dumps(report.public())}
 
     @responder(c.ServerList)
     async def server_list(self, offset: int, limit: int) -> dict:

@@ -43,6 +43,16 @@ already queued (as its newest change, not at the head) is dropped, since that qu
 save's read happens later and covers it; any other change is not recorded, with an event
 ``history-queue-full`` (at most one a minute per user, with the count) and a log line.
 Nothing already queued is ever removed, and the save itself reaches the server as always.
+
+**Several daemons.**  A worker drains a queue only while it holds the lease
+``history:NAME`` (:mod:`ipydoc.state.leases`, renewed every third of ``cluster.lease_ttl``,
+and once more right before each entry is popped), so two daemons never commit the same
+head.  Every ``cluster.sweep_interval`` seconds each daemon lists the non-empty queues
+(SCAN) and kicks those it is not draining; the kick returns at once where the lease is
+held.  A daemon killed mid-drain thus has its queues drained elsewhere within
+``lease_ttl + sweep_interval`` seconds.  If it had committed the head but not popped it,
+the next worker reads the same content, and :meth:`ipydoc.history.repo.GitRepo.commit`
+makes no commit for a tree equal to HEAD's: the save is in history exactly once.
 """
 
 from __future__ import annotations
@@ -61,6 +71,7 @@ from ipydoc.history.commits import Recorder
 from ipydoc.history.contents import Contents, StoreSource, UserServers
 from ipydoc.history.errors import HistoryError, Hostile, Transient
 from ipydoc.history.repo import GitError, check_path
+from ipydoc.state.leases import Lease, LeaseKeeper, history_lease
 
 _CHECKPOINT = re.compile(r"^(.*)/checkpoints(?:/([\w-]+))?$")
 SWEEP = 2.0            # seconds between looks for queues whose server came back
@@ -107,8 +118,10 @@ class HistoryQueue:
 
     def __init__(self, cfg: HistorySection, store_source: StoreSource,
                  servers: UserServers, contents: Contents, recorder: Recorder,
-                 reactor: Any) -> None:
+                 reactor: Any, lease_ttl: float = 10.0, sweep_interval: float = 5.0) -> None:
         self.cfg = cfg
+        self.lease_ttl = lease_ttl              # cluster.lease_ttl
+        self.sweep_interval = sweep_interval    # cluster.sweep_interval
         self._store_source = store_source
         self.servers = servers
         self.contents = contents
@@ -123,6 +136,7 @@ class HistoryQueue:
         self._waiting: set[str] = set()
         self._merged: dict[tuple[str, str], int] = {}
         self._sweeper: task.LoopingCall | None = None
+        self._orphans: task.LoopingCall | None = None
 
     @property
     def store(self) -> Any:
@@ -138,12 +152,27 @@ class HistoryQueue:
         self._sweeper = task.LoopingCall(self._sweep)
         self._sweeper.clock = self.reactor
         self._sweeper.start(SWEEP, now=False)
+        self._orphans = task.LoopingCall(self._sweep_orphans)
+        self._orphans.clock = self.reactor
+        self._orphans.start(self.sweep_interval, now=False)
         return len(owners)
 
     def stop(self) -> None:
         self.running = False
-        if self._sweeper is not None and self._sweeper.running:
-            self._sweeper.stop()
+        for loop in (self._sweeper, self._orphans):
+            if loop is not None and loop.running:
+                loop.stop()
+
+    def _sweep_orphans(self) -> defer.Deferred[None]:
+        """Kick every non-empty queue this daemon does not drain (another daemon's that
+        died, or one seen by no worker yet); the lease sorts out who drains it."""
+        async def sweep() -> None:
+            for name in await self.store.history_queue_owners():
+                if name not in self._workers:
+                    self.kick(name)
+        return defer.Deferred.fromCoroutine(sweep()).addErrback(
+            lambda f: self.log.warn("history: looking for queues to drain: {e}",
+                                    e=f.getErrorMessage()))
 
     def forget(self, name: str) -> None:
         """Drop what is held in memory for ``name`` (its history is being purged)."""
@@ -240,7 +269,26 @@ class HistoryQueue:
         await task.deferLater(self.reactor, max(0.0, seconds), lambda: None)
 
     async def _drain(self, name: str) -> None:
-        while self.running:
+        lease = await self.store.take_lease(history_lease(name), self.lease_ttl)
+        if lease is None:
+            return  # another daemon drains it (the sweep looks again)
+        keeper = LeaseKeeper(self.store, lease, self.lease_ttl, self.reactor)
+        try:
+            await self._drain_leased(name, lease, keeper)
+        finally:
+            await keeper.release()
+
+    async def _pop(self, name: str, lease: Lease) -> bool:
+        """Pop the head, only while the lease is surely ours (renewed just now)."""
+        if not await self.store.renew_lease(lease, self.lease_ttl):
+            self.log.warn("history: lost the lease on {name}'s queue; another daemon "
+                          "goes on with it", name=name)
+            return False
+        await self.store.history_drop(name)
+        return True
+
+    async def _drain_leased(self, name: str, lease: Lease, keeper: LeaseKeeper) -> None:
+        while self.running and not keeper.lost:
             self._dirty.discard(name)
             raws = await self.store.history_peek_raw(name, 200)
             if not raws:
@@ -261,7 +309,8 @@ class HistoryQueue:
                 if _superseded(entries):
                     key = (name, path)
                     self._merged[key] = self._merged.get(key, 1) + 1
-                    await self.store.history_drop(name)
+                    if not await self._pop(name, lease):
+                        return
                     continue
             route = self.servers.routes.get(name)
             if route is None and op != "delete":
@@ -303,7 +352,8 @@ class HistoryQueue:
                     continue
                 return
             self._merged.pop((name, path), None)
-            await self.store.history_drop(name)
+            if not await self._pop(name, lease):
+                return
 
     async def _rewrite_head(self, name: str, raw: str, head: dict[str, Any],
                             **changes: Any) -> str | None:

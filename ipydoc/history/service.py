@@ -36,7 +36,8 @@ class History(Service):
     log = Logger()
 
     def __init__(self, cfg: HistorySection, state_dir: Path, store_source: StoreSource,
-                 manager: UserServers, reactor: Any) -> None:
+                 manager: UserServers, reactor: Any, lease_ttl: float = 10.0,
+                 sweep_interval: float = 5.0) -> None:
         self.cfg = cfg
         self.root = state_dir / "history"
         self.repos = Repositories(self.root, cfg.git, reactor)
@@ -44,7 +45,9 @@ class History(Service):
         self.pusher = Pusher(cfg, self.repos, store_source, reactor) if cfg.remote else None
         recorder = Recorder(self.repos, self.contents,
                             on_commit=self.pusher.soon if self.pusher is not None else None)
-        self.queue = HistoryQueue(cfg, store_source, manager, self.contents, recorder, reactor)
+        # lease_ttl, sweep_interval: [cluster] (several daemons; ipydoc.history.queue)
+        self.queue = HistoryQueue(cfg, store_source, manager, self.contents, recorder, reactor,
+                                  lease_ttl=lease_ttl, sweep_interval=sweep_interval)
         self.reader = HistoryReader(cfg, self.repos, store_source, manager, self.contents,
                                     self.queue.enqueue)
 

@@ -26,6 +26,14 @@ Admins are exempt when ``cull.exempt_admins``.  Each stop is an event of kind ``
 whose detail gives the reason; files are never touched (stop keeps them).  The first run
 is one interval after the daemon starts, so a daemon restart does not cull servers before
 their activity could be seen.
+
+Several daemons: the timed runs happen on one daemon at a time, the holder of the lease
+``leader:culler`` (:mod:`ipydoc.state.leases`, taken or renewed at each tick for
+``cull.interval + cluster.lease_ttl`` seconds).  When the leader dies another daemon leads
+from its first tick after the lease expired, so a pass is late by at most
+``2 × interval + lease_ttl``.  The leader judges every server of the site (its route table
+holds them all) on the activity in Redis, which every daemon writes every few seconds.
+``ipydoc server cull`` runs a pass on the daemon asked, leader or not.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ from twisted.logger import Logger
 
 from ipydoc.proxy.fetch import FetchError
 from ipydoc.servers.manager import ServerManager
+from ipydoc.state.leases import LEADER_CULLER
 
 STATUS_TIMEOUT = 5.0            # seconds per read of /api/status or /api/kernels
 STATUS_BUDGET = 1024 * 1024     # bytes per answer (a kernel list of hundreds fits)
@@ -78,8 +87,10 @@ class Culler(Service):
     log = Logger()
 
     def __init__(self, manager: ServerManager, last_request: Callable[[str], float | None],
-                 settings: CullSettings, reactor: Any) -> None:
+                 settings: CullSettings, reactor: Any, lease_ttl: float = 10.0) -> None:
         self.manager = manager
+        self.lease_ttl = lease_ttl
+        self.leading = False
         self.last_request = last_request
         self.settings = settings
         self.reactor = reactor
@@ -97,9 +108,21 @@ class Culler(Service):
         if self._loop is not None and self._loop.running:
             self._loop.stop()
 
-    def _tick(self) -> None:
-        d = self.cull()
-        d.addErrback(lambda f: self.log.failure("idle culler run", f))
+    def _tick(self) -> defer.Deferred[None]:
+        d = defer.Deferred.fromCoroutine(self._lead_and_cull())
+        return d.addErrback(lambda f: self.log.failure("idle culler run", f))
+
+    async def _lead_and_cull(self) -> None:
+        """A timed pass, on the leader only (see the module doc)."""
+        lease = await self.manager.store.take_lease(
+            LEADER_CULLER, self.settings.interval + self.lease_ttl)
+        if (lease is not None) != self.leading:
+            self.leading = lease is not None
+            self.log.info("idle culler: this daemon {what}",
+                          what="leads (culls the site)" if self.leading
+                          else "no longer leads (another daemon culls)")
+        if self.leading:
+            await self.cull()
 
     def cull(self) -> defer.Deferred[list[str]]:
         """Run once now (runs do not overlap); fires with the names whose servers stopped."""

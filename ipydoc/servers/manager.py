@@ -29,6 +29,19 @@ disable``, logout, the culler) never waits behind a start: it ends the start at 
 wait (the start queue or the readiness poll, the only places a user's server can hold
 it), which removes the container, frees the start slot and reports the start as failed
 with kind ``stopped``; then the stop runs as usual.
+
+Several daemons (issue 14; docs/several-daemons.md): a start holds the lease
+``start:NAME`` in Redis (:mod:`ipydoc.state.leases`, renewed every third of
+``cluster.lease_ttl`` while it runs, queue wait included).  A daemon that finds it held
+does not start a second server: it waits for the holder's outcome in Redis and routes to
+that server (or reports its failure); if the holder dies, its lease expires and the waiter
+takes the start over (the backend removes a left-over container of the same name).  The
+lease's fencing token goes into the server record with every write of the start
+(:mod:`ipydoc.state.fenced`): a stale holder's late "running" is refused.  Route changes
+are told to the other daemons over the pub/sub bus (``server-up``/``server-down NAME``:
+they reload NAME's route from Redis); a stop asked of a daemon while another runs the
+start is passed on (``stop-start NAME``).  :meth:`ServerManager.route_from_store` is the
+proxy's fallback on a route miss.
 """
 
 from __future__ import annotations
@@ -51,6 +64,7 @@ from ipydoc.servers.progress import Progress, Step
 from ipydoc.servers.queue import OnePerUser, SpawnQueue
 from ipydoc.servers.reconcile import Reconciler
 from ipydoc.servers.routes import Route, Routes
+from ipydoc.state.leases import LeaseKeeper, start_lease
 from ipydoc.state.servers import Server
 from ipydoc.state.store import Store
 
@@ -58,6 +72,7 @@ READY_POLL = 0.025
 READY_ATTEMPT = 3.0          # seconds for one readiness poll, connect to last byte
 READY_BUDGET = 64 * 1024     # bytes of a /api/status answer (it is ~150)
 STOP_CONCURRENCY = 4
+REMOTE_POLL = 0.1            # seconds between looks at another daemon's start
 T = TypeVar("T")
 
 
@@ -89,6 +104,7 @@ class StartHandle:
 
     def __init__(self) -> None:
         self.stop_requested = False
+        self.lease_lost = False
         self._waiting: defer.Deferred[Any] | None = None
 
     def request_stop(self) -> None:
@@ -96,7 +112,16 @@ class StartHandle:
         if self._waiting is not None:
             self._waiting.cancel()
 
+    def lose_lease(self) -> None:
+        """The start lease expired and another daemon may run this start now."""
+        self.lease_lost = True
+        if self._waiting is not None:
+            self._waiting.cancel()
+
     def check(self) -> None:
+        if self.lease_lost:
+            raise StartFailed("superseded", "another ipydoc daemon took this start over; "
+                                            "reload the page")
         if self.stop_requested:
             raise StartFailed("stopped", "the server was stopped while it was starting")
 
@@ -121,8 +146,9 @@ class ServerManager(Service):
     log = Logger()
 
     def __init__(self, backend: Backend, store_source: Any, limits: Limits, reactor: Any,
-                 routing: Routing | None = None) -> None:
+                 routing: Routing | None = None, lease_ttl: float = 10.0) -> None:
         self.backend = backend
+        self.lease_ttl = lease_ttl    # cluster.lease_ttl: the start lease's
         self.routing = routing or Routing()
         self._store_source = store_source      # RedisService: its .store exists once started
         self.limits = limits
@@ -153,6 +179,10 @@ class ServerManager(Service):
     # -- service ------------------------------------------------------------------------
     def startService(self) -> defer.Deferred[None]:
         super().startService()
+        bus = getattr(self.store, "bus", None)  # None: a store without the other daemons
+        if bus is not None:
+            bus.listen(self._told)
+            bus.on_connected(self._bus_connected)
         self.reconciler.follow()
         return defer.Deferred.fromCoroutine(self.reconcile())
 
@@ -200,9 +230,26 @@ class ServerManager(Service):
         progress.add(Step("queued", "Starting your server", 5))
         await self._stops.wait(name)
         current = await self.store.get_server(name)
-        if current and current.state == "running" and name in self.routes:
+        if current and current.state == "running" and (name in self.routes
+                                                        or self._route_record(current)):
             progress.add(Step("ready", "Your server is ready", 100, url=f"{self.base_url(name)}lab"))
             return current
+        while True:  # one start cluster-wide: the start lease, or the holder's outcome
+            lease = await self.store.take_lease(start_lease(name), self.lease_ttl)
+            if lease is not None:
+                break
+            remote = await self._await_remote(name, progress, handle)
+            if remote is not None:
+                return remote
+        keeper = LeaseKeeper(self.store, lease, self.lease_ttl, self.reactor,
+                             on_lost=handle.lose_lease)
+        try:
+            return await self._start_leased(name, image, handle, progress, lease.fence)
+        finally:
+            await keeper.release()
+
+    async def _start_leased(self, name: str, image: str | None, handle: StartHandle,
+                            progress: Progress, fence: int) -> Server:
         cap = self.limits.max_running
         if cap and self.running_count() >= cap:
             message = (f"the hub is full: {cap} servers are running (spawn.max_running); "
@@ -224,7 +271,7 @@ class ServerManager(Service):
                 progress.add(Step("failed", e.message, 100, error_kind=e.kind))
                 raise
             try:
-                return await self._start(name, progress, image, handle)
+                return await self._start(name, progress, image, handle, fence)
             finally:
                 self.queue.release()
         finally:
@@ -245,48 +292,74 @@ class ServerManager(Service):
                           pids_limit=own.get("pids", lim.pids_limit))
 
     async def _start(self, name: str, progress: Progress, image: str | None = None,
-                     handle: StartHandle | None = None) -> Server:
+                     handle: StartHandle | None = None, fence: int = 0) -> Server:
         handle = handle or StartHandle()
         step = lambda phase, msg, pct, **kw: progress.add(Step(phase, msg, pct, **kw))  # noqa: E731
         token = secrets.token_hex(32)
         lim = self.limits
         t0 = time.monotonic()
         spec = await self._spec(name, image, token)
-        await self.store.set_server(name, "starting", image=spec.image, error="", id="")
+        await self._write(name, fence, handle, "starting", image=spec.image, error="", id="")
         step("creating", f"Creating your server from {spec.image}", 10)
         try:
+            handle.check()
             info = await self.backend.start(spec)
             handle.check()
             if not info.url:
                 raise StartFailed("failed", "the backend started the server but gave no address")
-            await self.store.set_server(name, "starting", id=info.id)
+            await self._write(name, fence, handle, "starting", id=info.id)
             step("waiting", "Container started; waiting for Jupyter to answer", 40)
             await self._wait_ready(name, info.url, token, t0 + lim.start_timeout, handle)
         except (BackendError, StartFailed) as e:
             kind = e.kind
             message = e.message
-            await self._fail(name, kind, message)
+            await self._fail(name, kind, message, fence)
             raise StartFailed(kind, message) from None
         except Exception as e:  # noqa: BLE001 - any failure must land as a clear state
             self.log.failure("starting {name} failed", name=name)
-            await self._fail(name, "failed", f"the server could not be started: {e}")
+            await self._fail(name, "failed", f"the server could not be started: {e}", fence)
             raise StartFailed("failed", str(e)) from None
         now = time.time()
-        await self.store.set_server(name, "running", route=True, id=info.id, url=info.url,
-                                    token=token, started=now, error="")
+        try:
+            await self._write(name, fence, handle, "running", route=True, id=info.id,
+                              url=info.url, token=token, started=now, error="")
+        except StartFailed as e:  # a newer start owns the record (and the container name)
+            await self._fail(name, e.kind, e.message, fence)
+            raise
         self.routes[name] = Route(info.url, token, info.id)
+        self._tell("server-up", name)
         await self.store.add_event("spawn", name, f"ready in {time.monotonic() - t0:.2f}s")
         self.log.info("server for {name} ready in {s:.2f}s", name=name, s=time.monotonic() - t0)
         step("ready", "Your server is ready", 100, url=f"{self.base_url(name)}lab")
         return Server(name, "running", info.id, info.url, token, spec.image, now)
 
-    async def _fail(self, name: str, kind: str, message: str) -> None:
+    async def _write(self, name: str, fence: int, handle: StartHandle, state: str, *,
+                     route: bool = False, **fields: Any) -> None:
+        """A start's write of the server record, refused for a superseded start."""
+        if fence and not await self.store.set_server_fenced(name, fence, state, route=route,
+                                                            **fields):
+            handle.lose_lease()
+            handle.check()
+        elif not fence:
+            await self.store.set_server(name, state, route=route, **fields)
+
+    async def _fail(self, name: str, kind: str, message: str, fence: int = 0) -> None:
+        if kind == "superseded":
+            # Another daemon's newer start owns the container name and the record now:
+            # touching either would undo its work.
+            self.log.warn("start of {name} superseded by another daemon's", name=name)
+            self.progress[name].add(Step("failed", message, 100, error_kind=kind))
+            return
         self.routes.pop(name, None)
         try:
             await self.backend.stop(name)
         except BackendError:
             pass
-        await self.store.set_server(name, "failed", error=message)
+        if fence:
+            await self.store.set_server_fenced(name, fence, "failed", error=message)
+        else:
+            await self.store.set_server(name, "failed", error=message)
+        self._tell("server-down", name)
         await self.store.add_event("spawn-failed", name, message)
         self.log.warn("server for {name} failed to start: {message}", name=name, message=message)
         self.progress[name].add(Step("failed", message, 100, error_kind=kind))
@@ -334,15 +407,19 @@ class ServerManager(Service):
         handle = self._handles.get(name)
         if handle is not None:
             handle.request_stop()
+        elif not self._starts.busy(name):
+            await self._stop_remote_start(name)
         await self._starts.wait(name)
         await self._stops.run(name, lambda: self._stop(name, reason, kind))
 
     async def _stop(self, name: str, reason: str, kind: str = "stop") -> None:
         self.routes.pop(name, None)
+        self._tell("server-down", name)
         await self.store.set_server(name, "stopping")
         async with self._stop_slots:
             await self.backend.stop(name)
         await self.store.set_server(name, "stopped", id="", error="")
+        self._tell("server-down", name)
         await self.store.add_event(kind, name, reason)
         if name in self.progress:
             self.progress[name].add(Step("stopped", "Your server was stopped", 0))
@@ -351,3 +428,93 @@ class ServerManager(Service):
     async def reconcile(self) -> None:
         """Make Redis agree with the backend (:mod:`ipydoc.servers.reconcile`)."""
         await self.reconciler.reconcile()
+
+    # -- several daemons -----------------------------------------------------------------
+    def _tell(self, kind: str, name: str) -> None:
+        bus = getattr(self.store, "bus", None)
+        if bus is not None:
+            bus.tell(kind, name)
+
+    def _route_record(self, record: Server) -> bool:
+        """Route to a server Redis says runs (another daemon started it); True if so."""
+        if record.state != "running" or not record.url or not record.token:
+            return False
+        self.routes[record.name] = Route(record.url, record.token, record.id)
+        return True
+
+    async def route_from_store(self, name: str) -> Route | None:
+        """The proxy's fallback on a route miss: ``name``'s route as Redis has it (one
+        read, only on a miss), kept in the table when found."""
+        if self.is_busy(name):
+            return None
+        record = await self.store.get_server(name)
+        if record is not None and self._route_record(record):
+            return self.routes.get(name)
+        return None
+
+    async def _await_remote(self, name: str, progress: Progress,
+                            handle: StartHandle) -> Server | None:
+        """Another daemon holds ``name``'s start lease: its outcome (its server, routed
+        here too), or None when the lease ended without one (its daemon died: take over).
+        A failure there is raised as this start's failure."""
+        progress.add(Step("waiting", "Your server is being started (by another ipydoc "
+                                     "daemon of this site)", 20))
+        while True:
+            handle.check()
+            if await self.store.lease_holder(start_lease(name)) is None:
+                record = await self.store.get_server(name)
+                if record is not None and self._route_record(record):
+                    progress.add(Step("ready", "Your server is ready", 100,
+                                      url=f"{self.base_url(name)}lab"))
+                    return record
+                if record is not None and record.state == "failed":
+                    progress.add(Step("failed", record.error, 100, error_kind="failed"))
+                    raise StartFailed("failed", record.error or "the server failed to start")
+                if record is not None and record.state in ("stopped", "stopping"):
+                    message = "the server was stopped while it was starting"
+                    progress.add(Step("failed", message, 100, error_kind="stopped"))
+                    raise StartFailed("stopped", message)
+                return None
+            await handle.wait(deferLater(self.reactor, REMOTE_POLL, lambda: None))
+
+    async def _stop_remote_start(self, name: str) -> None:
+        """A stop asked here while another daemon runs ``name``'s start: ask that daemon
+        to end it, and wait (bounded) until its lease is free."""
+        holder = await self.store.lease_holder(start_lease(name))
+        if holder is None:
+            return
+        self._tell("stop-start", name)
+        deadline = time.monotonic() + self.limits.start_timeout + 2 * self.lease_ttl
+        while time.monotonic() < deadline:
+            if await self.store.lease_holder(start_lease(name)) is None:
+                return
+            await deferLater(self.reactor, REMOTE_POLL, lambda: None)
+
+    def _told(self, kind: str, name: str) -> defer.Deferred[None] | None:
+        """A message from another daemon (:mod:`ipydoc.state.bus`)."""
+        if kind == "server-down" and not self.is_busy(name):
+            self.routes.pop(name, None)  # synchronously: the next request sees it
+        elif kind == "server-up" and not self.is_busy(name):
+            return defer.Deferred.fromCoroutine(self.route_from_store(name)).addCallback(
+                lambda _: None)
+        elif kind == "stop-start":
+            handle = self._handles.get(name)
+            if handle is not None:
+                handle.request_stop()
+        return None
+
+    def _bus_connected(self, reconnected: bool) -> defer.Deferred[None] | None:
+        if not reconnected:
+            return None
+        return defer.Deferred.fromCoroutine(self.reload_routes())
+
+    async def reload_routes(self) -> None:
+        """Make the route table what Redis says (messages may have been missed)."""
+        stored = await self.store.routes()
+        records = await self.store.get_servers(sorted(stored))
+        for name in list(self.routes):
+            if name not in stored and not self.is_busy(name):
+                self.routes.pop(name, None)
+        for record in records.values():
+            if not self.is_busy(record.name):
+                self._route_record(record)

@@ -25,6 +25,7 @@ from twisted.logger import Logger
 
 from ipydoc.backends.base import Backend, BackendError, BackendEvent
 from ipydoc.servers.routes import Route, Routes
+from ipydoc.state.leases import start_lease
 from ipydoc.state.store import Store
 
 
@@ -106,7 +107,9 @@ class Reconciler:
             adopted += 1
         for record in await self.store.list_servers():
             if record.name not in running and record.state not in ("stopped", "failed") \
-                    and not self.busy(record.name):
+                    and not self.busy(record.name) \
+                    and await self.store.lease_holder(start_lease(record.name)) is None:
+                # (a start lease held: another daemon of the site is starting it)
                 self.routes.pop(record.name, None)
                 await self.store.set_server(record.name, "stopped", id="")
                 await self.store.add_event("server-gone", record.name,
@@ -132,8 +135,14 @@ class Reconciler:
         current = self.routes.get(event.name)
         if current is not None and current.id in ("", event.id):
             self.routes.pop(event.name, None)
-        await self.store.set_server(event.name, "stopped", id="")
+        if not await self.store.claim_once(f"gone:{event.id}"):
+            return  # several daemons see the event: one records it
+        # The backend's reason (e.g. "its node went down") is what the user's page shows.
+        await self.store.set_server(event.name, "stopped", id="", error=event.reason)
+        current = self.routes.get(event.name)  # re-read from Redis before the write landed
+        if current is not None and current.id == event.id:
+            self.routes.pop(event.name, None)
         await self.store.add_event("server-gone", event.name,
-                                   f"container {event.action} outside ipydoc")
+                                   event.reason or f"container {event.action} outside ipydoc")
         self.log.info("server of {name} went away ({action})", name=event.name,
                       action=event.action)

@@ -85,6 +85,28 @@ key                                    type    contents
                                                account's ``password``, ``admin``, ``disabled``,
                                                ``created`` for ``ipydoc user restore``
                                                (:mod:`ipydoc.state.reservations`)
+``ipydoc:placement:{name}``            hash    swarm backend: the node holding NAME's files
+                                               (``node`` id, ``hostname``, ``placed`` unix
+                                               time); the user's server is pinned there
+                                               (:mod:`ipydoc.state.placements`)
+``ipydoc:lease:{what}``                string  a lease (:mod:`ipydoc.state.leases`): ``"OWNER FENCE"``
+                                               with a TTL; OWNER is a daemon id
+                                               (``host:pid:random``); ``{what}`` is
+                                               ``start:{name}`` (one start of NAME's server
+                                               cluster-wide), ``history:{name}`` (the one
+                                               worker draining NAME's history queue) or
+                                               ``leader:culler`` (the daemon that culls)
+``ipydoc:fence:{what}``                string  the fencing counter of ``lease:{what}``
+                                               (INCR'd at each new holder; kept for good)
+``ipydoc:once:{what}``                 string  work done once cluster-wide (e.g. recording a
+                                               container's death seen by every daemon); short
+                                               TTL
+``ipydoc:cluster:secret``              string  a fingerprint (HMAC) of the signing secret of
+                                               the daemons using this Redis; a daemon with
+                                               another secret refuses to start
+``ipydoc:cluster``                     channel pub/sub between daemons
+                                               (:mod:`ipydoc.state.bus`): JSON ``{"from",
+                                               "kind", "name"}``; not a key
 =====================================  ======  =================================================
 
 A personal token is named outside Redis by its ``id``: the first 16 hex digits of its
@@ -95,6 +117,10 @@ expired are dropped from the set as they are met) and over all users with ``SCAN
 Outside Redis a session is named by its ``sid``: the hex hash in its key, which identifies
 it without revealing the cookie (the CLI shows 16 digits and accepts any unique prefix of
 8 or more).
+
+``server:{name}`` also holds ``fence``: the fencing token of the start lease of the
+start that wrote it; a write carrying an older fence is refused
+(:mod:`ipydoc.state.fenced`), so a start whose lease expired cannot overwrite a newer one.
 
 A server's record and its route change together in one MULTI/EXEC so a reader never sees
 a route without a running server or the other way round.
@@ -189,6 +215,13 @@ def server_key(name: str) -> str:
     return f"{P}server:{name}"
 
 
+def placement_key(name: str) -> str:
+    return f"{P}placement:{name}"
+
+
+PLACEMENT_PATTERN = P + "placement:*"
+
+
 # -- history -------------------------------------------------------------------------------
 def history_queue_key(name: str) -> str:
     return f"{P}history-queue:{name}"
@@ -234,3 +267,20 @@ def login_state_key(state: str) -> str:
 
 def oauth_starts_key(group: str) -> str:
     return f"{P}oauth-starts:addr:{group}"
+
+
+# -- several daemons (leases, fences, pub/sub) ---------------------------------------------
+CLUSTER_CHANNEL = P + "cluster"
+SECRET_FINGERPRINT = P + "cluster:secret"
+
+
+def lease_key(what: str) -> str:
+    return f"{P}lease:{what}"
+
+
+def fence_key(what: str) -> str:
+    return f"{P}fence:{what}"
+
+
+def once_key(what: str) -> str:
+    return f"{P}once:{what}"

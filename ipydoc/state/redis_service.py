@@ -10,22 +10,33 @@ reconnects by itself; while no connection is up, commands fail at once with
 ``txredisapi.ConnectionError`` (:data:`StoreUnavailable`; see :class:`FailFast`) instead
 of waiting, and a server that stops answering fails them after ``REPLY_TIMEOUT`` seconds
 (``TimeoutError``, a ``ConnectionError``).  Pages and the proxy turn that error into a 503.
+
+Several daemons over one Redis (``redis.url``, forms in :mod:`ipydoc.state.redis_url`,
+Sentinel included): this service also runs the pub/sub :class:`~ipydoc.state.bus.Bus`
+between them, and at start stores a fingerprint of the signing secret in Redis (or
+compares it with the one there): daemons whose secrets differ would each refuse the
+others' cookies, so a daemon with another secret refuses to start and says why.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import signal
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
 
 import txredisapi
 from twisted.application.service import Service
 from twisted.internet import defer, error, protocol
+from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint
 from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 
+from ipydoc.state.bus import Bus
+from ipydoc.state.keys import SECRET_FINGERPRINT
+from ipydoc.state.redis_url import RedisTarget, parse
 from ipydoc.state.store import Store
 
 REDIS_CONF = """\
@@ -45,6 +56,30 @@ save 3600 1 300 100 60 10000
 REPLY_TIMEOUT = 5.0  # seconds without an answer before a command fails (Redis is hung)
 RESTART_DELAY = (0.5, 10.0)  # first and longest wait before restarting a dead embedded redis
 UNAVAILABLE = "ipydoc's state store (Redis) is unavailable; retrying"
+SUBSCRIBE_WAIT = 5.0  # seconds a start waits for the pub/sub subscription before going on
+
+
+def secret_fingerprint(secret: bytes) -> str:
+    """What Redis may know of the signing secret: an HMAC of a fixed text under it."""
+    return hmac.new(secret, b"ipydoc secret fingerprint", hashlib.sha256).hexdigest()[:32]
+
+
+class SecretMismatch(RuntimeError):
+    """Another daemon over this Redis signs cookies with another secret."""
+
+
+class _SentinelMaster:
+    """A client endpoint that asks the Sentinels for the master before each connection."""
+
+    def __init__(self, sentinel: Any, service: str, reactor: Any) -> None:
+        self.sentinel = sentinel
+        self.service = service
+        self.reactor = reactor
+
+    def connect(self, factory: Any) -> defer.Deferred[Any]:
+        d = self.sentinel.discover_master(self.service)
+        return d.addCallback(lambda addr: HostnameEndpoint(
+            self.reactor, addr[0], addr[1], timeout=10).connect(factory))
 
 #: What a store call raises while Redis is down or hung (``TimeoutError`` is one too).
 #: Outside :mod:`ipydoc.state` catch this name: txredisapi is imported only here, because
@@ -109,8 +144,12 @@ class RedisService(Service):
     log = Logger()
 
     def __init__(self, url: str, state_dir: Path, reactor: Any, command: str = "redis-server",
-                 poolsize: int = 8) -> None:
+                 poolsize: int = 8, fingerprint: str = "") -> None:
         self.url = url
+        self.target: RedisTarget | None = parse(url) if url else None
+        self.fingerprint = fingerprint   # of the signing secret (empty: not checked)
+        self.bus: Bus | None = None
+        self._sentinel: Any = None
         self.state_dir = state_dir
         self.reactor = reactor
         self.command = command
@@ -130,8 +169,8 @@ class RedisService(Service):
     def describe(self) -> str:
         if self.embedded:
             return f"embedded redis at unix:{self.state_dir / 'redis' / 'redis.sock'}"
-        u = urlsplit(self.url)
-        return f"redis at {u.scheme}://{u.hostname or ''}{':' if u.port else ''}{u.port or ''}{u.path}"
+        assert self.target is not None
+        return self.target.describe()
 
     def startService(self) -> defer.Deferred[None]:
         super().startService()
@@ -149,12 +188,51 @@ class RedisService(Service):
         else:
             self.pool = await self._connect_url()
         self._tune(self.pool)
-        self.store = Store(FailFast(self.pool), self.reactor)
+        self.bus = Bus(lambda: self.store.redis if self.store else None,
+                       self._subscriber_endpoint(),
+                       password=self.target.password if self.target else None,
+                       dbid=None)
+        store = self.store = Store(FailFast(self.pool), self.reactor, bus=self.bus)
+        self.bus.listen(lambda kind, name: store.sessions_ended_elsewhere()
+                        if kind == "sessions-ended" else None)
+        self.bus.on_connected(lambda again: store.sessions_ended_elsewhere() if again else None)
         await self.store.ping()
         self.log.info("connected to {what}", what=self.describe())
+        if self.fingerprint:
+            await self._check_secret(store)
+        self.bus.start()
+        try:  # messages sent from now on reach us (a timeout: go on, it reconnects)
+            await self.bus.subscribed.addTimeout(SUBSCRIBE_WAIT, self.reactor)
+        except defer.TimeoutError:
+            self.log.warn("no pub/sub subscription to redis within {s} s; caches of other "
+                          "daemons' changes may lag until it is up", s=SUBSCRIBE_WAIT)
         self._watchdog = LoopingCall(self._check_pool)
         self._watchdog.clock = self.reactor
         self._watchdog.start(1.0, now=False)
+
+    async def _check_secret(self, store: Store) -> None:
+        """Store our secret's fingerprint, or refuse to start when another is stored."""
+        redis = store.redis
+        await redis.execute_command("SET", SECRET_FINGERPRINT, self.fingerprint, "NX")
+        stored = await redis.get(SECRET_FINGERPRINT)
+        if stored != self.fingerprint:
+            raise SecretMismatch(
+                f"another ipydoc daemon using {self.describe()} signs cookies with a "
+                f"different secret (server.state_dir/secret): every daemon of a site must "
+                f"have the same secret file (share server.state_dir, or copy the file); "
+                f"after replacing the secret on purpose, delete the Redis key "
+                f"{SECRET_FINGERPRINT}")
+
+    def _subscriber_endpoint(self) -> Any:
+        """Where the pub/sub connection goes: the same Redis as the pool."""
+        t = self.target
+        if t is None:
+            return UNIXClientEndpoint(self.reactor, str(self.state_dir / "redis" / "redis.sock"))
+        if t.kind == "unix":
+            return UNIXClientEndpoint(self.reactor, t.path)
+        if t.kind == "sentinel":
+            return _SentinelMaster(self._sentinel, t.service, self.reactor)
+        return HostnameEndpoint(self.reactor, t.host, t.port, timeout=10)
 
     @staticmethod
     def _tune(pool: Any) -> None:
@@ -233,17 +311,23 @@ class RedisService(Service):
             self._restart_delay = RESTART_DELAY[0]
 
     async def _connect_url(self) -> Any:
-        u = urlsplit(self.url)
-        password = unquote(u.password) if u.password else None
-        if u.scheme == "unix":
-            db = int(parse_qs(u.query).get("db", ["0"])[0])
+        t = self.target
+        assert t is not None
+        if t.kind == "unix":
             return await txredisapi.UnixConnectionPool(
-                u.path, dbid=db or None, poolsize=self.poolsize, password=password,
+                t.path, dbid=t.db or None, poolsize=self.poolsize, password=t.password,
                 convertNumbers=False, replyTimeout=REPLY_TIMEOUT)
-        db = int(u.path.strip("/") or 0)
+        if t.kind == "sentinel":
+            if self._sentinel is None:
+                self._sentinel = txredisapi.Sentinel(list(t.sentinels))
+            handler = self._sentinel.master_for(
+                t.service, dbid=t.db or None, poolsize=self.poolsize, password=t.password,
+                convertNumbers=False, replyTimeout=REPLY_TIMEOUT)
+            await handler._factory.deferred  # the whole pool is connected
+            return handler
         return await txredisapi.ConnectionPool(
-            u.hostname or "localhost", u.port or 6379, dbid=db or None, poolsize=self.poolsize,
-            password=password, convertNumbers=False, replyTimeout=REPLY_TIMEOUT,
+            t.host, t.port, dbid=t.db or None, poolsize=self.poolsize,
+            password=t.password, convertNumbers=False, replyTimeout=REPLY_TIMEOUT,
             connectTimeout=10)
 
     async def _spawn(self) -> Path:
@@ -289,6 +373,16 @@ class RedisService(Service):
         self._stopping = True
         if self._watchdog is not None and self._watchdog.running:
             self._watchdog.stop()
+        if self.bus is not None:
+            try:
+                await self.bus.stop()
+            except Exception:  # noqa: BLE001 - shutting down anyway
+                pass
+        if self._sentinel is not None:
+            try:
+                await self._sentinel.disconnect()
+            except Exception:  # noqa: BLE001
+                pass
         if self.pool is not None:
             try:
                 await self.pool.disconnect()

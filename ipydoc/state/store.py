@@ -15,6 +15,7 @@ Each concern has its module (the key schema is in :mod:`ipydoc.state.keys`):
 :mod:`ipydoc.state.login_states`    logins at a provider in progress
 :mod:`ipydoc.state.login_limits`    failed-login counters
 :mod:`ipydoc.state.handoff`         subdomain handoff tokens and host sessions
+:mod:`ipydoc.state.placements`      swarm: the node holding each user's files
 ==================================  ======================================================
 
 Callers hold one :class:`Store` and call its operations by name (``store.get_user``,
@@ -24,7 +25,12 @@ forgetting a purged one) are here.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # txredisapi (which the bus imports) installs the reactor
+    from ipydoc.state.bus import Bus
 from ipydoc.state.events import Events
+from ipydoc.state.fenced import FencedServers
 from ipydoc.state.handoff import Handoffs
 from ipydoc.state.history_queue import HistoryQueue
 from ipydoc.state.identities import IdentityBindings
@@ -33,17 +39,21 @@ from ipydoc.state.keys import (
     ROUTES,
     SERVERS,
     USERS,
+    fence_key,
     history_keys_pattern,
     history_push_key,
     history_queue_key,
+    lease_key,
     limits_key,
     removed_key,
     server_key,
     user_key,
     user_options_key,
 )
+from ipydoc.state.leases import Leases, history_lease, start_lease
 from ipydoc.state.login_limits import LoginFailures
 from ipydoc.state.login_states import LoginStates
+from ipydoc.state.placements import Placements
 from ipydoc.state.reservations import Reservations
 from ipydoc.state.servers import Servers
 from ipydoc.state.sessions import Sessions
@@ -53,8 +63,23 @@ from ipydoc.state.users import Users
 
 
 class Store(Users, Reservations, IdentityBindings, Sessions, Tokens, Servers, Events,
-            SpawnSettings, HistoryQueue, LoginStates, LoginFailures, Handoffs):
+            SpawnSettings, HistoryQueue, LoginStates, LoginFailures, Handoffs, Placements,
+            Leases, FencedServers):
     """Typed operations on the key schema, over a txredisapi connection pool."""
+
+    def __init__(self, redis: Any, clock: Any = None, bus: Bus | None = None) -> None:
+        super().__init__(redis, clock)
+        #: Pub/sub to the other daemons of the site (None: a store used alone, in tests).
+        self.bus = bus
+
+    def _sessions_ended(self) -> None:
+        super()._sessions_ended()
+        if self.bus is not None:
+            self.bus.tell("sessions-ended")
+
+    def sessions_ended_elsewhere(self) -> None:
+        """Another daemon ended sessions: empty this daemon's caches (not told again)."""
+        super()._sessions_ended()
 
     async def remove_user(self, name: str, reservation: dict[str, str] | None = None) -> bool:
         """Delete the account, its sessions, tokens, server record, route and activity.
@@ -85,7 +110,9 @@ class Store(Users, Reservations, IdentityBindings, Sessions, Tokens, Servers, Ev
         """After a purge: drop the name's reservation, its history queue and mirror state,
         every other ``history-*:{name}`` key (dead letters and the like), and the identity
         binding; the name is free afterwards."""
+        leased = [start_lease(name), history_lease(name)]  # leases and fences of the name
         keys = {removed_key(name), history_queue_key(name), history_push_key(name),
+                *(lease_key(w) for w in leased), *(fence_key(w) for w in leased),
                 *await self.binding_keys(name), *await self._scan(history_keys_pattern(name))}
         await self.redis.delete(sorted(keys))
 

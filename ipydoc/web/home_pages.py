@@ -54,9 +54,10 @@ class HomePages:
         return self.pages.render(
             request, "home.html", user=name, csrf=session.csrf, page="home",
             is_admin=await self.pages.is_admin(name),
-            server={"state": state, "error": server.error if server and state == "failed"
-                    else "", "started": server.started if server and state == "running"
-                    else None,
+            # A stopped server's error is why it stopped (e.g. its node went down).
+            server={"state": state,
+                    "error": server.error if server and state in ("failed", "stopped") else "",
+                    "started": server.started if server and state == "running" else None,
                     "image": (server.image if server and state == "running" and server.image
                               else self.settings.image)},
             last_activity=await self.store.last_activity(name),

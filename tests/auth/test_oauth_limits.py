@@ -8,6 +8,7 @@ real login; Redis never holds more login states than the cap.
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import threading
 from http.server import ThreadingHTTPServer
@@ -48,6 +49,9 @@ def pair(tmp_path_factory, stand_in):
     b = Daemon(tmp_path_factory.mktemp("oauth-b"), {
         **github(stand_in, oauth_pending_max=CAP, oauth_starts_per_address=0),
         "redis": {"url": f"unix://{sock}"}})
+    # Daemons of one site share the signing secret (they refuse to start otherwise).
+    (b.root / "state").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(a.root / "state" / "secret", b.root / "state" / "secret")
     b.start()
     yield a, b
     b.stop()

@@ -3,19 +3,34 @@ when there is no daemon (the commands themselves are tested in test_control*.py)
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 
 import pytest
 
+from ipydoc.cli.parser import build_parser
+
 from support import CLI
 
-COMMANDS = [["status"], ["user", "add"], ["user", "remove"], ["user", "list"],
-            ["user", "show"], ["user", "disable"], ["user", "enable"], ["user", "set-admin"],
-            ["user", "passwd"], ["server", "start"], ["server", "stop"], ["server", "list"],
-            ["server", "show"], ["server", "logs"], ["route", "list"], ["session", "list"],
-            ["session", "revoke"], ["cull"], ["events"], ["image", "build"],
-            ["image", "ensure"]]
+
+def every_command() -> list[list[str]]:
+    """Every command and subcommand the parser offers (so a new one cannot miss its help)."""
+    out: list[list[str]] = []
+
+    def walk(parser: argparse.ArgumentParser, prefix: list[str]) -> None:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs and prefix:
+            out.append(prefix)
+        for action in subs:
+            for name, child in action.choices.items():
+                walk(child, prefix + [name])
+
+    walk(build_parser(), [])
+    return out
+
+
+COMMANDS = every_command()
 
 
 def cli(*args: str, env: dict[str, str] | None = None, cwd: str = "/"):
