@@ -30,18 +30,8 @@ wait (the start queue or the readiness poll, the only places a user's server can
 it), which removes the container, frees the start slot and reports the start as failed
 with kind ``stopped``; then the stop runs as usual.
 
-Several daemons (issue 14; docs/several-daemons.md): a start holds the lease
-``start:NAME`` in Redis (:mod:`ipydoc.state.leases`, renewed every third of
-``cluster.lease_ttl`` while it runs, queue wait included).  A daemon that finds it held
-does not start a second server: it waits for the holder's outcome in Redis and routes to
-that server (or reports its failure); if the holder dies, its lease expires and the waiter
-takes the start over (the backend removes a left-over container of the same name).  The
-lease's fencing token goes into the server record with every write of the start
-(:mod:`ipydoc.state.fenced`): a stale holder's late "running" is refused.  Route changes
-are told to the other daemons over the pub/sub bus (``server-up``/``server-down NAME``:
-they reload NAME's route from Redis); a stop asked of a daemon while another runs the
-start is passed on (``stop-start NAME``).  :meth:`ServerManager.route_from_store` is the
-proxy's fallback on a route miss.
+Several daemons (issue 14): one start per user cluster-wide, routes and stops told to the
+other daemons: :mod:`ipydoc.servers.peers`.
 """
 
 from __future__ import annotations
@@ -49,21 +39,22 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.defer import CancelledError
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from ipydoc.backends.base import Backend, BackendError, ServerSpec
 from ipydoc.edge.routing import Routing
 from ipydoc.proxy.fetch import Fetcher, FetchError
+from ipydoc.servers.peers import SiteDaemons
 from ipydoc.servers.progress import Progress, Step
 from ipydoc.servers.queue import OnePerUser, SpawnQueue
 from ipydoc.servers.reconcile import Reconciler
 from ipydoc.servers.routes import Route, Routes
+from ipydoc.servers.start_handle import StartFailed, StartHandle
 from ipydoc.state.leases import LeaseKeeper, start_lease
 from ipydoc.state.servers import Server
 from ipydoc.state.store import Store
@@ -72,8 +63,6 @@ READY_POLL = 0.025
 READY_ATTEMPT = 3.0          # seconds for one readiness poll, connect to last byte
 READY_BUDGET = 64 * 1024     # bytes of a /api/status answer (it is ~150)
 STOP_CONCURRENCY = 4
-REMOTE_POLL = 0.1            # seconds between looks at another daemon's start
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -92,56 +81,7 @@ class Limits:
         return self.images or (self.image,)
 
 
-class StartFailed(Exception):
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-
-
-class StartHandle:
-    """One start in flight, which a stop can end at its next wait."""
-
-    def __init__(self) -> None:
-        self.stop_requested = False
-        self.lease_lost = False
-        self._waiting: defer.Deferred[Any] | None = None
-
-    def request_stop(self) -> None:
-        self.stop_requested = True
-        if self._waiting is not None:
-            self._waiting.cancel()
-
-    def lose_lease(self) -> None:
-        """The start lease expired and another daemon may run this start now."""
-        self.lease_lost = True
-        if self._waiting is not None:
-            self._waiting.cancel()
-
-    def check(self) -> None:
-        if self.lease_lost:
-            raise StartFailed("superseded", "another ipydoc daemon took this start over; "
-                                            "reload the page")
-        if self.stop_requested:
-            raise StartFailed("stopped", "the server was stopped while it was starting")
-
-    async def wait(self, d: defer.Deferred[T]) -> T:
-        """``await d``, unless a stop comes first (then ``d`` is cancelled)."""
-        if self.stop_requested:
-            d.cancel()
-            d.addErrback(lambda _: None)
-            self.check()
-        self._waiting = d
-        try:
-            return await d
-        except CancelledError:
-            self.check()
-            raise
-        finally:
-            self._waiting = None
-
-
-class ServerManager(Service):
+class ServerManager(SiteDaemons, Service):
     name = "servers"
     log = Logger()
 
@@ -428,93 +368,3 @@ class ServerManager(Service):
     async def reconcile(self) -> None:
         """Make Redis agree with the backend (:mod:`ipydoc.servers.reconcile`)."""
         await self.reconciler.reconcile()
-
-    # -- several daemons -----------------------------------------------------------------
-    def _tell(self, kind: str, name: str) -> None:
-        bus = getattr(self.store, "bus", None)
-        if bus is not None:
-            bus.tell(kind, name)
-
-    def _route_record(self, record: Server) -> bool:
-        """Route to a server Redis says runs (another daemon started it); True if so."""
-        if record.state != "running" or not record.url or not record.token:
-            return False
-        self.routes[record.name] = Route(record.url, record.token, record.id)
-        return True
-
-    async def route_from_store(self, name: str) -> Route | None:
-        """The proxy's fallback on a route miss: ``name``'s route as Redis has it (one
-        read, only on a miss), kept in the table when found."""
-        if self.is_busy(name):
-            return None
-        record = await self.store.get_server(name)
-        if record is not None and self._route_record(record):
-            return self.routes.get(name)
-        return None
-
-    async def _await_remote(self, name: str, progress: Progress,
-                            handle: StartHandle) -> Server | None:
-        """Another daemon holds ``name``'s start lease: its outcome (its server, routed
-        here too), or None when the lease ended without one (its daemon died: take over).
-        A failure there is raised as this start's failure."""
-        progress.add(Step("waiting", "Your server is being started (by another ipydoc "
-                                     "daemon of this site)", 20))
-        while True:
-            handle.check()
-            if await self.store.lease_holder(start_lease(name)) is None:
-                record = await self.store.get_server(name)
-                if record is not None and self._route_record(record):
-                    progress.add(Step("ready", "Your server is ready", 100,
-                                      url=f"{self.base_url(name)}lab"))
-                    return record
-                if record is not None and record.state == "failed":
-                    progress.add(Step("failed", record.error, 100, error_kind="failed"))
-                    raise StartFailed("failed", record.error or "the server failed to start")
-                if record is not None and record.state in ("stopped", "stopping"):
-                    message = "the server was stopped while it was starting"
-                    progress.add(Step("failed", message, 100, error_kind="stopped"))
-                    raise StartFailed("stopped", message)
-                return None
-            await handle.wait(deferLater(self.reactor, REMOTE_POLL, lambda: None))
-
-    async def _stop_remote_start(self, name: str) -> None:
-        """A stop asked here while another daemon runs ``name``'s start: ask that daemon
-        to end it, and wait (bounded) until its lease is free."""
-        holder = await self.store.lease_holder(start_lease(name))
-        if holder is None:
-            return
-        self._tell("stop-start", name)
-        deadline = time.monotonic() + self.limits.start_timeout + 2 * self.lease_ttl
-        while time.monotonic() < deadline:
-            if await self.store.lease_holder(start_lease(name)) is None:
-                return
-            await deferLater(self.reactor, REMOTE_POLL, lambda: None)
-
-    def _told(self, kind: str, name: str) -> defer.Deferred[None] | None:
-        """A message from another daemon (:mod:`ipydoc.state.bus`)."""
-        if kind == "server-down" and not self.is_busy(name):
-            self.routes.pop(name, None)  # synchronously: the next request sees it
-        elif kind == "server-up" and not self.is_busy(name):
-            return defer.Deferred.fromCoroutine(self.route_from_store(name)).addCallback(
-                lambda _: None)
-        elif kind == "stop-start":
-            handle = self._handles.get(name)
-            if handle is not None:
-                handle.request_stop()
-        return None
-
-    def _bus_connected(self, reconnected: bool) -> defer.Deferred[None] | None:
-        if not reconnected:
-            return None
-        return defer.Deferred.fromCoroutine(self.reload_routes())
-
-    async def reload_routes(self) -> None:
-        """Make the route table what Redis says (messages may have been missed)."""
-        stored = await self.store.routes()
-        records = await self.store.get_servers(sorted(stored))
-        for name in list(self.routes):
-            if name not in stored and not self.is_busy(name):
-                self.routes.pop(name, None)
-        for record in records.values():
-            if not self.is_busy(record.name):
-                self._route_record(record)
