@@ -8,6 +8,10 @@ is unchanged and the server is started again where it was.  The old volume is ke
 source node: a move never deletes a user's only copy (``docker volume rm`` it there once
 you are satisfied).
 
+From the stop until the pin changes the move holds the user's start lease
+(:mod:`ipydoc.state.leases`), so no daemon of the site starts the server on the files being
+copied; a start asked meanwhile waits for the move and then reports the stop.
+
 Refused, with the reason, before anything is stopped: a backend that is not Swarm, an
 unknown node, a node that is down or drained, the node the user is already on, a user who
 was never placed (their first start places them), a source node that is down.
@@ -25,6 +29,7 @@ from twisted.logger import Logger
 from ipydoc.backends.base import BackendError
 from ipydoc.backends.swarm_move import VolumeMover
 from ipydoc.servers.manager import ServerManager, StartFailed
+from ipydoc.state.leases import DAEMON_ID, LeaseKeeper, start_lease
 
 log = Logger()
 
@@ -135,39 +140,78 @@ class Mover:
         if report.was_running:
             step(f"stopping the server of {name}")
             await self.manager.stop(name, f"moving to {report.target}")
+        # From here until the pin changes no daemon of the site may start the server (it
+        # would write to the files being copied): the move holds the user's start lease,
+        # under an owner of its own, so starts here and on other daemons wait for it.
+        store = self.manager.store
+        lease = await store.take_lease(start_lease(name), self.manager.lease_ttl,
+                                       owner=f"{DAEMON_ID}/move")
+        if lease is None:
+            raise MoveRefused("conflict", f"the server of {name} is being started; {name} "
+                                          f"stays on {report.source} (move again)")
+        keeper = LeaseKeeper(store, lease, self.manager.lease_ttl, self.manager.reactor)
+        try:
+            failure = await self._copy_and_pin(name, image_ref, source_id, target, report,
+                                               keeper, step)
+        finally:
+            await keeper.release()
+        if failure is not None:
+            if report.was_running:
+                await self._start(name, report, step, "again where it was")
+            raise failure
+        if report.was_running:
+            await self._start(name, report, step, f"on {report.target}")
+        return report
+
+    async def _copy_and_pin(self, name: str, image_ref: str, source_id: str, target: Any,
+                            report: MoveReport, keeper: LeaseKeeper,
+                            step: Callable[[str], None]) -> MoveRefused | None:
+        """Under the start lease: copy, verify, re-pin.  The reason it did not, or None."""
+        # A start that won the lease between the stop and here has run (a start waiting
+        # for the lease now is harmless: it cannot run before the lease is given up).
+        record = await self.manager.store.get_server(name)
+        if name in self.manager.routes or (
+                record is not None and record.state in ("running", "starting")):
+            return MoveRefused("conflict", f"the server of {name} was started again before "
+                                           f"the copy; {name} stays on {report.source} "
+                                           "(move again)")
         step(f"copying {name}'s files from {report.source} to {report.target}")
         t0 = time.monotonic()
         try:
-            copied = await backend.volume_mover().copy(name, image_ref, source_id,
-                                                       _get(target, "id"), progress=step)
+            copied = await self.backend.volume_mover().copy(
+                name, image_ref, source_id, _get(target, "id"), progress=step)
         except BackendError as e:
             await self.manager.store.add_event("move-failed", name, e.message[:500])
-            if report.was_running:
-                await self._start(name, report, step, "again where it was")
-            raise MoveRefused("failed", f"the move of {name} failed and {name} stays on "
-                                        f"{report.source}: {e.message}") from None
+            return MoveRefused("failed", f"the move of {name} failed and {name} stays on "
+                                         f"{report.source}: {e.message}")
         report.bytes, report.sha256, report.seconds = copied.bytes, copied.sha256, copied.seconds
-        if self.manager.is_busy(name) or name in self.manager.routes:
-            raise MoveRefused("conflict", f"the server of {name} was started during the copy; "
-                                          f"{name} stays on {report.source} (move again)")
-        await backend.pin(name, _get(target, "id"))
+        if keeper.lost:  # the lease expired (Redis was out of reach): a start may have run
+            return MoveRefused("conflict", f"the move lost its hold on {name}'s starts during "
+                                           f"the copy; {name} stays on {report.source} (move "
+                                           "again)")
+        await self.backend.pin(name, _get(target, "id"))
         detail = (f"from {report.source} to {report.target}: {copied.bytes} bytes verified "
                   f"(sha256 {copied.sha256[:16]}) in {time.monotonic() - t0:.1f}s; the old "
                   f"volume is kept on {report.source}")
         await self.manager.store.add_event("move", name, detail)
         step(f"moved {detail}")
-        if report.was_running:
-            await self._start(name, report, step, f"on {report.target}")
-        return report
+        return None
 
     async def _start(self, name: str, report: MoveReport, step: Callable[[str], None],
                      where: str) -> None:
         step(f"starting the server of {name} {where}")
-        try:
-            await self.manager.start(name)
-            report.running = True
-        except StartFailed as e:
-            step(f"the server of {name} did not start ({e.kind}): {e.message}")
+        for attempt in (1, 2):
+            try:
+                await self.manager.start(name)
+                report.running = True
+                return
+            except StartFailed as e:
+                if e.kind == "stopped" and attempt == 1:
+                    # A start asked during the move waited for it and ended as stopped (the
+                    # move's stop); this start may have joined it: start anew.
+                    continue
+                step(f"the server of {name} did not start ({e.kind}): {e.message}")
+                return
 
 
 def _find(nodes: list[Any], wanted: str) -> Any:

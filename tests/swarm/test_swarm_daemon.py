@@ -62,12 +62,15 @@ def test_alice_and_bob_on_two_nodes_through_one_daemon(swarm_daemon, two_node_sw
                      if e.startswith("JUPYTER_TOKEN="))
         assert not any(token in a for a in container["Args"])
         assert container["CapabilityDrop"] == ["ALL"]
-    # The CLI sees both as running, through the backend's list().
-    r = d.cli("server", "list", "--json")
-    if r.returncode == 0 and r.stdout.strip().startswith(("[", "{")):
-        listed = json.loads(r.stdout)
-        rows = listed if isinstance(listed, list) else listed.get("servers", [])
-        assert {row["name"] for row in rows if row.get("state") == "running"} >= {"alice", "bob"}
+    # The CLI sees both as running, each at the address of its own node.
+    r = d.cli("--json", "server", "list")
+    assert r.returncode == 0, r.stderr
+    rows = {row["name"]: row for row in json.loads(r.stdout)}
+    assert {rows[n]["state"] for n in ("alice", "bob")} == {"running"}
+    addrs = {n["ID"]: n["Status"]["Addr"] for n in json.loads(
+        engine(None, "node", "inspect", *two_node_swarm.values()))}
+    for name in ("alice", "bob"):
+        assert rows[name]["url"].startswith(f"http://{addrs[nodes[name]]}:"), rows[name]
 
 
 def test_files_survive_stop_and_start_on_the_worker(swarm_daemon, two_node_swarm):

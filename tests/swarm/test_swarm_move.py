@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-from support import CLI, TEST_IMAGE, login
-from swarm_support import WORKER, engine, task_of
+from support import CLI, TEST_IMAGE, login, wait_for
+from swarm_support import WORKER, engine, service, task_of
 
 PW = "correct horse battery"
 
@@ -133,3 +133,43 @@ def test_move_needs_the_swarm_backend(make_daemon):
     r = ipydoc(d, "server", "move", "carol", "ipd-node2")
     assert r.returncode == 6, r.stdout + r.stderr
     assert "server move needs spawn.backend = swarm" in r.stderr
+
+
+def test_a_start_asked_during_the_copy_waits_for_the_move(swarm_daemon, two_node_swarm):
+    """The move holds the user's start lease from the stop to the re-pin: a start asked
+    meanwhile (here: the CLI, as a second daemon would) never runs the server on the files
+    being copied; once the move is done the server runs on the target, with the files."""
+    d = swarm_daemon()
+    d.start()
+    d.add_user("alice", PW)
+    assert ipydoc(d, "server", "start", "alice").returncode == 0
+    source = task_of(d, "alice")["NodeID"]
+    target = next(n for n in two_node_swarm.values() if n != source)
+    volume = f"{d.instance}-home-alice"
+    # Enough data that the copy takes a moment.
+    in_volume(node_engine(source, two_node_swarm), volume,
+              "head -c 200000000 /dev/urandom > /v/big.bin && chown 1000:100 /v/big.bin")
+    mover = subprocess.Popen([*CLI, "--config", str(d.config_path), "--json", "server",
+                              "move", "alice", target], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    # Once the helpers are up the copy runs: ask for a start then.
+    wait_for(lambda: mover.poll() is not None or engine(
+        None, "service", "ls", "-q", "--filter", "label=ipydoc.helper", "--filter",
+        f"label=ipydoc.instance={d.instance}", check=False), timeout=120)
+    assert mover.poll() is None, mover.communicate()  # the copy is still running
+    during = subprocess.Popen([*CLI, "--config", str(d.config_path), "server", "start",
+                               "alice"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    # While the move runs, alice has no service (nothing runs on her files being copied).
+    while mover.poll() is None:
+        assert service(d, "alice") is None or task_of(d, "alice")["NodeID"] == target
+    out, err = mover.communicate(timeout=600)
+    assert mover.returncode == 0, out + err
+    report = json.loads(out)
+    assert report["running"] and report["bytes"] > 200_000_000, report
+    during.communicate(timeout=300)
+    # However the start asked during the move ended, the server runs on the target now,
+    # with the moved files, and there is exactly one service.
+    assert task_of(d, "alice")["NodeID"] == target
+    size = in_volume(node_engine(target, two_node_swarm), volume, "stat -c %s /v/big.bin")
+    assert int(size) == 200_000_000
