@@ -52,12 +52,14 @@ def pair(tmp_path_factory, stand_in):
     # Daemons of one site share the signing secret (they refuse to start otherwise).
     (b.root / "state").mkdir(parents=True, exist_ok=True)
     shutil.copy2(a.root / "state" / "secret", b.root / "state" / "secret")
-    b.start()
-    yield a, b
-    b.stop()
-    a.stop()
-    a.cleanup_docker()
-    b.cleanup_docker()
+    try:
+        b.start()
+        yield a, b
+    finally:  # also when b fails to start: a must not outlive the tests
+        b.stop()
+        a.stop()
+        a.cleanup_docker()
+        b.cleanup_docker()
 
 
 def redis(daemon: Daemon, *args: str) -> str:
