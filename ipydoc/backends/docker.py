@@ -39,12 +39,13 @@ from ipydoc.backends.docker_api import DockerAPI
 from ipydoc.backends.docker_body import MANAGED_LABEL, USER_LABEL, ContainerBody, checked_name
 from ipydoc.backends.docker_events import DockerEvents
 from ipydoc.backends.docker_network import EGRESS, HostFirewall
+from ipydoc.backends.user_locks import OneOpPerUser
 from ipydoc.backends.users_network import UsersNetwork
 
 log = Logger()
 
 
-class DockerBackend:
+class DockerBackend(OneOpPerUser):
     """Runs each user's Jupyter server in its own Docker container."""
 
     def __init__(
@@ -96,29 +97,9 @@ class DockerBackend:
         self.users_network = UsersNetwork(api, network, egress, firewall, self.body, self.stop) \
             if isolate and network else None
         self.events = DockerEvents(reactor, api, name_prefix)
-        self._locks: dict[str, DeferredLock] = {}
+        self._user_locks: dict[str, DeferredLock] = {}
 
     # -- Backend ----------------------------------------------------------------------
-
-    def _lock(self, name: str) -> DeferredLock:
-        """One start/stop/purge at a time per user (in this process)."""
-        lock = self._locks.get(name)
-        if lock is None:
-            lock = self._locks[name] = DeferredLock()
-        return lock
-
-    async def start(self, spec: ServerSpec) -> ServerInfo:
-        async with self._lock(checked_name(spec.name)):
-            return await self._start(spec)
-
-    async def stop(self, name: str) -> None:
-        async with self._lock(checked_name(name)):
-            await self._stop(name)
-
-    async def purge(self, name: str) -> None:
-        """Delete the user's files (volume or directory).  Refused while a container exists."""
-        async with self._lock(checked_name(name)):
-            await self._purge(name)
 
     async def _start(self, spec: ServerSpec) -> ServerInfo:
         name = checked_name(spec.name)

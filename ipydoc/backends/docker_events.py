@@ -1,8 +1,8 @@
 """Following the Engine's events stream: start/die/destroy of our containers, for
 :meth:`ipydoc.backends.base.Backend.follow`.
 
-The stream drops whenever dockerd restarts or the socket hiccups, so it reconnects by
-itself (backing off from 0.5 s to 10 s) and asks for a replay since the last event it saw;
+The stream reconnects by itself (:mod:`ipydoc.backends.event_stream`, backing off from
+0.5 s to 10 s) and asks for a replay since the last event it saw;
 replayed events already delivered are dropped.  Events missed while it was down (a dockerd
 restart forgets them) are the caller's to reconcile, told through ``on_open(reconnected)``.
 """
@@ -11,96 +11,33 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from twisted.internet.defer import CancelledError, Deferred
-from twisted.logger import Logger
+from twisted.internet.defer import Deferred
 
-from ipydoc.backends.base import BackendError, BackendEvent
+from ipydoc.backends.base import BackendEvent
 from ipydoc.backends.docker_api import DockerAPI
 from ipydoc.backends.docker_body import USER_LABEL
-
-log = Logger()
+from ipydoc.backends.event_stream import ReconnectingStream
 
 EVENT_ACTIONS = ("start", "die", "destroy")
 
 
-class DockerEvents:
+class DockerEvents(ReconnectingStream):
     """The events of the containers named ``{name_prefix}USER`` and labelled with USER."""
 
+    what = "Docker events"
+
     def __init__(self, reactor: Any, api: DockerAPI, name_prefix: str) -> None:
-        self.reactor = reactor
-        self.api = api
+        super().__init__(reactor, api)
         self.name_prefix = name_prefix
-        self._listener: Callable[[BackendEvent], None] | None = None
-        self._on_open: Callable[[bool], None] | None = None
-        self._opened_before = False
-        self._following = False
-        self._stream: Deferred | None = None
-        self._retry = None
-        self._backoff = 0.5
         self._last_time = 0  # timeNano of the last event seen, for replay after a reconnect
         self._last_keys: set[tuple] = set()
 
-    def follow(self, listener: Callable[[BackendEvent], None],
-               on_open: Callable[[bool], None] | None = None) -> None:
-        """Call ``listener`` for start/die/destroy of our containers; reconnects by itself.
-
-        ``on_open(reconnected)`` is called each time the stream is connected."""
-        self._listener = listener
-        self._on_open = on_open
-        if self._following:
-            return
-        self._following = True
-        self._backoff = 0.5
-        self._connect()
-
-    def stop_following(self) -> None:
-        self._following = False
-        if self._retry is not None and self._retry.active():
-            self._retry.cancel()
-        self._retry = None
-        if self._stream is not None:
-            self._stream.cancel()
-            self._stream = None
-
-    def _connect(self) -> None:
-        self._retry = None
-        if not self._following:
-            return
+    def _open(self, opened: Callable[[], None]) -> Deferred:
         since = None
         if self._last_time:
             since = f"{self._last_time // 10**9}.{self._last_time % 10**9:09d}"
         filters = {"type": ["container"], "label": [USER_LABEL], "event": list(EVENT_ACTIONS)}
-
-        def opened() -> None:
-            self._backoff = 0.5
-            reconnected, self._opened_before = self._opened_before, True
-            if reconnected:
-                log.info("Docker events stream at {host} reconnected", host=self.api.host)
-            if self._on_open is not None:
-                self._on_open(reconnected)
-
-        d = self.api.events(filters, self._on_event, since=since, on_open=opened)
-        self._stream = d
-        d.addCallbacks(self._ended, self._failed)
-
-    def _ended(self, _: Any) -> None:
-        self._stream = None
-        if self._following:
-            log.info("the Docker events stream ended; reconnecting")
-            self._schedule()
-
-    def _failed(self, f: Any) -> None:
-        self._stream = None
-        if f.check(CancelledError) or not self._following:
-            return
-        msg = f.value.message if f.check(BackendError) else f.getErrorMessage()
-        log.warn("Docker events: {msg}; retrying in {s:g} s", msg=msg, s=self._backoff)
-        self._schedule()
-
-    def _schedule(self) -> None:
-        delay = self._backoff
-        self._backoff = min(self._backoff * 2, 10.0)
-        self._retry = self.reactor.callLater(delay, self._connect)
+        return self.api.events(filters, self._on_event, since=since, on_open=opened)
 
     def _on_event(self, ev: dict) -> None:
         action = ev.get("Action") or ev.get("status")

@@ -37,6 +37,7 @@ from ipydoc.backends.swarm_body import ENDED, RUNNING, ServiceBody, current_task
 from ipydoc.backends.swarm_events import SwarmEvents
 from ipydoc.backends.swarm_move import VolumeMover
 from ipydoc.backends.swarm_placement import Node, choose, loads, unusable_message
+from ipydoc.backends.user_locks import OneOpPerUser
 from ipydoc.state.placements import Placement
 
 log = Logger()
@@ -54,7 +55,7 @@ class PlacementRecords(Protocol):
     async def placed_users(self) -> set[str]: ...
 
 
-class SwarmBackend:
+class SwarmBackend(OneOpPerUser):
     """Runs each user's Jupyter server as a Docker Swarm service."""
 
     def __init__(
@@ -104,7 +105,7 @@ class SwarmBackend:
         self.body = ServiceBody(container, stop_timeout=stop_timeout,
                                 volume_driver=volume_driver, volume_options=volume_options)
         self.events = SwarmEvents(reactor, api, self.body, task_poll, self.extra_labels)
-        self._locks: dict[str, DeferredLock] = {}
+        self._user_locks: dict[str, DeferredLock] = {}
         self._placing = DeferredLock()  # one new placement at a time: loads stay true
         self._engines: dict[str, DockerAPI] = {}
 
@@ -155,24 +156,6 @@ class SwarmBackend:
         return api
 
     # -- Backend: start and stop --------------------------------------------------------
-
-    def _lock(self, name: str) -> DeferredLock:
-        lock = self._locks.get(name)
-        if lock is None:
-            lock = self._locks[name] = DeferredLock()
-        return lock
-
-    async def start(self, spec: ServerSpec) -> ServerInfo:
-        async with self._lock(checked_name(spec.name)):
-            return await self._start(spec)
-
-    async def stop(self, name: str) -> None:
-        async with self._lock(checked_name(name)):
-            await self._stop(name)
-
-    async def purge(self, name: str) -> None:
-        async with self._lock(checked_name(name)):
-            await self._purge(name)
 
     async def _start(self, spec: ServerSpec) -> ServerInfo:
         name = checked_name(spec.name)

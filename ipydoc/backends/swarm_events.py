@@ -4,9 +4,10 @@
 A manager's ``/events`` stream has service and node events but no task events, and a task
 on a node that went down stays "running" in the manager's books.  So two sources:
 
-* the events stream (``type`` service and node), reconnecting with backoff like
-  :mod:`ipydoc.backends.docker_events`, whose ``on_open(reconnected)`` tells the caller to
-  reconcile; each event only makes the watch look at once;
+* the events stream (``type`` service and node), reconnecting with backoff
+  (:mod:`ipydoc.backends.event_stream`, as the Docker backend's), whose
+  ``on_open(reconnected)`` tells the caller to reconcile; each event only makes the watch
+  look at once;
 * a light task watch: while we have services (and whenever kicked), every ``poll`` seconds
   one ``GET /services``, ``GET /tasks`` (of those services) and ``GET /nodes``.  A server is
   *alive* while its task runs on a ready node; alive → not alive is a ``die`` (with the
@@ -20,12 +21,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from ipydoc.backends.base import BackendError, BackendEvent
 from ipydoc.backends.docker_body import MANAGED_LABEL, USER_LABEL
 from ipydoc.backends.docker_formats import label_filters
+from ipydoc.backends.event_stream import ReconnectingStream
 from ipydoc.backends.swarm_api import SwarmAPI
 from ipydoc.backends.swarm_body import ENDED, RUNNING, ServiceBody, current_task
 from ipydoc.backends.swarm_placement import Node, unusable_message
@@ -41,23 +43,17 @@ class Seen:
     alive: bool
 
 
-class SwarmEvents:
+class SwarmEvents(ReconnectingStream):
     """Task and node changes of our services, as BackendEvents."""
+
+    what = "swarm events"
 
     def __init__(self, reactor: Any, api: SwarmAPI, body: ServiceBody, poll: float,
                  labels: dict[str, str]) -> None:
-        self.reactor = reactor
-        self.api = api
+        super().__init__(reactor, api)
         self.body = body
         self.poll = poll
         self.labels: dict[str, str | None] = {**labels, MANAGED_LABEL: "1", USER_LABEL: None}
-        self._listener: Callable[[BackendEvent], None] | None = None
-        self._on_open: Callable[[bool], None] | None = None
-        self._following = False
-        self._opened_before = False
-        self._stream: Deferred | None = None
-        self._retry: Any = None
-        self._backoff = 0.5
         self._timer: Any = None
         self._looking = False
         self._again = False
@@ -67,24 +63,16 @@ class SwarmEvents:
 
     def follow(self, listener: Callable[[BackendEvent], None],
                on_open: Callable[[bool], None] | None = None) -> None:
-        self._listener = listener
-        self._on_open = on_open
-        if self._following:
-            return
-        self._following = True
-        self._backoff = 0.5
-        self._connect()
-        self.kick()
+        first = not self._following
+        super().follow(listener, on_open)
+        if first:
+            self.kick()
 
     def stop_following(self) -> None:
-        self._following = False
-        for call in (self._retry, self._timer):
-            if call is not None and call.active():
-                call.cancel()
-        self._retry = self._timer = None
-        if self._stream is not None:
-            self._stream.cancel()
-            self._stream = None
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        super().stop_following()
 
     def kick(self) -> None:
         """Look now (a start or stop of ours, an event of the stream)."""
@@ -97,44 +85,14 @@ class SwarmEvents:
             self._timer.cancel()
         self._timer = self.reactor.callLater(0, self._look)
 
-    # -- the events stream ------------------------------------------------------------
+    # -- the events stream (reconnecting: ipydoc.backends.event_stream) ----------------
 
-    def _connect(self) -> None:
-        self._retry = None
-        if not self._following:
-            return
+    def _open(self, opened: Callable[[], None]) -> Deferred:
+        return self.api.events({"type": ["service", "node"]}, lambda _ev: self.kick(),
+                               on_open=opened)
 
-        def opened() -> None:
-            self._backoff = 0.5
-            reconnected, self._opened_before = self._opened_before, True
-            if reconnected:
-                log.info("swarm events stream at {host} reconnected", host=self.api.host)
-            if self._on_open is not None:
-                self._on_open(reconnected)
-            self.kick()
-
-        d = self.api.events({"type": ["service", "node"]}, lambda _ev: self.kick(),
-                            on_open=opened)
-        self._stream = d
-        d.addCallbacks(self._ended, self._failed)
-
-    def _ended(self, _: Any) -> None:
-        self._stream = None
-        if self._following:
-            self._schedule_reconnect()
-
-    def _failed(self, f: Any) -> None:
-        self._stream = None
-        if f.check(CancelledError) or not self._following:
-            return
-        msg = f.value.message if f.check(BackendError) else f.getErrorMessage()
-        log.warn("swarm events: {msg}; retrying in {s:g} s", msg=msg, s=self._backoff)
-        self._schedule_reconnect()
-
-    def _schedule_reconnect(self) -> None:
-        delay = self._backoff
-        self._backoff = min(self._backoff * 2, 10.0)
-        self._retry = self.reactor.callLater(delay, self._connect)
+    def _connected(self, reconnected: bool) -> None:
+        self.kick()
 
     # -- the task watch ---------------------------------------------------------------
 
