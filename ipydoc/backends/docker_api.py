@@ -36,6 +36,7 @@ from ipydoc.backends.docker_formats import (
     EventStream,
     demux_logs,
     label_filters,
+    progress_messages,
     split_image,
     summarize_stats,
 )
@@ -293,17 +294,9 @@ class DockerAPI:
             err = self._error("POST", "/images/create", code, content)
             raise BackendError("image_missing" if code == 404 else err.kind, f"pulling {name}: {self._message(content)}")
         last_error = None
-        for line in content.splitlines():
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(obj, dict) and obj.get("error"):
-                detail = obj.get("errorDetail") or {}
-                last_error = str(detail.get("message") or obj["error"])
+        for kind, message in progress_messages(content):
+            if kind == "error":
+                last_error = message
         if last_error:
             raise BackendError("failed", f"pulling {name}: {last_error}")
 

@@ -1,6 +1,6 @@
 """What the Engine API sends and expects, decoded and encoded: label filters, image
-names for the pull API, the multiplexed log stream, stats documents, and the
-newline-delimited JSON of the events stream.
+names for the pull API, the multiplexed log stream, stats documents, the
+newline-delimited JSON of the events stream and of progress answers (pull, load).
 
 Pure functions and one body protocol, with no connection of their own, so
 :mod:`ipydoc.backends.docker_api` reads as the list of endpoints.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 from twisted.internet.defer import Deferred
 from twisted.internet.protocol import Protocol
@@ -38,6 +38,23 @@ def split_image(name: str) -> tuple[str, str | None]:
     if colon > slash:
         return name[:colon], name[colon + 1 :]
     return name, "latest"
+
+
+def progress_messages(content: bytes) -> Iterator[tuple[str, str]]:
+    """The lines of a JSON progress answer (image pull, image load) as ``("error",
+    message)`` or ``("stream", text)``; other lines and non-JSON are skipped."""
+    for line in content.splitlines():
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(obj, dict):
+            continue
+        if obj.get("error"):
+            detail = obj.get("errorDetail") or {}
+            yield "error", str(detail.get("message") or obj["error"])
+        elif obj.get("stream"):
+            yield "stream", str(obj["stream"]).strip()
 
 
 def demux_logs(data: bytes) -> str:

@@ -15,7 +15,6 @@ they pull the image from the registry instead.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Literal, Mapping
@@ -31,6 +30,7 @@ from zope.interface import implementer
 
 from ipydoc.backends.base import BackendError
 from ipydoc.backends.docker_api import DockerAPI
+from ipydoc.backends.docker_formats import progress_messages
 from ipydoc.backends.docker_transport import CONNECTION_ERRORS, reason
 
 LOAD_DEADLINE = 1800.0          # seconds for one node's whole export + load
@@ -93,16 +93,10 @@ class ImageEngine(DockerAPI):
         if response.code != 200:
             raise self._error("POST", "/images/load", response.code, content)
         last = ""
-        for line in content.splitlines():
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(obj, dict) and obj.get("error"):
-                detail = obj.get("errorDetail") or {}
-                raise BackendError("failed", f"loading the image: {detail.get('message') or obj['error']}")
-            if isinstance(obj, dict) and obj.get("stream"):
-                last = str(obj["stream"]).strip()
+        for kind, message in progress_messages(content):
+            if kind == "error":
+                raise BackendError("failed", f"loading the image: {message}")
+            last = message
         return last
 
 

@@ -23,7 +23,7 @@ from ipydoc.backends.base import BackendError, BackendEvent
 from ipydoc.backends.docker import DockerBackend
 from ipydoc.backends.docker_api import DockerAPI
 from ipydoc.backends.docker_body import parse_docker_time
-from ipydoc.backends.docker_formats import demux_logs, split_image
+from ipydoc.backends.docker_formats import demux_logs, progress_messages, split_image
 
 
 class FakeEngine(Resource):
@@ -155,6 +155,16 @@ def test_split_image_and_time_parsing():
     assert parse_docker_time("2024-01-02T03:04:05.123456789Z") == pytest.approx(1704164645.123456789)
     assert parse_docker_time("2024-01-02T05:04:05+02:00") == 1704164645.0
     assert parse_docker_time("garbage") is None
+
+
+def test_progress_messages_of_pull_and_load_answers():
+    answer = (b'{"status":"Pulling fs layer","id":"a1"}\n'
+              b'{"stream":"Loaded image: x:1\\n"}\n'
+              b'not json\n\n[1, 2]\n'
+              b'{"errorDetail":{"message":"no space left"},"error":"short"}\n'
+              b'{"error":"plain error"}\n')
+    assert list(progress_messages(answer)) == [
+        ("stream", "Loaded image: x:1"), ("error", "no space left"), ("error", "plain error")]
 
 
 def test_demux_logs():
