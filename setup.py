@@ -1,12 +1,22 @@
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 setup(
     name="ipydoc",
     version="0.1.0",
     description="A multi-user Jupyter service in one Twisted daemon",
     python_requires=">=3.11",
-    packages=find_packages(include=["ipydoc", "ipydoc.*"]) + ["twisted.plugins"],
-    package_data={"ipydoc": ["image/*.sh", "web/templates/*.html", "web/static/*"]},
+    # Namespace discovery: the data folders (web/static, web/templates) are packages too,
+    # so their files are package data (include_package_data with MANIFEST.in's graft).
+    packages=find_namespace_packages(include=["ipydoc", "ipydoc.*"], exclude=["*.__pycache__"])
+    + ["twisted.plugins"],
+    # The twistd plugin (twisted/plugins/ipydoc_plugin.py) is found by Twisted through
+    # sys.path only (twisted.plugin.pluginPackagePaths), never through import hooks. Naming
+    # the project root as the package root ("": ".") makes setuptools' PEP 660 editable
+    # install (`pip install -e .`) a plain .pth of the root, which puts the plugin's folder
+    # on sys.path, instead of an import-hook finder, which hides it ("Unknown command").
+    package_dir={"": "."},
+    package_data={"ipydoc.image": ["*.sh"], "ipydoc.web.templates": ["*"],
+                  "ipydoc.web.static": ["*"]},
     include_package_data=True,
     install_requires=[
         # Pinned: ipydoc/edge/request_rules.py and ipydoc/proxy/ use private twisted.web and
@@ -20,6 +30,8 @@ setup(
         "argon2-cffi>=23",
         "jinja2>=3.1",
         "pyjwt[crypto]>=2.8",  # OIDC ID tokens and JWKS (with cryptography)
+        "prometheus-client>=0.20",  # /metrics (the text format, the process collector)
+        "tqdm>=4.66",  # progress bars of the CLI (backup, restore, image build)
     ],
     extras_require={
         "test": [

@@ -8,7 +8,10 @@ Children, started in this order (each waits for the one before it), stopped in r
 ``activity``  writes proxy activity to Redis every few seconds
 ``history``   commits every save the proxy sees to the user's git history; pushes mirrors
 ``culler``    the idle culler (only when ``cull.idle_timeout`` or ``cull.max_age`` is set)
-``web``       the public listener(s): hub pages and the user proxy on one Site
+``metrics``   refreshes the snapshot gauges of /metrics from Redis and Docker (docs/metrics.md)
+``web``       the public listener(s): hub pages and the user proxy on one Site; on stop it
+              drains first (``server.drain_timeout``, ipydoc/edge/drain.py, docs/drain.md)
+``metrics-listen`` the /metrics-only listener (``metrics.listen``; not by default)
 ``control``   the AMP control socket (0600) for the ``ipydoc`` CLI
 ``control-tls`` the same on TCP with TLS and client certificates (``control.listen_tls``)
 
@@ -26,7 +29,7 @@ from typing import Any
 
 from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService, Service
-from twisted.internet import defer, endpoints
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -79,15 +82,31 @@ class ListenService(Service):
 
 
 class WebService(MultiService):
-    """The public listeners; on stop also closes the proxy's pooled backend connections."""
+    """The public listeners.  On stop: stop listening, drain the site for up to
+    ``drain_timeout`` seconds (ipydoc.edge.drain), then close the proxy's pooled backend
+    connections; the services started before it (history, servers, Redis) stop after."""
 
-    def __init__(self, site: Any) -> None:
+    def __init__(self, site: Any, reactor: Any, drain_timeout: float = 0.0) -> None:
         super().__init__()
         self.site = site
+        self.reactor = reactor
+        self.drain_timeout = drain_timeout
 
     def stopService(self) -> defer.Deferred[None]:
-        d = defer.maybeDeferred(super().stopService)
-        return d.addCallback(lambda _: self.site.proxy.close())
+        return defer.Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        from ipydoc.edge.drain import drain
+
+        # Every answer from now on is its connection's last (ipydoc.edge.drain); the site
+        # keeps its logs open until the last connection is gone.
+        self.site.connections.draining = self.drain_timeout > 0
+        await defer.maybeDeferred(super().stopService)  # every listener stops accepting
+        try:
+            await drain(self.site.connections, self.site.proxy.exchanges, self.reactor,
+                        self.drain_timeout)
+        finally:
+            await self.site.proxy.close()
 
 
 class IpydocDaemon(MultiService):
@@ -112,19 +131,22 @@ class IpydocDaemon(MultiService):
         from ipydoc.backends.docker import DockerBackend
         from ipydoc.backends.docker_api import DockerAPI
         from ipydoc.backends.users_network import UserNetworkService, network_options
+        from ipydoc.config.metrics import read_token
         from ipydoc.control.context import ControlContext
         from ipydoc.control.removal import Removal
         from ipydoc.control.server import ControlFactory
         from ipydoc.edge.certificates import CertificateError
         from ipydoc.edge.forwarding import Forwarding
+        from ipydoc.edge.inherited_sockets import control_spec, listen_endpoint
         from ipydoc.edge.limits import RequestLimits
         from ipydoc.edge.listeners import edge_listeners
         from ipydoc.edge.routing import Routing
         from ipydoc.edge.site import make_site
         from ipydoc.servers.activity import Activity
         from ipydoc.servers.manager import Limits, ServerManager
-        from ipydoc.state.redis_service import RedisService, secret_fingerprint
+        from ipydoc.state.redis_service import RedisService, redis_url, secret_fingerprint
         from ipydoc.web.hub import make_hub
+        from ipydoc.web.metrics_page import MetricsSite
         from ipydoc.web.pages import HubSettings
 
         cfg, reactor = self.cfg, self.reactor
@@ -133,7 +155,7 @@ class IpydocDaemon(MultiService):
         os.chmod(state, 0o750)
 
         secret = load_secret(state / "secret")  # its fingerprint is checked in Redis
-        self.redis = RedisService(cfg.redis.url, state, reactor, cfg.redis.command,
+        self.redis = RedisService(redis_url(cfg.redis.url), state, reactor, cfg.redis.command,
                                   fingerprint=secret_fingerprint(secret))
         self.redis.setServiceParent(self)
 
@@ -183,6 +205,7 @@ class IpydocDaemon(MultiService):
                               lease_ttl=cfg.cluster.lease_ttl) if cull.enabled else None)
         if self.culler is not None:
             self.culler.setServiceParent(self)
+        self._metrics_refresher(cfg.metrics.per_user).setServiceParent(self)
 
         hub = make_hub(
             sessions=sessions, manager=self.manager, gate=self.gate, routing=routing,
@@ -192,7 +215,8 @@ class IpydocDaemon(MultiService):
                 start_on_login=cfg.auth.start_on_login,
                 login_limits=LimitSettings.from_auth(cfg.auth)),
             providers=build_providers(cfg.auth, reactor), local_login=cfg.auth.local,
-            provider_limits=ProviderLimits.from_auth(cfg.auth), public_url=cfg.server.public_url)
+            provider_limits=ProviderLimits.from_auth(cfg.auth), public_url=cfg.server.public_url,
+            metrics_token=read_token(cfg.metrics.token_file) if cfg.metrics.token_file else None)
         site = make_site(hub.resource(), self.gate, reactor, limits=RequestLimits(
             header_timeout=cfg.server.client_header_timeout,
             body_timeout=cfg.server.client_body_timeout,
@@ -202,7 +226,7 @@ class IpydocDaemon(MultiService):
             connect_timeout=cfg.proxy.backend_connect_timeout,
             head_timeout=cfg.proxy.backend_response_timeout, access_log=cfg.server.access_log,
             forwarding=Forwarding.from_settings(cfg.server.trusted_proxies, cfg.server.public_url))
-        web = WebService(site)
+        web = WebService(site, reactor, cfg.server.drain_timeout)
         web.setName("web")
         try:  # TLS certificates are read here: a bad one stops the daemon before it listens
             listeners, tls_reloader = edge_listeners(cfg.server, site, reactor)
@@ -212,7 +236,7 @@ class IpydocDaemon(MultiService):
             tls_reloader.setServiceParent(web)
         for i, (spec, plain, factory) in enumerate(listeners):
             try:
-                endpoint = endpoints.serverFromString(reactor, plain)
+                endpoint = listen_endpoint(reactor, plain)  # the supervisor's socket, if any
             except (IndexError, KeyError):  # a systemd: socket that was not passed to us
                 raise ConfigError(
                     f"server.listen: {spec!r} names a socket systemd did not pass to this "
@@ -221,6 +245,9 @@ class IpydocDaemon(MultiService):
                 ) from None
             ListenService(f"web-{i}", endpoint, factory, spec).setServiceParent(web)
         web.setServiceParent(self)
+        if cfg.metrics.listen:  # its own small site: /metrics only (ipydoc.web.metrics_page)
+            ListenService("metrics-listen", listen_endpoint(reactor, cfg.metrics.listen),
+                          MetricsSite(), f"{cfg.metrics.listen} (metrics)").setServiceParent(self)
 
         self.removal = Removal(self.redis, self.backend, self.history, reactor, state,
                                mirror=cfg.history.remote, git=cfg.history.git)
@@ -231,11 +258,32 @@ class IpydocDaemon(MultiService):
             started_at=self.started_at, config_path=cfg.path)
         sock = cfg.control_socket
         control = ListenService(
-            "control", endpoints.UNIXServerEndpoint(reactor, str(sock), mode=0o600, wantPID=True),
+            "control", listen_endpoint(reactor, control_spec(sock)),
             ControlFactory(context), f"unix:{sock} (mode 0600)")
         control.setServiceParent(self)
         if cfg.control.listen_tls:
             self._control_tls(ControlFactory(context))
+
+    def _metrics_refresher(self, per_user: bool) -> Service:
+        """The snapshot gauges of /metrics, refreshed every few seconds (docs/metrics.md)."""
+        from prometheus_client import disable_created_metrics
+
+        from ipydoc.backends.metrics import docker_unreachable, probe_docker
+        from ipydoc.history.metrics import refresh_history
+        from ipydoc.servers.metrics import refresh_servers
+        from ipydoc.servers.metrics_refresh import MetricsRefresher, Probe
+        from ipydoc.state.metrics import probe_redis, redis_unreachable
+
+        disable_created_metrics()  # no *_created series: clutter for Prometheus
+        store = lambda: self.redis.store  # noqa: E731 - exists once Redis is up
+        probes = [
+            Probe("redis", lambda: probe_redis(store()), redis_unreachable),
+            Probe("docker", lambda: probe_docker(self.backend.api.ping), docker_unreachable),
+            Probe("servers", lambda: refresh_servers(store(), self.manager.queue, per_user)),
+        ]
+        if self.history is not None:
+            probes.append(Probe("history", lambda: refresh_history(store(), per_user)))
+        return MetricsRefresher(probes, self.reactor)
 
     def _swarm_backend(self) -> Any:
         """``spawn.backend = "swarm"``: services on the swarm whose manager is
@@ -259,6 +307,7 @@ class IpydocDaemon(MultiService):
         from twisted.protocols.tls import TLSMemoryBIOFactory
 
         from ipydoc.control.tls import TLSFilesError, server_options
+        from ipydoc.edge.inherited_sockets import listen_endpoint
 
         c = self.cfg.control
         try:
@@ -266,7 +315,7 @@ class IpydocDaemon(MultiService):
         except TLSFilesError as e:
             raise ConfigError(f"{self.cfg.path}: {e}") from None
         ListenService(
-            "control-tls", endpoints.serverFromString(self.reactor, c.listen_tls),
+            "control-tls", listen_endpoint(self.reactor, c.listen_tls),
             TLSMemoryBIOFactory(options, False, factory),
             f"{c.listen_tls} (TLS; client certificates signed by {c.tls_client_ca})",
         ).setServiceParent(self)
@@ -314,6 +363,10 @@ class IpydocDaemon(MultiService):
                     await defer.maybeDeferred(child.stopService)
                 except Exception:  # noqa: BLE001 - keep stopping the rest
                     self.log.failure("stopping {name}", name=child.name)
+            if child.name == "web":  # drained: the activity of its last requests too
+                flushed = self._flush_activity()
+                if flushed is not None:
+                    await flushed
 
 
 def settle_garbage_collector() -> None:

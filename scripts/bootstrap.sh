@@ -3,8 +3,9 @@
 #   Docker engine and Redis from Debian packages (when missing), a running dockerd,
 #   a virtualenv in .venv with ipydoc installed, and the configured notebook image.
 # Usage: bash scripts/bootstrap.sh [--test] [CONFIG]
-#   --test   also install what the test suite needs (chromium, nginx, debootstrap, test extras)
-#            and the test image (ipydoc-test-notebook:latest)
+#   --test   also install what the test suite needs (chromium, nginx, debootstrap, pipx, test
+#            extras), the test image (ipydoc-test-notebook:latest) and the wheelhouse of the
+#            install tests (/var/cache/ipydoc/wheelhouse, see tests/test_install.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TEST=0
@@ -23,6 +24,7 @@ command -v debootstrap >/dev/null || pkgs+=(debootstrap)
 python3 -c 'import ensurepip' 2>/dev/null || pkgs+=(python3-venv)
 if [ $TEST = 1 ]; then
   command -v chromium >/dev/null || pkgs+=(chromium)
+  command -v pipx >/dev/null || pkgs+=(pipx)     # tests/test_install.py: `pipx install .`
   command -v node >/dev/null || pkgs+=(nodejs)   # the OIDC provider of the login tests
   command -v npm >/dev/null || pkgs+=(npm)
   command -v redis-cli >/dev/null || pkgs+=(redis-tools)
@@ -59,12 +61,18 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
   echo "ipydoc needs Python >= 3.11 (python3 is $(python3 -V))" >&2; exit 1; }
 [ -x .venv/bin/python ] || { say "creating .venv"; python3 -m venv .venv; }
 extras=""; [ $TEST = 1 ] && extras="[test]"
+# Editable (the default PEP 660 mode; setup.py explains why twistd finds the plugin).
 stamp=".venv/.ipydoc-installed$extras"
-if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ setup.py -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   say "installing ipydoc$extras into .venv"
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e ".$extras" --config-settings editable_mode=compat
+  .venv/bin/pip install -q -e ".$extras"
   touch "$stamp"
+fi
+
+# -- wheelhouse of the install tests (tests/test_install.py), kept in /var/cache/ipydoc ------
+if [ $TEST = 1 ]; then
+  .venv/bin/python tests/test_install.py --wheelhouse >/dev/null
 fi
 
 # -- OIDC provider for the login tests (npm package oidc-provider, pinned by the lock) -------

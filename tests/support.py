@@ -20,6 +20,7 @@ import requests
 TEST_IMAGE = os.environ.get("IPYDOC_TEST_IMAGE", "ipydoc-test-notebook:latest")
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 CLI = [sys.executable, "-m", "ipydoc.cli"]
+SERVE = [sys.executable, "-m", "ipydoc"]  # the supervisor (`ipydoc serve`)
 
 
 def free_port() -> int:
@@ -62,6 +63,7 @@ class Daemon:
     port: int = field(default_factory=free_port)
     instance: str = field(default_factory=lambda: "t" + secrets.token_hex(3))
     proc: subprocess.Popen[bytes] | None = None
+    serve: bool = False  # run through `python -m ipydoc` (supervisor; proc is its pid)
 
     @property
     def url(self) -> str:
@@ -95,10 +97,10 @@ class Daemon:
         self.root.mkdir(parents=True, exist_ok=True)
         self.write_config()
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            TWISTD + ["-n", "--pidfile", str(self.root / "twistd.pid"), "ipydoc",
-                      "--config", str(self.config_path)],
-            stdout=log, stderr=subprocess.STDOUT, cwd=self.root)
+        argv = (SERVE + ["--config", str(self.config_path)] if self.serve else
+                TWISTD + ["-n", "--pidfile", str(self.root / "twistd.pid"), "ipydoc",
+                          "--config", str(self.config_path)])
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.root)
         if wait:
             self.wait_ready(host=host)
 

@@ -120,7 +120,9 @@ def test_unit_files_say_what_the_issue_asks():
     sock = (ETC / "ipydoc.socket").read_text()
     for line in ("User=ipydoc", "SupplementaryGroups=docker", "Restart=on-failure",
                  "NoNewPrivileges=yes", "ProtectSystem=strict", "CapabilityBoundingSet=",
-                 "StateDirectory=ipydoc", "--nodaemon"):
+                 "StateDirectory=ipydoc",
+                 "ExecStart=/opt/ipydoc/.venv/bin/ipydoc serve --config /etc/ipydoc/ipydoc.toml",
+                 "ExecReload=/bin/kill -HUP $MAINPID", "KillMode=mixed"):
         assert line in service, line
     assert "ListenStream=" in sock and "Accept=no" in sock
     assert "systemd:domain=INET" in sock  # it says how to configure the daemon for it
@@ -128,9 +130,9 @@ def test_unit_files_say_what_the_issue_asks():
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
 def test_unit_files_pass_systemd_analyze_verify(tmp_path):
-    twistd = shutil.which("twistd") or sys.executable
+    ipydoc = shutil.which("ipydoc") or str(Path(sys.executable).with_name("ipydoc"))
     (tmp_path / "ipydoc.service").write_text(
-        (ETC / "ipydoc.service").read_text().replace("/opt/ipydoc/.venv/bin/twistd", twistd))
+        (ETC / "ipydoc.service").read_text().replace("/opt/ipydoc/.venv/bin/ipydoc", ipydoc))
     shutil.copy(ETC / "ipydoc.socket", tmp_path / "ipydoc.socket")
     out = subprocess.run(["systemd-analyze", "verify", "--man=no",
                           str(tmp_path / "ipydoc.socket"), str(tmp_path / "ipydoc.service")],

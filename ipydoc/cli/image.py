@@ -14,6 +14,7 @@ from typing import Any
 
 from ipydoc.cli.client import load_config
 from ipydoc.cli.errors import EXIT_OK, EXIT_REFUSED, CliError
+from ipydoc.cli.progress import run_script
 
 
 def image(args: argparse.Namespace) -> int:
@@ -46,7 +47,7 @@ def _local(args: argparse.Namespace, tag: str) -> int:
         print(f"could not pull {tag}; building it locally", file=sys.stderr)
     script = resources.files("ipydoc.image") / "build.sh"
     recipe = hashlib.sha256(script.read_bytes()).hexdigest()[:16]
-    return subprocess.run(["bash", str(script), tag, recipe]).returncode
+    return run_script(args, ["bash", str(script), tag, recipe])  # a bar on a terminal
 
 
 def _to_swarm_nodes(args: argparse.Namespace, tag: str, swarm: Any) -> int:

@@ -29,13 +29,14 @@ import os
 import sys
 from typing import Sequence
 
-from ipydoc.cli import events, history, image, servers, users
+from ipydoc.cli import backup, events, history, image, lifecycle, servers, users
 from ipydoc.cli.client import Handler, find_target
 from ipydoc.cli.errors import EXIT_OK, EXIT_USAGE, CliError
 from ipydoc.cli.parser import build_parser
 
 HANDLERS: dict[tuple[str, str | None], Handler] = {
-    **servers.HANDLERS, **users.HANDLERS, **events.HANDLERS, **history.HANDLERS}
+    **servers.HANDLERS, **users.HANDLERS, **events.HANDLERS, **history.HANDLERS,
+    ("restart", None): lifecycle.restart}
 
 
 def _check_name(name: str | None) -> None:
@@ -52,6 +53,10 @@ def _check_name(name: str | None) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.group == "image":
         return image.image(args)
+    if args.group in ("backup", "restore"):
+        return getattr(backup, args.group)(args)
+    if args.group == "serve":
+        return lifecycle.serve(args)
     _check_name(getattr(args, "name", None))
     if args.group == "events":
         _check_name(args.user)

@@ -15,7 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ipydoc", formatter_class=fmt,
         description="Administer a running ipydoc daemon over its control channel, and build\n"
                     "notebook images. The daemon itself runs as "
-                    "`twistd -n ipydoc --config FILE`.",
+                    "`ipydoc serve --config FILE` (or `twistd -n ipydoc --config FILE`).",
         epilog="The control socket is found from --control, else $IPYDOC_CONTROL, else the\n"
                "config file (--config, $IPYDOC_CONFIG, /etc/ipydoc/ipydoc.toml, "
                "./etc/ipydoc.toml).\n" + EXIT_CODES + "\n\n"
@@ -54,6 +54,30 @@ def build_parser() -> argparse.ArgumentParser:
     cmd(sub, "status", "daemon version, uptime, Docker and Redis health, counts",
         "Version, uptime, Docker and Redis health and counts. Exits 1 when the daemon "
         "answers but Docker or Redis does not.")
+
+    q = sub.add_parser(
+        "serve", help="run ipydoc (the daemon, under a supervisor that restarts it)",
+        description="Run ipydoc in the foreground: a supervisor that binds the listening "
+                    "sockets (server.listen, redirect_listen, the control socket, "
+                    "control.listen_tls, metrics.listen), runs the embedded Redis when "
+                    "redis.url is empty, and runs the daemon in a worker process on those "
+                    "sockets. SIGHUP or SIGUSR2 (systemctl reload, `ipydoc restart`) starts "
+                    "a new worker with the configuration and code read again, and retires "
+                    "the old one once the new one is ready: no request fails. SIGTERM "
+                    "stops it all. The same as `python -m ipydoc`; `twistd -n ipydoc` "
+                    "still runs the daemon alone. See docs/upgrades.md.")
+    q.add_argument("--config", "-c", metavar="FILE", default=argparse.SUPPRESS,
+                   help="the configuration file (also before `serve`; default: "
+                        "$IPYDOC_CONFIG, /etc/ipydoc/ipydoc.toml, ./etc/ipydoc.toml)")
+    q = cmd(sub, "restart", "replace the daemon's worker with no failed request (ipydoc serve)",
+            "Ask the supervisor of `ipydoc serve` for a new worker (configuration, "
+            "certificates and installed code read again), wait until it answers on the "
+            "control socket and the old worker has finished its requests and exited, and "
+            "print the pids and the time it took. If the new worker fails (e.g. a "
+            "configuration error), the old one keeps serving and the reason is printed "
+            "(exit 1). A daemon run by plain twistd cannot do this (exit 6).")
+    q.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS",
+                   help="how long to wait for the new worker (default 300)")
 
     user = group("user", "manage accounts")
     q = cmd(user, "add", "create a local account",
@@ -206,6 +230,29 @@ def build_parser() -> argparse.ArgumentParser:
             "too slow, not a contents model) or failed history.max_attempts times. The "
             "files themselves are untouched; the next save of a file versions it again.")
     name_arg(q)
+
+    q = cmd(sub, "backup", "write one archive of the site's state (no daemon needed)",
+            "Write FILE (.tar or .tar.gz): a Redis snapshot (redis-cli --rdb), every "
+            "user's history repository (git bundles), the signing secret and the config "
+            "file; with --volumes also every user's files (docker backend). Runs here, "
+            "reading the same config as the daemon (--config); the daemon may keep "
+            "running. Progress bars on a terminal. See docs/backup.md.")
+    q.add_argument("file", help="the archive to write (.tar or .tar.gz)")
+    q.add_argument("--volumes", action="store_true",
+                   help="also archive each user's files (docker.volume_prefix volumes or "
+                        "docker.bind_root directories), streamed through the Docker engine")
+    q = cmd(sub, "restore", "bring a site back from a backup archive, into an empty state dir",
+            "Restore FILE into the site of --config: server.state_dir must be empty (but "
+            "for the config file), no daemon may run on it, and a redis.url Redis must "
+            "hold no ipydoc:* key. Every member is checked against the archive's manifest "
+            "(sha256) before anything is written. Then the secret, the histories and the "
+            "Redis keys (users, tokens, sessions, ...) are put back; --volumes puts users' "
+            "files back into new volumes. Start the daemon afterwards.")
+    q.add_argument("file", help="the archive written by `ipydoc backup`")
+    q.add_argument("--no-sessions", action="store_true",
+                   help="leave login sessions out: everybody logs in again")
+    q.add_argument("--volumes", action="store_true",
+                   help="also restore users' files (the volumes must not exist)")
 
     image = group("image", "notebook images")
     q = image.add_parser(

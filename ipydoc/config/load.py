@@ -25,6 +25,7 @@ from ipydoc.config import (
     cull,
     docker,
     history,
+    metrics,
     proxy,
     redis,
     server,
@@ -38,6 +39,7 @@ from ipydoc.config.cull import CullSection
 from ipydoc.config.docker import DockerSection
 from ipydoc.config.errors import ConfigError
 from ipydoc.config.history import HistorySection
+from ipydoc.config.metrics import MetricsSection
 from ipydoc.config.proxy import ProxySection
 from ipydoc.config.redis import RedisSection
 from ipydoc.config.server import ServerSection
@@ -61,6 +63,7 @@ class Config:
     history: HistorySection = field(default_factory=HistorySection)
     proxy: ProxySection = field(default_factory=ProxySection)
     cluster: ClusterSection = field(default_factory=ClusterSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
     path: str = ""
 
     @property
@@ -89,6 +92,7 @@ def _validate(cfg: Config) -> None:
     swarm.validate(cfg.swarm)
     history.validate(cfg.history)
     cluster.validate(cfg.cluster)
+    metrics.validate(cfg.metrics)
 
 
 def from_dict(data: dict[str, Any], path: str = "") -> Config:

@@ -44,6 +44,8 @@ class ServerSection:
     access_log: str = "daemon"
     # Peers whose X-Forwarded-For/-Proto are believed (addresses, CIDRs, "unix").
     trusted_proxies: list[str] = field(default_factory=list)
+    # Seconds a stopping daemon lets requests in flight finish (ipydoc.edge.drain); 0: none.
+    drain_timeout: float = 10.0
 
 
 def validate(s: ServerSection) -> None:
@@ -112,6 +114,9 @@ def _validate_limits(s: ServerSection) -> None:
                 "client_send_timeout"):
         if getattr(s, key) <= 0:
             raise ConfigError(f"server.{key} must be positive (seconds)")
+    if not 0 <= s.drain_timeout <= 3600:
+        raise ConfigError("server.drain_timeout must be between 0 (no drain: close every "
+                          "connection at once) and 3600 seconds")
     if s.max_header_size < 1024:
         raise ConfigError("server.max_header_size must be at least 1024 (bytes)")
     if s.max_headers < 8:

@@ -305,3 +305,22 @@ class HistoryDeadLetters(amp.Command):
     arguments = [(b"name", amp.Unicode()), *_PAGE_ARGS]
     response = _PAGE_ANSWER
     errors = ERRORS
+
+
+# -- restarts (ipydoc.control.restart) ------------------------------------------------------
+class Restart(amp.Command):
+    """Ask the supervisor (``ipydoc serve``) to replace this worker; answers at once.
+    ``result``: ``{"worker": PID, "attempt": N}`` (the restart to wait for: see
+    :class:`Supervision`).  ``NOT_AVAILABLE`` when the daemon runs without a supervisor."""
+    arguments: list = []
+    response = _RESULT
+    errors = ERRORS
+
+
+class Supervision(amp.Command):
+    """Which worker answered, and what its supervisor last did: ``result`` is
+    ``{"worker": PID, "supervised": bool, "supervisor": {...}}`` with the supervisor's
+    ``attempt``, ``state`` and ``last`` restart (``ok``, ``old``, ``new``, ``error``)."""
+    arguments: list = []
+    response = _RESULT
+    errors = ERRORS

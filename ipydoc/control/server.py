@@ -3,7 +3,7 @@
 
 The commands are answered by group (:mod:`~ipydoc.control.users`,
 :mod:`~ipydoc.control.servers`, :mod:`~ipydoc.control.events`,
-:mod:`~ipydoc.control.history`); AMP gathers the responders of every base class into
+:mod:`~ipydoc.control.history`, :mod:`~ipydoc.control.restart`); AMP gathers the responders of every base class into
 this one protocol.  Each connection gets the :class:`~ipydoc.control.context.ControlContext`
 built in ``tap.py``.
 """
@@ -17,11 +17,13 @@ from twisted.internet.protocol import Factory
 from ipydoc.control.context import ControlContext
 from ipydoc.control.events import EventCommands
 from ipydoc.control.history import HistoryCommands
+from ipydoc.control.restart import RestartCommands
 from ipydoc.control.servers import ServerCommands
 from ipydoc.control.users import UserCommands
 
 
-class ControlProtocol(UserCommands, ServerCommands, EventCommands, HistoryCommands):
+class ControlProtocol(UserCommands, ServerCommands, EventCommands, HistoryCommands,
+                      RestartCommands):
     """One control connection, answering every command group."""
 
 

@@ -4,6 +4,7 @@ logs (through the backend interface), the routing table, and a culler run."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 from twisted.internet import defer
@@ -48,6 +49,7 @@ class ServerCommands(ControlBase):
             states[s.state] = states.get(s.state, 0) + 1
         return {"status": json.dumps({
             "version": __version__, "uptime": round(time.time() - ctx.started_at, 1),
+            "pid": os.getpid(),
             "config": ctx.config_path,
             "backend": backend, "backend_ok": backend_ok,
             "redis": ctx.state.describe(), "redis_ok": redis_ok,

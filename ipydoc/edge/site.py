@@ -36,10 +36,10 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.util import Redirect
 
 from ipydoc.edge import access_log
+from ipydoc.edge.drain import Connections, DrainingChannel
 from ipydoc.edge.forwarding import Forwarding
 from ipydoc.edge.limits import RequestLimits
 from ipydoc.edge.refusals import RefusalLog, client_address
-from ipydoc.edge.request_rules import channel_factory
 from ipydoc.proxy.body import BodyStream
 from ipydoc.proxy.gate import Gate
 from ipydoc.proxy.handler import Proxy
@@ -137,11 +137,29 @@ class SiteRequest(server.Request):
     on_gone: Callable[[], None] | None = None
 
     def write(self, data: bytes) -> None:
+        if not self.startedWriting and self.channel is not None \
+                and self.channel.site.connections.draining:
+            # The daemon is stopping (ipydoc.edge.drain): this answer is the connection's last.
+            self.responseHeaders.setRawHeaders(b"connection", [b"close"])
+            self.channel.persistent = False
         super().write(data)
         if not data:  # "send the head now" (a stream about to start): do not hold it
             flush = getattr(self.channel, "flush_head", None)
             if flush is not None:
                 flush()
+
+    def when_draining(self, end: Callable[[], None]) -> Callable[[], None]:
+        """A long stream (server-sent events) says how to end itself early when the daemon
+        stops, so that its client reconnects to the next process; returns how to forget it."""
+        connections: Connections = self.channel.site.connections
+        if connections.draining:
+            end()
+            return lambda: None
+        connections.streams[self] = end
+
+        def forget() -> None:
+            connections.streams.pop(self, None)
+        return forget
 
     def connectionLost(self, reason: Any) -> None:
         # Disconnected first: the body's failure resumes the forwarder synchronously,
@@ -218,7 +236,12 @@ class ProxySite(server.Site):
         self._stamp_call: Any = None
         #: Every refused request is logged here, rate-limited (ipydoc.edge.refusals).
         self.refusals = RefusalLog(reactor)
-        self.protocol = channel_factory(limits, self.refusals)  # strict parsing, caps, timeouts
+        #: Open connections, for the drain on stop (ipydoc.edge.drain).
+        self.connections = Connections()
+
+        def channel() -> DrainingChannel:  # strict parsing, caps, timeouts; tracked
+            return DrainingChannel(limits, self.refusals)
+        self.protocol = channel
         self.gate = gate
         self.proxy = proxy
         self.hub_body_limit = hub_body_limit
@@ -228,6 +251,12 @@ class ProxySite(server.Site):
         return [b"http/1.1"]
 
     def stopFactory(self) -> None:
+        if self.connections.draining and self.connections.channels:
+            # Not listening, still draining (ipydoc.edge.drain): log its last requests too.
+            if self._access_log is not None:
+                self._access_log.flush()
+            self.connections.when_empty(self.stopFactory)
+            return
         self.refusals.stop()  # what is still counted goes to the log
         if self._stamp_call is not None and self._stamp_call.active():
             self._stamp_call.cancel()

@@ -28,6 +28,7 @@ from twisted.web.client import Agent
 
 from ipydoc.backends.httppool import quiet_pool
 from ipydoc.config.history import HistorySection
+from ipydoc.history import metrics
 from ipydoc.history.contents import StoreSource
 from ipydoc.history.errors import HistoryError
 from ipydoc.history.repo import GitError, GitRepo, Repositories
@@ -114,6 +115,7 @@ class Pusher:
                     return
                 await self.repos.thread(self._git_push, repo, name)
             except (GitError, HistoryError, OSError) as e:
+                metrics.PUSH_FAILURES.inc()
                 failures = self._failures[name] = self._failures.get(name, 0) + 1
                 delay = min(float(self.cfg.push_backoff_max), 2.0 ** (failures - 1))
                 why = _scrub(str(e), self.cfg.remote_token)[:500]
@@ -125,6 +127,7 @@ class Pusher:
                               name=name, why=why, d=delay)
                 self._timers[name] = self.reactor.callLater(delay, self._retry, name)
                 return
+            metrics.PUSHES.inc()
             failed_before = self._failures.pop(name, 0)
             await store.set_history_push_state(name, state="ok", rev=head, error="",
                                                attempts=0)

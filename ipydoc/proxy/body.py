@@ -50,6 +50,8 @@ class BodyStream:
         self._discarding = False
         self._discarded = 0
         self.done = False
+        #: Body bytes taken from the client to pass on (not the discarded ones): metrics.
+        self.taken = 0
         self._failure: Failure | None = None
         #: Fires (with None) once the whole body has been received; never errbacks.
         self.received: Deferred[None] = Deferred()
@@ -63,6 +65,7 @@ class BodyStream:
             if self._discarded > DISCARD_LIMIT:
                 self._on_overflow()
             return
+        self.taken += len(data)
         if self._consumer is not None and not self._consumer_paused:
             self._consumer.write(data)
         else:

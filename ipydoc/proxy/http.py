@@ -17,6 +17,7 @@ values and textual bodies.
 
 from __future__ import annotations
 
+from time import perf_counter
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -27,6 +28,7 @@ from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 
+from ipydoc.proxy import metrics
 from ipydoc.proxy.backend import (
     BackendConnection,
     BackendPool,
@@ -171,6 +173,7 @@ class _Relay(Exchange):
         self._noted: Any = None
         self._body_noted = False
         self._finished = False
+        self._started = perf_counter()
         self.done: Deferred[None] = Deferred()
 
     # -- connecting and sending ---------------------------------------------------------
@@ -388,6 +391,9 @@ class _Relay(Exchange):
         self._finished = True
         self._stop_timer()
         self._forwarder._exchanges.remove(self)
+        request = self._request
+        metrics.http_done(request.code if request.startedWriting else self._code,
+                          perf_counter() - self._started, self._body.taken, request.sentLength)
         self.done.callback(None)
 
 

@@ -50,6 +50,10 @@ class OpenExchanges:
                 if not group:
                     del index[key]
 
+    def all(self) -> list[Exchange]:
+        """Every open exchange (for the drain on stop: ipydoc.edge.drain)."""
+        return [e for group in self._by_user.values() for e in group]
+
     def credentials(self) -> list[str]:
         """The credentials that have something open."""
         return list(self._by_credential)

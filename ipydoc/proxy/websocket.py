@@ -36,6 +36,7 @@ from twisted.web.client import URI
 from twisted.web.http import _ChunkedTransferDecoder
 from twisted.web.iweb import IRequest
 
+from ipydoc.proxy import metrics
 from ipydoc.proxy.backend import BadResponse, ack_now, parse_head, tune_backend_socket
 from ipydoc.proxy.gate import Forward, Gate
 from ipydoc.proxy.headers import backend_request_lines, is_hop_by_hop, secure_cookie
@@ -119,6 +120,8 @@ class WebSocketForwarder:
             link.client = request.channel.transport
             link.spliced = True
             backend.closed.addCallback(lambda _: self._exchanges.remove(link))
+            metrics.websocket_opened()
+            backend.closed.addCallback(lambda _: metrics.websocket_closed())
             _splice(request, backend, _switching_head(head, fwd, request.isSecure()),
                     _Activity(self._reactor, self._gate, fwd.user))
         else:
@@ -153,6 +156,17 @@ class _Link:
         client = self.client or getattr(self._request.channel, "transport", None)
         if client is not None:
             client.abortConnection()
+
+    def drain_close(self) -> None:
+        """The daemon is stopping (ipydoc.edge.drain): close both sides cleanly, after what
+        is already queued, so the client reconnects to the next process.  No close frame
+        (frames are not parsed); a handshake still in flight is closed once spliced."""
+        if not self.spliced or self.backend is None or self.backend.transport is None:
+            return
+        for transport in (self.client, self.backend.transport):
+            if transport is not None:
+                transport.unregisterProducer()
+                transport.loseConnection()
 
 
 class _Activity:
@@ -234,6 +248,7 @@ class _ClientEnd(Protocol):
     def dataReceived(self, data: bytes) -> None:
         ack_now(_socket_transport(self.transport))
         self._activity.touch()
+        metrics.TO_SERVER.inc(len(data))
         self._backend.write(data)
 
     def connectionLost(self, reason: Failure = Failure(error.ConnectionDone())) -> None:
@@ -245,6 +260,9 @@ def _splice(request: IRequest, backend: _Backend, head: bytes, activity: _Activi
     """Join the client and backend transports; twisted.web lets go of the client."""
     channel = request.channel
     client = channel.transport
+    taken_over = getattr(channel, "taken_over", None)  # the site stops tracking it
+    if taken_over is not None:
+        taken_over()
     early = b"".join(channel._dataBuffer)  # bytes the channel read after the head
     channel._dataBuffer = []
     channel.setTimeout(None)
@@ -260,6 +278,7 @@ def _splice(request: IRequest, backend: _Backend, head: bytes, activity: _Activi
 
     def to_client(data: bytes) -> None:
         activity.touch()
+        metrics.TO_CLIENT.inc(len(data))
         client.write(data)
 
     def backend_closed(_: None) -> None:

@@ -49,6 +49,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from ipydoc.proxy.fetch import FetchError
+from ipydoc.servers import metrics
 from ipydoc.servers.manager import ServerManager
 from ipydoc.state.leases import LEADER_CULLER
 
@@ -164,6 +165,7 @@ class Culler(Service):
             except Exception as e:  # noqa: BLE001 - one failure must not spare the others
                 self.log.error("could not cull {name}: {e}", name=name, e=e)
                 continue
+            metrics.culled(reason)
             stopped.append(name)
         return stopped
 

@@ -49,6 +49,7 @@ from twisted.logger import Logger
 from ipydoc.backends.base import Backend, BackendError, ServerSpec
 from ipydoc.edge.routing import Routing
 from ipydoc.proxy.fetch import Fetcher, FetchError
+from ipydoc.servers import metrics
 from ipydoc.servers.peers import SiteDaemons
 from ipydoc.servers.progress import Progress, Step
 from ipydoc.servers.queue import OnePerUser, SpawnQueue
@@ -190,6 +191,20 @@ class ServerManager(SiteDaemons, Service):
 
     async def _start_leased(self, name: str, image: str | None, handle: StartHandle,
                             progress: Progress, fence: int) -> Server:
+        t0 = time.monotonic()
+        outcome = "failed"
+        try:
+            server = await self._start_limited(name, image, handle, progress, fence)
+            outcome = "started"
+            return server
+        except StartFailed as e:
+            outcome = e.kind
+            raise
+        finally:
+            metrics.spawn_finished(outcome, time.monotonic() - t0)
+
+    async def _start_limited(self, name: str, image: str | None, handle: StartHandle,
+                             progress: Progress, fence: int) -> Server:
         cap = self.limits.max_running
         if cap and self.running_count() >= cap:
             message = (f"the hub is full: {cap} servers are running (spawn.max_running); "

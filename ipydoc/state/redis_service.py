@@ -57,6 +57,16 @@ REPLY_TIMEOUT = 5.0  # seconds without an answer before a command fails (Redis i
 RESTART_DELAY = (0.5, 10.0)  # first and longest wait before restarting a dead embedded redis
 UNAVAILABLE = "ipydoc's state store (Redis) is unavailable; retrying"
 SUBSCRIBE_WAIT = 5.0  # seconds a start waits for the pub/sub subscription before going on
+#: Set by ``ipydoc serve`` for its workers: the socket of the embedded redis-server the
+#: supervisor runs (it outlives each worker), so a worker connects instead of spawning one.
+SUPERVISED_REDIS_ENV = "IPYDOC_SUPERVISED_REDIS"
+
+
+def redis_url(configured: str) -> str:
+    """The URL to connect to: ``redis.url``, else the supervisor's embedded server when
+    this process is an ``ipydoc serve`` worker, else "" (spawn our own)."""
+    sock = os.environ.get(SUPERVISED_REDIS_ENV, "")
+    return configured or (f"unix://{sock}" if sock else "")
 
 
 def secret_fingerprint(secret: bytes) -> str:

@@ -158,6 +158,12 @@ class HomePages:
             return b""
         unsubscribe = progress.listen(send)
         request.notifyFinish().addBoth(lambda _: done.called or done.callback(None))
+        # The daemon stopping ends the stream; EventSource reconnects to the next process.
+        when_draining = getattr(request, "when_draining", None)
+        forget = when_draining(lambda: done.called or done.callback(None)) \
+            if when_draining is not None else None
         await done
         unsubscribe()
+        if forget is not None:
+            forget()
         return b""

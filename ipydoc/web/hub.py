@@ -16,6 +16,7 @@ Klein branch route, so this module is the one place that lists every URL of the 
 ``/hub/admin…``                      admin dashboard and actions  :mod:`.admin_pages`
 ``/hub/history/<n>…``                versions, diff, restore      :mod:`.history_pages`
 ``/hub/handoff``                     to a user's host (subdomain) :mod:`.handoff_page`
+``/hub/metrics``                     Prometheus, bearer token     :mod:`.metrics_page`
 ===================================  ===============================================
 
 Why the groups see the whole path: a Klein branch route moves the prefix it matched into
@@ -48,6 +49,7 @@ from ipydoc.web.handoff_page import HandoffPage, HandoffTokens
 from ipydoc.web.history_pages import HistoryPages, HistoryReader
 from ipydoc.web.home_pages import HomePages
 from ipydoc.web.login_pages import LoginPages
+from ipydoc.web.metrics_page import MetricsPage
 from ipydoc.web.pages import Gate, HubSettings, Pages
 from ipydoc.web.present import StatsCache, StatsFn
 from ipydoc.web.provider_pages import ProviderPages
@@ -61,6 +63,7 @@ URL_MAP: tuple[tuple[str, str], ...] = (
     ("/admin", "admin"),
     ("/history", "history"),
     ("/handoff", "handoff"),
+    ("/metrics", "metrics"),
 )
 
 
@@ -108,7 +111,7 @@ def make_hub(*, sessions: Sessions, manager: ServerManager, gate: Gate, routing:
              history: HistoryReader | None = None, stats: StatsFn | None = None,
              providers: Mapping[str, Provider] | None = None, local_login: bool = True,
              provider_limits: ProviderLimits = ProviderLimits(),
-             public_url: str = "") -> HubSite:
+             public_url: str = "", metrics_token: str | None = None) -> HubSite:
     """The hub with its page groups, from the daemon's parts (:mod:`ipydoc.tap`)."""
     providers = dict(providers or {})
     pages = Pages(sessions, manager, gate)
@@ -124,4 +127,5 @@ def make_hub(*, sessions: Sessions, manager: ServerManager, gate: Gate, routing:
         "admin": AdminPages(pages, StatsCache(stats)),
         "history": HistoryPages(pages, history),
         "handoff": HandoffPage(pages, routing, hosts),
+        "metrics": MetricsPage(metrics_token),  # metrics.token_file; None: 404
     })

@@ -24,6 +24,7 @@ from ipydoc.edge.redirects import safe_next
 from ipydoc.edge.request_args import arg
 from ipydoc.edge.routing import Routing
 from ipydoc.names import InvalidName, normalize_login
+from ipydoc.web import metrics
 from ipydoc.web.pages import HubSettings, Pages, RedisDown, redis_down
 
 WRONG = "Wrong user name or password."
@@ -96,8 +97,10 @@ class LoginPages:
         if not ok or user is None or name is None:
             return await self.failed(request, nxt, typed, name, group)
         if user.disabled:
+            metrics.login("local", "disabled")
             return self.form(request, nxt, "This account is disabled.", typed, 403)
         await self.limits.succeeded(name)
+        metrics.login("local", "ok")
         previous = await self.pages.sessions.from_request(request)
         if previous is not None:  # a new login replaces the session this browser had
             await self.store.delete_session(previous.id)
@@ -109,6 +112,7 @@ class LoginPages:
     def limited(self, request: IRequest, nxt: str, typed: str, name: str | None, group: str,
                 refusal: Refusal) -> bytes:
         """A login refused before its password is checked: the account or address is paused."""
+        metrics.login("local", "paused")
         self.log.info("login refused for {name} from {addr}: {scope} paused for {s} s",
                       name=name or "(invalid name)", addr=group, scope=refusal.scope,
                       s=refusal.retry_after)
@@ -118,6 +122,7 @@ class LoginPages:
     async def failed(self, request: IRequest, nxt: str, typed: str, name: str | None,
                      group: str) -> bytes:
         """A wrong name or password: count it, and say so (pausing if that was one too many)."""
+        metrics.login("local", "refused")
         refusal = await self.limits.failed(name, group)
         self.log.info("login refused for {name} from {addr}: wrong name or password",
                       name=name or "(invalid name)", addr=group)

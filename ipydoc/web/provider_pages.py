@@ -29,6 +29,7 @@ from ipydoc.auth.identities import Identities, NameTaken
 from ipydoc.edge.redirects import safe_next
 from ipydoc.edge.request_args import arg
 from ipydoc.state.users import NameReserved
+from ipydoc.web import metrics
 from ipydoc.web.login_pages import LoginPages
 from ipydoc.web.pages import Pages, RedisDown, redis_down
 
@@ -58,6 +59,7 @@ class ProviderPages:
 
     async def _refuse(self, request: IRequest, provider: str, nxt: str, refusal: Refused,
                       code: int = 403) -> bytes:
+        metrics.login(provider, "refused")
         self.log.info("login via {provider} refused: {detail}", provider=provider,
                       detail=refusal.detail)
         await self.pages.store.add_event("login-refused", refusal.name,
@@ -93,6 +95,7 @@ class ProviderPages:
                                       client_group(request))
         if full is not None:
             self._log_full(provider_id, full.scope, client_group(request))
+            metrics.login(provider_id, "paused")
             request.setHeader(b"Retry-After", str(full.retry_after).encode())
             request.setHeader(b"Cache-Control", b"no-store")
             return self.login.form(request, nxt, full.message, code=429)
@@ -172,5 +175,6 @@ class ProviderPages:
             await store.delete_session(previous.id)
         await pages.sessions.create(request, name)
         await store.add_event("login", name, f"{provider_id} ({identity.detail})")
+        metrics.login(provider_id, "ok")
         self.log.info("{name} logged in via {provider}", name=name, provider=provider_id)
         return await self.login.after_login(request, name, nxt)

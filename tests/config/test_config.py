@@ -120,3 +120,44 @@ def test_cli_without_daemon_says_so(tmp_path):
     bad = subprocess.run(CLI + ["--config", str(tmp_path / "none.toml"), "user", "list"],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 4 and "no such configuration file" in bad.stderr
+
+
+@pytest.mark.parametrize("value, ok", [(0, True), (10, True), (2.5, True), (-1, False),
+                                       (7200, False)])
+def test_drain_timeout_is_checked(value, ok):
+    """``server.drain_timeout``: seconds of graceful drain on stop (docs/drain.md)."""
+    if ok:
+        assert from_dict({"server": {"drain_timeout": value}}).server.drain_timeout == value
+    else:
+        with pytest.raises(ConfigError, match="server.drain_timeout must be between 0"):
+            from_dict({"server": {"drain_timeout": value}})
+
+
+@pytest.mark.parametrize("content, mode, message", [
+    ("t" * 32, 0o644, "readable by everyone"),
+    ("", 0o600, "is empty"),
+    ("short-token", 0o600, "shorter than 16 characters"),
+    ("two words here, long enough", 0o600, "contains whitespace"),
+    (None, 0o600, "cannot read"),
+])
+def test_metrics_token_file_is_checked(tmp_path, content, mode, message):
+    """``metrics.token_file``: readable, not world-readable, a token of 16+ characters."""
+    path = tmp_path / "metrics-token"
+    if content is not None:
+        path.write_text(content + "\n")
+        path.chmod(mode)
+    with pytest.raises(ConfigError, match=f"metrics.token_file: .*{message}"):
+        from_dict({"metrics": {"token_file": str(path)}})
+
+
+def test_metrics_section_defaults_off_and_checks_listen(tmp_path):
+    cfg = from_dict({})
+    assert (cfg.metrics.listen, cfg.metrics.token_file, cfg.metrics.per_user) == ("", "", False)
+    with pytest.raises(ConfigError, match="metrics.listen: bad endpoint string 'tcp:nine'"):
+        from_dict({"metrics": {"listen": "tcp:nine"}})
+    good = tmp_path / "metrics-token"
+    good.write_text("t" * 40 + "\n")
+    good.chmod(0o640)
+    cfg = from_dict({"metrics": {"listen": "tcp:9102:interface=127.0.0.1",
+                                 "token_file": str(good), "per_user": True}})
+    assert cfg.metrics.per_user and cfg.metrics.token_file == str(good)

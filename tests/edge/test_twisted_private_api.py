@@ -16,13 +16,14 @@ from pathlib import Path
 import pytest
 from packaging.specifiers import SpecifierSet
 from twisted.copyright import version as TWISTED
-from twisted.internet import abstract
+from twisted.internet import abstract, tcp, unix
 from twisted.internet.address import IPv4Address
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.protocols import basic
 from twisted.web import http, server
 from twisted.web.resource import Resource
 
+from ipydoc.edge.inherited_sockets import _SharedUnixPort
 from ipydoc.edge.limits import RequestLimits
 from ipydoc.edge.request_rules import StrictChannel, StrictChunkedDecoder, channel_factory
 
@@ -183,3 +184,16 @@ def test_tcp_connection_send_state_is_readable():
         assert fd._tempDataLen == len(b"queued")
     with private("FileDescriptor.dataBuffer", where):
         assert fd.dataBuffer == b""
+
+
+def test_an_adopted_listener_is_closed_without_ending_it_for_other_processes():
+    """A worker of ``ipydoc serve`` adopts listeners its supervisor and its successor
+    also hold: closing its copy must neither unlink the unix socket file nor shutdown()
+    the socket (that would stop it listening in every process)."""
+    where = "ipydoc.edge.inherited_sockets._SharedUnixPort"
+    with private("unix.Port._fromListeningDescriptor (adopting a unix listener)", where):
+        assert callable(unix.Port._fromListeningDescriptor)
+        assert issubclass(_SharedUnixPort, unix.Port)
+    with private("tcp._SocketCloser._shouldShutdown", where):
+        assert tcp._SocketCloser._shouldShutdown is True
+        assert _SharedUnixPort._shouldShutdown is False

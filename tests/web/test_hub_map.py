@@ -15,11 +15,12 @@ from ipydoc.web.history_pages import HistoryPages
 from ipydoc.web.home_pages import HomePages
 from ipydoc.web.hub import URL_MAP, HubSite
 from ipydoc.web.login_pages import LoginPages
+from ipydoc.web.metrics_page import MetricsPage
 from ipydoc.web.provider_pages import ProviderPages
 
 GROUPS = {"login": LoginPages, "providers": ProviderPages, "home": HomePages,
           "account": AccountPages, "admin": AdminPages, "history": HistoryPages,
-          "handoff": HandoffPage}
+          "handoff": HandoffPage, "metrics": MetricsPage}
 
 
 class Echo:
@@ -61,7 +62,7 @@ async def test_each_prefix_reaches_its_group_with_the_whole_path():
              "/spawn/alice", "/stop/alice", "/api/users/alice/server/progress", "/password",
              "/token", "/token/abc/revoke", "/admin", "/admin/api/servers", "/admin/users",
              "/admin/users/bob/stop", "/history/alice", "/history/alice/file",
-             "/handoff"]
+             "/handoff", "/metrics"]
     for path in paths:
         for method in ("GET", "POST"):
             response = await treq.request(method, "http://hub.test/hub" + path)
