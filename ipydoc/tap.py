@@ -191,7 +191,7 @@ class IpydocDaemon(MultiService):
         if cfg.history.enabled:
             from ipydoc.history.service import History
             self.history = History(cfg.history, state, self.redis, self.manager, reactor,
-                                   lease_ttl=cfg.cluster.lease_ttl,
+                                   secret=secret, lease_ttl=cfg.cluster.lease_ttl,
                                    sweep_interval=cfg.cluster.sweep_interval)
             self.history.setServiceParent(self)
         hosts = HostSessions(self.redis, load_secret(state / "secret"))
@@ -200,9 +200,12 @@ class IpydocDaemon(MultiService):
 
         from ipydoc.servers.culler import Culler, CullSettings
         cull = CullSettings(cfg.cull.idle_timeout, cfg.cull.max_age, cfg.cull.interval,
-                            cfg.cull.ignore_kernel_activity, cfg.cull.exempt_admins)
+                            cfg.cull.ignore_kernel_activity, cfg.cull.exempt_admins,
+                            cfg.cull.pause_after)
         self.culler = (Culler(self.manager, self.activity.last, cull, reactor,
-                              lease_ttl=cfg.cluster.lease_ttl) if cull.enabled else None)
+                              lease_ttl=cfg.cluster.lease_ttl,
+                              requests_under_way=self.gate.exchanges.requests)
+                       if cull.enabled else None)
         if self.culler is not None:
             self.culler.setServiceParent(self)
         self._metrics_refresher(cfg.metrics.per_user).setServiceParent(self)

@@ -177,6 +177,11 @@ class UserGate:
     # -- what the proxy reports ------------------------------------------------------------
     def saw_traffic(self, user: str) -> None:
         self._activity.saw(user)
+        if self.manager.is_paused(user):
+            # A WebSocket opened before the pause speaks again (a user back at an open
+            # notebook): thaw the server; the bytes wait in its socket meanwhile.
+            d = Deferred.fromCoroutine(self.manager.resume(user, "websocket"))
+            d.addErrback(lambda f: self.log.failure("resuming {user}'s server", f, user=user))
 
     def saw_response(self, user: str, method: bytes, path: bytes,
                      code: int) -> Deferred[None] | None:

@@ -20,6 +20,10 @@ only the last lets a byte through to the server:
    and anything else gets 503 (starting, or not running).  The route table is in memory;
    on a miss Redis is asked once (another daemon of the site may have just started the
    server), so a miss costs one read and a hit none.
+   A *paused* server (issue 15: :mod:`ipydoc.servers.pausing`) is resumed here (one
+   resume per user however many requests wait; a failure is a 502 saying why) and the
+   request goes on, its access log line marked ``resumed``; a running one costs nothing
+   more (its route is read anyway).
 6. **forward** -- a :class:`~ipydoc.proxy.gate.Forward` to the server, naming the
    credential (so the proxy can cut what it has open when it is revoked:
    :mod:`ipydoc.access.gate`) and the start page (for the proxy's error pages).
@@ -42,6 +46,8 @@ from twisted.web.iweb import IRequest
 from ipydoc.access.origin import changes_state, origin_allowed
 from ipydoc.access.tokens import TokenCheck, from_authorization
 from ipydoc.access.verdicts import Holder, json_reply, redirect, wants_page
+from ipydoc.backends.base import BackendError
+from ipydoc.edge.access_log import mark
 from ipydoc.edge.routing import Routing
 from ipydoc.proxy.gate import Forward, Reply
 from ipydoc.servers.manager import ServerManager
@@ -119,8 +125,22 @@ class Ladder:
             return json_reply(503, "your server is starting" if self.manager.is_starting(name)
                               else f"your server is not running: start it at "
                                    f"{hub}/hub/spawn/{name}")
+        if route.paused:
+            refused = await self._resume(request, name, holder)
+            if refused is not None:
+                return refused
         # 6. forward
         if holder.token_digest:
             await self.tokens.touch(holder.token_digest)
         return Forward(name, route.url, route.token, holder.credential,
                        self.routing.subdomain, partial(start_url, self.routing, request, name))
+
+    async def _resume(self, request: IRequest, name: str, holder: Holder) -> Reply | None:
+        """Step 5 for a paused server: thaw it, then the request goes on."""
+        try:
+            if await self.manager.resume(name, "token" if holder.token_digest else "proxy"):
+                mark(request, "resumed")
+        except BackendError as e:
+            return json_reply(502, f"your server is paused and could not be resumed: "
+                                   f"{e.message}")
+        return None

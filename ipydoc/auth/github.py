@@ -49,15 +49,19 @@ class GithubProvider:
             "client_id": self.settings.client_id, "redirect_uri": redirect_uri,
             "scope": self.scope, "state": state, "allow_signup": "false"})
 
-    async def _call(self, method: str, url: str, what: str, **kw: Any) -> tuple[int, Any]:
-        try:
-            reply = await self.http.request(method, url, **kw)
-        except Exception as e:  # noqa: BLE001 - any transport failure
-            return 0, f"{what}: {e.__class__.__name__}"
-        return reply.code, reply.json()
+    # -- the "connect" flow of a user's own history repository (scope repo; issue 18) --------
+    def repo_authorize_url(self, redirect_uri: str, state: str) -> str:
+        """The authorization of pushing to (and creating) the person's repositories."""
+        return f"{self.url}/login/oauth/authorize?" + urlencode({
+            "client_id": self.settings.client_id, "redirect_uri": redirect_uri,
+            "scope": "repo", "state": state, "allow_signup": "false"})
 
-    async def complete(self, code: str, redirect_uri: str, nonce: str,
-                       verifier: str) -> Identity:
+    async def repo_token(self, code: str, redirect_uri: str) -> str:
+        """The token of a connect flow's ``code`` (raises :class:`Refused`)."""
+        return await self._exchange(code, redirect_uri)
+
+    async def _exchange(self, code: str, redirect_uri: str) -> str:
+        """An authorization ``code`` for its access token (raises :class:`Refused`)."""
         s = self.settings
         status, data = await self._call(
             "POST", f"{self.url}/login/oauth/access_token", "token",
@@ -68,7 +72,20 @@ class GithubProvider:
             error = data.get("error") if isinstance(data, dict) else data
             raise Refused(PROVIDER_ERROR, f"token exchange: HTTP {status}, "
                                           f"error {str(error)[:80]!r}")
-        auth = {"Authorization": f"Bearer {data['access_token']}",
+        return data["access_token"]
+
+    async def _call(self, method: str, url: str, what: str, **kw: Any) -> tuple[int, Any]:
+        try:
+            reply = await self.http.request(method, url, **kw)
+        except Exception as e:  # noqa: BLE001 - any transport failure
+            return 0, f"{what}: {e.__class__.__name__}"
+        return reply.code, reply.json()
+
+    async def complete(self, code: str, redirect_uri: str, nonce: str,
+                       verifier: str) -> Identity:
+        s = self.settings
+        access_token = await self._exchange(code, redirect_uri)
+        auth = {"Authorization": f"Bearer {access_token}",
                 "X-GitHub-Api-Version": "2022-11-28"}
         status, user = await self._call("GET", f"{self.api}/user", "user", headers=auth)
         if status != 200 or not isinstance(user, dict) or \

@@ -49,6 +49,7 @@ class ServerInfo:
     started_at: float | None = None
     token: str | None = None       # recovered from the server's environment, for adoption
     base_url: str | None = None    # what it was started with, when the backend records it
+    paused: bool = False           # running but frozen (``pause``); ``running`` stays True
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class BackendEvent:
 
     name: str
     id: str
-    action: Literal["start", "die", "destroy"]
+    action: Literal["start", "die", "destroy", "pause", "unpause"]
     reason: str = ""               # why, for the user's page (e.g. "its node went down")
 
 
@@ -69,6 +70,13 @@ class Backend(Protocol):
 
     async def stop(self, name: str) -> None:
         """Stop and remove the server; never touch the user's files.  No-op if absent."""
+
+    async def pause(self, name: str) -> None:
+        """Freeze the user's server (memory kept, no CPU; Docker's cgroup freezer).  No-op
+        when already paused; ``BackendError("conflict", ...)`` when no server runs."""
+
+    async def unpause(self, name: str) -> None:
+        """Thaw a paused server.  No-op when it is not paused."""
 
     async def status(self, name: str) -> ServerInfo | None:
         """The user's server as the backend sees it now, or None."""

@@ -185,10 +185,37 @@ class DockerBackend(OneOpPerUser):
         if not self.body.ours(c, name):
             log.warn("not stopping {cname}: it is not managed by ipydoc", cname=cname)
             return
-        if (c.get("State") or {}).get("Running"):
+        state = c.get("State") or {}
+        if state.get("Paused"):
+            # A frozen container ignores SIGTERM until thawed: thaw it so Jupyter can
+            # shut down cleanly (its kernels and files) within stop_timeout.
+            await self.api.unpause_container(c["Id"])
+        if state.get("Running"):
             await self.api.stop_container(c["Id"], self.stop_timeout)
         await self.api.remove_container(c["Id"], force=True)
         log.info("stopped and removed {cname}", cname=cname)
+
+    async def pause(self, name: str) -> None:
+        """Freeze the user's container (``docker pause``): memory kept, no CPU."""
+        async with self._lock(checked_name(name)):
+            c = await self._ours_or_none(name)
+            state = (c or {}).get("State") or {}
+            if c is None or not state.get("Running"):
+                raise BackendError("conflict", f"{name} has no running server to pause")
+            if not state.get("Paused"):
+                await self.api.pause_container(c["Id"])
+                log.info("paused {cname}", cname=self.body.container_name(name))
+
+    async def unpause(self, name: str) -> None:
+        """Thaw the user's container; no-op when it is not paused (or gone)."""
+        async with self._lock(checked_name(name)):
+            c = await self._ours_or_none(name)
+            if c is not None and ((c.get("State") or {}).get("Paused")):
+                await self.api.unpause_container(c["Id"])
+
+    async def _ours_or_none(self, name: str) -> dict | None:
+        c = await self.api.inspect_container(self.body.container_name(name))
+        return c if c is not None and self.body.ours(c, name) else None
 
     async def status(self, name: str) -> ServerInfo | None:
         c = await self.api.inspect_container(self.body.container_name(name))
@@ -274,7 +301,8 @@ class DockerBackend(OneOpPerUser):
 
     def follow(self, listener: Callable[[BackendEvent], None],
                on_open: Callable[[bool], None] | None = None) -> None:
-        """Call ``listener`` for start/die/destroy of our containers; reconnects by itself.
+        """Call ``listener`` for start/die/destroy/pause/unpause of our containers;
+        reconnects by itself.
 
         ``on_open(reconnected)`` is called each time the stream is connected: events
         missed while it was down (a dockerd restart forgets them) are the caller's to

@@ -237,6 +237,13 @@ class DockerAPI:
             ok=(204, 304), none_on=(404,), timeout=self.timeout + timeout_s,
         )
 
+    async def pause_container(self, cid: str) -> None:
+        """Freeze every process of the container (the cgroup freezer)."""
+        await self._call("POST", f"/containers/{quote(cid)}/pause", ok=(204,))
+
+    async def unpause_container(self, cid: str) -> None:
+        await self._call("POST", f"/containers/{quote(cid)}/unpause", ok=(204,))
+
     async def remove_container(self, cid: str, force: bool = False) -> None:
         """Remove; a container that is gone (404) is fine.  Volumes are never removed."""
         await self._call(

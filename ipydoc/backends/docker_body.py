@@ -180,6 +180,7 @@ class ContainerBody:
             started_at=parse_docker_time(state.get("StartedAt")),
             token=token,
             base_url=labels.get(BASE_URL_LABEL),
+            paused=running and bool(state.get("Paused")),
         )
 
     def url(self, c: dict) -> str | None:

@@ -1,4 +1,4 @@
-"""Following the Engine's events stream: start/die/destroy of our containers, for
+"""Following the Engine's events stream: start/die/destroy/pause/unpause of our containers, for
 :meth:`ipydoc.backends.base.Backend.follow`.
 
 The stream reconnects by itself (:mod:`ipydoc.backends.event_stream`, backing off from
@@ -18,7 +18,7 @@ from ipydoc.backends.docker_api import DockerAPI
 from ipydoc.backends.docker_body import USER_LABEL
 from ipydoc.backends.event_stream import ReconnectingStream
 
-EVENT_ACTIONS = ("start", "die", "destroy")
+EVENT_ACTIONS = ("start", "die", "destroy", "pause", "unpause")
 
 
 class DockerEvents(ReconnectingStream):

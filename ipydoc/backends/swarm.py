@@ -18,10 +18,14 @@ manager through :class:`ipydoc.backends.swarm_api.SwarmAPI`.
   no registry pull, the same bytes on every node (each node must have it loaded).  With
   ``pull`` the name is used and nodes pull it.
 * **Events** are :mod:`ipydoc.backends.swarm_events`.
+* **Pause** (issue 15): Swarm has no pause verb; the task's container is frozen through
+  its node's engine (:mod:`ipydoc.backends.swarm_freezer`), and pauses are followed on the
+  node engines' events (:mod:`ipydoc.backends.swarm_pause_events`).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Callable, Protocol
 
 from twisted.internet.defer import DeferredLock
@@ -34,8 +38,11 @@ from ipydoc.backends.docker_body import MANAGED_LABEL, USER_LABEL, ContainerBody
 from ipydoc.backends.docker_formats import label_filters
 from ipydoc.backends.swarm_api import SwarmAPI
 from ipydoc.backends.swarm_body import ENDED, RUNNING, ServiceBody, current_task
+from ipydoc.backends.swarm_engines import NodeEngines
 from ipydoc.backends.swarm_events import SwarmEvents
+from ipydoc.backends.swarm_freezer import Freezer, container_of
 from ipydoc.backends.swarm_move import VolumeMover
+from ipydoc.backends.swarm_pause_events import PauseEvents
 from ipydoc.backends.swarm_placement import Node, choose, loads, unusable_message
 from ipydoc.backends.user_locks import OneOpPerUser
 from ipydoc.state.placements import Placement
@@ -96,6 +103,8 @@ class SwarmBackend(OneOpPerUser):
         self.pull = pull
         self.shared_storage = bool(volume_driver)
         self.node_engines = dict(node_engines or {})
+        self.engines = NodeEngines(reactor, api, self.node_engines)
+        self.freezer = Freezer(reactor, api, self.engines)
         self.extra_labels = dict(extra_labels or {})
         container = ContainerBody(
             notebook_dir=notebook_dir, cmd=list(cmd) if cmd else ["jupyter", "lab"],
@@ -105,9 +114,10 @@ class SwarmBackend(OneOpPerUser):
         self.body = ServiceBody(container, stop_timeout=stop_timeout,
                                 volume_driver=volume_driver, volume_options=volume_options)
         self.events = SwarmEvents(reactor, api, self.body, task_poll, self.extra_labels)
+        self.pause_events = PauseEvents(reactor, self.engines.every_engine(),
+                                        self._labels(), name_prefix)
         self._user_locks: dict[str, DeferredLock] = {}
         self._placing = DeferredLock()  # one new placement at a time: loads stay true
-        self._engines: dict[str, DockerAPI] = {}
 
     # -- what helper code (server move, image distribution) uses -------------------------
 
@@ -147,13 +157,7 @@ class SwarmBackend(OneOpPerUser):
 
     def engine(self, hostname: str) -> DockerAPI | None:
         """The Docker engine of node ``hostname`` (``node_engines``), or None."""
-        url = self.node_engines.get(hostname)
-        if url is None:
-            return None
-        api = self._engines.get(hostname)
-        if api is None:
-            api = self._engines[hostname] = DockerAPI(self.reactor, url)
-        return api
+        return self.engines.by_hostname(hostname)
 
     # -- Backend: start and stop --------------------------------------------------------
 
@@ -281,6 +285,13 @@ class SwarmBackend(OneOpPerUser):
             log.warn("not stopping {s}: it is not managed by ipydoc",
                      s=self.body.service_name(name))
             return
+        try:
+            # A frozen Jupyter cannot act on SIGTERM: thaw it first, so it shuts down
+            # cleanly (kernels, files) within the stop grace period.
+            await self.freezer.unpause(name, service)
+        except BackendError as e:
+            log.warn("could not unpause {name} before stopping it: {e}", name=name,
+                     e=e.message)
         await self.api.remove_service(service["ID"])
         self.events.kick()
         # Removing a service only asks the node to stop and remove its container; the
@@ -298,16 +309,33 @@ class SwarmBackend(OneOpPerUser):
             await deferLater(self.reactor, 0.2, lambda: None)
         log.info("stopped and removed {s}", s=self.body.service_name(name))
 
+    # -- Backend: pause (swarm_freezer) ----------------------------------------------
+
+    async def pause(self, name: str) -> None:
+        async with self._lock(checked_name(name)):
+            await self.freezer.pause(name, await self._service(name))
+
+    async def unpause(self, name: str) -> None:
+        async with self._lock(checked_name(name)):
+            await self.freezer.unpause(name, await self._service(name))
+
     # -- Backend: looking -------------------------------------------------------------
 
+    def _labels(self) -> dict[str, str | None]:
+        return {**self.extra_labels, MANAGED_LABEL: "1", USER_LABEL: None}
+
     def _label_filter(self) -> list[str]:
-        return label_filters({**self.extra_labels, MANAGED_LABEL: "1", USER_LABEL: None})
+        return label_filters(self._labels())
+
+    async def _service(self, name: str) -> dict | None:
+        service = await self.api.inspect_service(self.body.service_name(name))
+        return service if service is not None and self.body.ours(service, name) else None
 
     async def _ours(self) -> list[dict]:
         return [s for s in await self.api.list_services(self._label_filter())
                 if self.body.ours(s)]
 
-    async def _infos(self, services: list[dict]) -> list[ServerInfo]:
+    async def _infos(self, services: list[dict], user: str = "") -> list[ServerInfo]:
         if not services:
             return []
         tasks = await self.api.list_tasks({"label": self._label_filter()})
@@ -317,14 +345,18 @@ class SwarmBackend(OneOpPerUser):
         by_service: dict[str, list[dict]] = {}
         for t in tasks:
             by_service.setdefault(t.get("ServiceID", ""), []).append(t)
-        return [self.body.info(s, current_task(by_service.get(s["ID"], [])), addrs, ready)
-                for s in services]
+        current = {s["ID"]: current_task(by_service.get(s["ID"], [])) for s in services}
+        infos = [self.body.info(s, current[s["ID"]], addrs, ready) for s in services]
+        # Paused: asked of the nodes' engines, only for the servers that run.
+        running = [t for i in infos if i.running and (t := current[i.id]) is not None]
+        labels = {**self._labels(), **({USER_LABEL: user} if user else {})}
+        paused = await self.freezer.paused_containers(running, {n.id: n for n in nodes}, labels)
+        return [replace(i, paused=True) if container_of(current[i.id]) in paused else i
+                for i in infos]
 
     async def status(self, name: str) -> ServerInfo | None:
-        service = await self.api.inspect_service(self.body.service_name(name))
-        if service is None or not self.body.ours(service, name):
-            return None
-        return (await self._infos([service]))[0]
+        service = await self._service(name)
+        return (await self._infos([service], name))[0] if service is not None else None
 
     async def list(self) -> list[ServerInfo]:
         return await self._infos(await self._ours())
@@ -342,20 +374,15 @@ class SwarmBackend(OneOpPerUser):
         cid = ((task.get("Status") or {}).get("ContainerStatus") or {}).get("ContainerID")
         if not cid:
             return None
-        engine = await self._engine_of_node(task.get("NodeID") or "")
-        if engine is None:
-            return None
         try:
-            return await engine.stats(cid)
+            engine = await self._engine_of_node(task.get("NodeID") or "")
+            return await engine.stats(cid) if engine is not None else None
         except BackendError:
             return None
 
     async def _engine_of_node(self, node_id: str) -> DockerAPI | None:
-        info = await self.api.info()
-        if ((info.get("Swarm") or {}).get("NodeID")) == node_id:
-            return self.api
         node = {n.id: n for n in await self.nodes()}.get(node_id)
-        return self.engine(node.hostname) if node is not None else None
+        return await self.engines.of_node(node_id, node.hostname if node else "")
 
     async def check(self) -> str:
         await self.api.ping()
@@ -411,6 +438,8 @@ class SwarmBackend(OneOpPerUser):
     def follow(self, listener: Callable[[BackendEvent], None],
                on_open: Callable[[bool], None] | None = None) -> None:
         self.events.follow(listener, on_open)
+        self.pause_events.follow(listener, on_open)
 
     def stop_following(self) -> None:
         self.events.stop_following()
+        self.pause_events.stop_following()

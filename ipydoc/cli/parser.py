@@ -157,6 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     name_arg(cmd(server, "stop", "stop a user's server (files are kept)",
                  "Stop a user's server: the container is stopped and removed, the files "
                  "stay. Stopping a server that is not running is not an error."))
+    name_arg(cmd(server, "pause", "pause a user's server (memory and kernels kept)",
+                 "Freeze a user's running server (docker pause): its memory and its "
+                 "kernels' variables stay, it uses no CPU. Its first request resumes it "
+                 "(the user sees nothing but a short wait). Pausing a server that is not "
+                 "running, or already paused, is not an error."))
+    name_arg(cmd(server, "resume", "resume a user's paused server",
+                 "Thaw a paused server now (any request to it does the same). Resuming a "
+                 "server that is not paused is not an error."))
     q = cmd(server, "move", "move a user's files to another Swarm node (spawn.backend = swarm)",
             "Move NAME's files to NODE (a Swarm node's hostname or id): stop the server if "
             "it runs, copy the volume with helper tasks and verify it (bytes and sha256 at "
@@ -214,16 +222,30 @@ def build_parser() -> argparse.ArgumentParser:
     history = group("history", "versions of users' files (every save is a git commit)")
     q = cmd(history, "list", "a user's versioned files, or the versions of one file",
             "Without PATH: every file in NAME's history with its number of versions, last "
-            "change, and whether it still exists. With PATH: that file's versions, newest "
-            "first (REV, time, what happened).")
+            "change, and whether it still exists (a renamed file is listed under its new "
+            "name, with the versions it had before); with --deleted only the files that "
+            "no longer exist, with their last version and when they were deleted. With "
+            "PATH: that file's versions, newest first (REV, time, what happened, the path "
+            "it had then: versions follow the file through renames and moves).")
     name_arg(q)
     q.add_argument("path", nargs="?", help="a file path relative to the user's home")
+    q.add_argument("--deleted", action="store_true",
+                   help="only the deleted files, with the version `history restore` brings back")
     q = cmd(history, "restore", "write an old version of a file back (as a new save)",
             "Write version REV (from `history list NAME PATH`; 4+ hex digits) of PATH back "
-            "to NAME's running server. It is saved as a new version: nothing is lost.")
+            "to NAME's running server. It is saved as a new version: nothing is lost. "
+            "Works across renames (the version is read at the path it had then and "
+            "written to PATH) and for deleted files (`history list NAME --deleted`).")
     name_arg(q)
     q.add_argument("path", help="a file path relative to the user's home")
     q.add_argument("rev", help="the version (commit id or a unique prefix of 4+ digits)")
+    q = cmd(history, "export", "write a user's whole history as a git bundle",
+            "Write NAME's whole history (every version of every file) to FILE as a git "
+            "bundle (`git bundle create --all`), fetched from the daemon in chunks, so it "
+            "works over control.listen_tls too. Checked against the daemon's size and "
+            "sha256 before FILE appears. `git clone FILE` gives a normal repository.")
+    name_arg(q)
+    q.add_argument("file", help="the bundle to write ('-': standard output)")
     q = cmd(history, "dead-letters", "changes of a user that could not be versioned",
             "Changes the history worker gave up on, newest first, with the reason: the "
             "user's server answered beyond a limit (too large, an encoding not asked for, "

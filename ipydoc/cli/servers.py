@@ -9,7 +9,7 @@ from typing import Any
 
 from ipydoc.cli.client import Handler, Target, fetch_all, result, with_daemon
 from ipydoc.cli.errors import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, CliError
-from ipydoc.cli.output import ago, details, emit, server_rows, table, yes
+from ipydoc.cli.output import ago, details, emit, server_rows, table, when, yes
 
 
 def _status(args: argparse.Namespace, target: Target) -> int:
@@ -38,6 +38,33 @@ def _server_stop(args: argparse.Namespace, target: Target) -> int:
     return EXIT_OK
 
 
+def _server_pause(args: argparse.Namespace, target: Target) -> int:
+    from ipydoc.control import commands as c
+
+    r = result(target, c.ServerPause, name=args.name)
+    emit(args, r, f"paused the server of {args.name}" if r["paused"]
+           else f"the server of {args.name} was not running (or already paused)")
+    return EXIT_OK
+
+
+def _server_resume(args: argparse.Namespace, target: Target) -> int:
+    from ipydoc.control import commands as c
+
+    r = result(target, c.ServerResume, name=args.name)
+    emit(args, r, f"resumed the server of {args.name}" if r["resumed"]
+           else f"the server of {args.name} was not paused")
+    return EXIT_OK
+
+
+def _with_paused_since(item: dict[str, Any]) -> dict[str, Any]:
+    """For people: ``paused since <time> (<ago>)`` in the state of a paused server."""
+    since = item.get("paused_since")
+    if item.get("state") != "paused" or not since:
+        return item
+    return {**item, "state": f"paused since {when(since)} ({ago(since)})",
+            "paused_since": f"{when(since)} ({ago(since)})"}
+
+
 def _server_move(args: argparse.Namespace, target: Target) -> int:
     from ipydoc.control import commands as c
 
@@ -51,7 +78,7 @@ def _server_list(args: argparse.Namespace, target: Target) -> int:
     from ipydoc.control import commands as c
 
     servers = with_daemon(target, lambda p: fetch_all(p, c.ServerList))
-    emit(args, servers, server_rows(servers))
+    emit(args, servers, server_rows([_with_paused_since(s) for s in servers]))
     return EXIT_OK
 
 
@@ -59,7 +86,7 @@ def _server_show(args: argparse.Namespace, target: Target) -> int:
     from ipydoc.control import commands as c
 
     r = result(target, c.ServerShow, name=args.name)
-    emit(args, r, details(r))
+    emit(args, r, details(_with_paused_since(r)))
     return EXIT_OK
 
 
@@ -112,6 +139,8 @@ HANDLERS: dict[tuple[str, str | None], Handler] = {
     ('status', None): _status,
     ('server', 'start'): _server_start,
     ('server', 'stop'): _server_stop,
+    ('server', 'pause'): _server_pause,
+    ('server', 'resume'): _server_resume,
     ('server', 'move'): _server_move,
     ('server', 'list'): _server_list,
     ('server', 'show'): _server_show,

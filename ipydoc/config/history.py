@@ -25,6 +25,8 @@ class HistorySection:
     max_queue: int = 1000
     fetch_timeout: float = 60.0
     max_attempts: int = 10
+    user_repos: bool = True  # users may link a repository of their own (issue 18)
+    user_repo_allow_http: bool = False  # pasted repository URLs may be http:// (tests, LAN)
 
 
 def validate(h: HistorySection) -> None:

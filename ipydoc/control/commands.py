@@ -14,7 +14,7 @@ Conventions (so that no AMP value ever reaches the 64 KiB limit):
 * **Logs** come in chunks: ``ServerLogs(offset=0)`` reads the container's output once and
   answers its first chunk and ``next`` (the offset of the next chunk, -1 at the end);
   later calls on the same connection with ``offset=next`` return the rest of that same
-  snapshot.
+  snapshot.  ``HistoryExport`` pages a git bundle (bytes) the same way.
 * **Events** are read by long polling: ``Events(after=ID, wait=S)`` answers at once when
   events newer than ``ID`` exist, else waits up to ``S`` seconds (at most 30) for one.
   ``after=""`` answers the newest ``limit`` events (no waiting); ``after="$"`` means "from
@@ -200,6 +200,22 @@ class ServerStop(amp.Command):
     errors = ERRORS
 
 
+class ServerPause(amp.Command):
+    """Pause a user's running server (frozen, memory and kernels kept; the first request
+    resumes it).  ``result``: ``{"name", "paused"}`` (false: it was not running)."""
+    arguments = [(b"name", amp.Unicode())]
+    response = _RESULT
+    errors = ERRORS
+
+
+class ServerResume(amp.Command):
+    """Resume a user's paused server.  ``result``: ``{"name", "resumed"}`` (false: it
+    was not paused)."""
+    arguments = [(b"name", amp.Unicode())]
+    response = _RESULT
+    errors = ERRORS
+
+
 class ServerMove(amp.Command):
     """Move a user's files to another Swarm node (by hostname or id): stop, copy and
     verify, re-pin, start there if it ran (:mod:`ipydoc.servers.move`).  The old volume
@@ -283,9 +299,13 @@ class Events(amp.Command):
 # -- history (ipydoc.history) ---------------------------------------------------------------
 class HistoryList(amp.Command):
     """A user's versioned files (``path`` empty): ``path``, ``versions``, ``last``,
-    ``present``, ``size``; or the versions of one file: ``rev``, ``time``, ``author``,
-    ``message``, ``change`` (A/M/D), newest first.  ``NOT_AVAILABLE`` when history is off."""
-    arguments = [(b"name", amp.Unicode()), (b"path", amp.Unicode()), *_PAGE_ARGS]
+    ``present``, ``size``, ``rev`` (the last version), ``deleted`` (when, or null); only
+    the deleted ones with ``deleted``; or the versions of one file, followed through
+    renames: ``rev``, ``time``, ``author``, ``message``, ``change`` (A/M/D/R), ``path``
+    (the path then), ``from_path`` (R), newest first.  ``NOT_AVAILABLE`` when history is
+    off."""
+    arguments = [(b"name", amp.Unicode()), (b"path", amp.Unicode()), *_PAGE_ARGS,
+                 (b"deleted", amp.Boolean(optional=True))]
     response = _PAGE_ANSWER
     errors = ERRORS
 
@@ -295,6 +315,18 @@ class HistoryRestore(amp.Command):
     which becomes a new version).  ``result``: ``{"name", "path", "rev"}``."""
     arguments = [(b"name", amp.Unicode()), (b"path", amp.Unicode()), (b"rev", amp.Unicode())]
     response = _RESULT
+    errors = ERRORS
+
+
+class HistoryExport(amp.Command):
+    """The whole history of ``name`` as a git bundle, in chunks: ``offset=0`` makes the
+    bundle (kept open for this connection) and answers its first chunk; later calls on
+    the same connection with ``offset=next`` the rest (``next`` -1 at the end).  ``size``
+    and ``sha256`` are the whole bundle's, to check what was written.  ``NOT_FOUND`` when
+    the user has no history yet."""
+    arguments = [(b"name", amp.Unicode()), (b"offset", amp.Integer())]
+    response = [(b"data", amp.String()), (b"next", amp.Integer()), (b"size", amp.Integer()),
+                (b"sha256", amp.Unicode())]
     errors = ERRORS
 
 

@@ -1,19 +1,26 @@
-"""Control commands on users' file history: list files and versions, restore a version,
-and the changes the history worker gave up on."""
+"""Control commands on users' file history: list files (deleted ones too) and versions
+(followed through renames), restore a version, export the whole history as a git bundle
+(in chunks, so it works over ``control.listen_tls`` too), and the changes the history
+worker gave up on."""
 
 from __future__ import annotations
 
 import json
+from typing import IO, Any
+
+from twisted.internet import threads
 
 from ipydoc.control import commands as c
 from ipydoc.control.base import ControlBase, page, responder
 from ipydoc.control.collaborators import HistoryReader
 from ipydoc.history.errors import HistoryError, NoSuchVersion
-from ipydoc.history.repo import check_path
+from ipydoc.history.repo import GitError, check_path
 
 
 class HistoryCommands(ControlBase):
     """Users' file history (``NOT_AVAILABLE`` when history is switched off)."""
+
+    _exports: dict[str, tuple[IO[bytes], int, str]]   # open bundles of this connection
 
     def _history(self) -> HistoryReader:
         history = self.context.history
@@ -22,11 +29,15 @@ class HistoryCommands(ControlBase):
         return history
 
     @responder(c.HistoryList)
-    async def history_list(self, name: str, path: str, offset: int, limit: int) -> dict:
+    async def history_list(self, name: str, path: str, offset: int, limit: int,
+                           deleted: bool = False) -> dict:
         history = self._history()
         await self._user(name)
         if not path:
             items = await history.files(name)
+            if deleted:
+                items = sorted((f for f in items if not f["present"]),
+                               key=lambda f: -float(f["deleted"] or 0))
         else:
             try:
                 check_path(path)
@@ -54,6 +65,39 @@ class HistoryCommands(ControlBase):
         self.log.info("control: restored {path} of {name} to {rev} (by {peer})", path=path,
                       name=name, rev=full[:8], peer=self.peer())
         return {"result": json.dumps({"name": name, "path": path, "rev": full})}
+
+    @responder(c.HistoryExport)
+    async def history_export(self, name: str, offset: int) -> dict:
+        history = self._history()
+        await self._user(name)
+        exports = self.__dict__.setdefault("_exports", {})
+        if offset <= 0 or name not in exports:
+            self._close_export(name)
+            try:
+                exports[name] = await threads.deferToThread(history.repo(name).bundle_file)
+            except GitError as e:
+                raise c.NotFound(f"{name} has no history to export ({e})") from None
+            offset = 0
+            self.log.info("control: export of the history of {name} ({size} bytes, by "
+                          "{peer})", name=name, size=exports[name][1], peer=self.peer())
+        f, size, sha = exports[name]
+        f.seek(offset)
+        data = f.read(c.PAGE_BYTES)
+        nxt = offset + len(data)
+        if nxt >= size or not data:
+            self._close_export(name)
+            nxt = -1
+        return {"data": data, "next": nxt, "size": size, "sha256": sha}
+
+    def _close_export(self, name: str) -> None:
+        found = self.__dict__.get("_exports", {}).pop(name, None)
+        if found is not None:
+            found[0].close()
+
+    def connectionLost(self, reason: Any) -> None:
+        for name in list(self.__dict__.get("_exports", {})):
+            self._close_export(name)
+        super().connectionLost(reason)
 
     @responder(c.HistoryDeadLetters)
     async def history_dead_letters(self, name: str, offset: int, limit: int) -> dict:

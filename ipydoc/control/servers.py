@@ -1,5 +1,5 @@
-"""Control commands on the daemon and user servers: status, start, stop, list, show,
-logs (through the backend interface), the routing table, and a culler run."""
+"""Control commands on the daemon and user servers: status, start, stop, pause, resume,
+list, show, logs (through the backend interface), the routing table, and a culler run."""
 
 from __future__ import annotations
 
@@ -86,6 +86,30 @@ class ServerCommands(ControlBase):
                           peer=self.peer())
         return {"result": json.dumps({"name": name, "stopped": stopped})}
 
+    @responder(c.ServerPause)
+    async def server_pause(self, name: str) -> dict:
+        await self._user(name)
+        if self.manager.is_busy(name):
+            raise c.Conflict(f"the server of {name} is starting or stopping")
+        try:
+            paused = await self.manager.pause(name, "paused by an admin")
+        except BackendError as e:
+            raise c.ControlError(f"could not pause the server of {name}: {e.message}") from None
+        if paused:
+            self.log.info("control: paused the server of {name} (by {peer})", name=name,
+                          peer=self.peer())
+        return {"result": json.dumps({"name": name, "paused": paused})}
+
+    @responder(c.ServerResume)
+    async def server_resume(self, name: str) -> dict:
+        await self._user(name)
+        try:
+            resumed = await self.manager.resume(name, "cli")
+        except BackendError as e:
+            raise c.ControlError(f"could not resume the server of {name}: "
+                                 f"{e.message}") from None
+        return {"result": json.dumps({"name": name, "resumed": resumed})}
+
     @responder(c.ServerMove)
     async def server_move(self, name: str, node: str) -> dict:
         await self._user(name)
@@ -120,8 +144,8 @@ class ServerCommands(ControlBase):
             item["backend"] = {"error": e.message}
         else:
             item["backend"] = None if info is None else {
-                "id": info.id[:12], "running": info.running, "url": info.url,
-                "image": info.image, "started": info.started_at}
+                "id": info.id[:12], "running": info.running, "paused": info.paused,
+                "url": info.url, "image": info.image, "started": info.started_at}
         item["busy"] = self.manager.is_busy(name)
         progress = self.manager.progress.get(name)
         steps = getattr(progress, "steps", None) or []

@@ -3,6 +3,9 @@
 An OAuth/OIDC callback carries a one-time ``code`` and the ``state`` in its query, and
 some clients put ``token=`` in a query; twisted.web's combined log format would write them
 to the log (the request line and the Referer).  Their values are replaced by ``…`` before the line is formatted.
+
+:func:`mark` adds a word at the end of a request's line (``resumed``: it woke a paused
+server, issue 15).
 """
 
 from __future__ import annotations
@@ -33,22 +36,32 @@ def _escape(value: bytes) -> str:
     return _UNSAFE.sub(lambda m: "\\x%02x" % ord(m.group()), text)
 
 
+MARK_ATTR = "ipydoc_log_mark"
+
+
+def mark(request: Any, word: str) -> None:
+    """Add ``word`` (a fixed word of ours, never user data) to ``request``'s log line."""
+    setattr(request, MARK_ATTR, word)
+
+
 def fields(request: Any) -> tuple[Any, ...]:
     """What a log line needs from ``request``, taken now (the line is made later)."""
     headers = request.requestHeaders
     return (getattr(request.getClientAddress(), "host", None), request.method, request.uri,
             request.clientproto, request.code, request.sentLength,
-            headers.getRawHeaders(b"referer"), headers.getRawHeaders(b"user-agent"))
+            headers.getRawHeaders(b"referer"), headers.getRawHeaders(b"user-agent"),
+            getattr(request, MARK_ATTR, None))
 
 
 def format_line(timestamp: str, f: tuple[Any, ...]) -> str:
     """The combined log format (as twisted.web's ``combinedLogFormatter``), URIs masked."""
-    host, method, uri, proto, code, length, referer, agent = f
-    return '"%s" - - %s "%s %s %s" %d %s "%s" "%s"' % (
+    host, method, uri, proto, code, length, referer, agent, word = f
+    line = '"%s" - - %s "%s %s %s" %d %s "%s" "%s"' % (
         _escape((host or "-").encode("latin-1", "replace")), timestamp, _escape(method),
         _escape(scrub_uri(uri)), _escape(proto), code, length or "-",
         _escape(scrub_uri(referer[0])) if referer else "-",
         _escape(agent[0]) if agent else "-")
+    return f"{line} {word}" if word else line
 
 
 class BatchedLog:

@@ -180,10 +180,26 @@ class Contents:
             except UnicodeDecodeError:
                 model = {"type": "file", "format": "base64",
                          "content": base64.b64encode(data).decode()}
+        await self._put(name, route, path, model, "the restore",
+                        timeout=max(120.0, self.cfg.fetch_timeout))
+
+    async def make_folders(self, name: str, route: Any, path: str) -> None:
+        """Create the folders ``path`` lies in (``PUT`` of a directory model; one that
+        exists is left as it is), so a file of a deleted folder can be restored."""
+        parts = path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            folder = "/".join(parts[:i])
+            await self._put(name, route, folder, {"type": "directory"},
+                            f"to create the folder {folder}", timeout=self.cfg.fetch_timeout)
+
+    async def _put(self, name: str, route: Any, path: str, model: dict[str, Any],
+                   what: str, timeout: float) -> None:
+        """``PUT`` a contents model on ``name``'s server; :class:`HistoryError` saying
+        ``what`` was refused (with the server's message, bounded) if it is not 200/201."""
         try:
             r = await self._fetch.request(
                 "PUT", self.url(name, route, path), body=json.dumps(model).encode(),
-                max_body=MODEL_BUDGET, timeout=max(120.0, self.cfg.fetch_timeout),
+                max_body=MODEL_BUDGET, timeout=timeout,
                 headers={"Authorization": f"token {route.token}",
                          "Content-Type": "application/json"})
         except FetchError as e:
@@ -196,7 +212,7 @@ class Contents:
                 why = str(answer.get("message", ""))[:200] if isinstance(answer, dict) else ""
             except FetchError:
                 pass
-            raise HistoryError(f"the server refused the restore: HTTP {r.code} {why}".strip())
+            raise HistoryError(f"the server refused {what}: HTTP {r.code} {why}".strip())
 
 
 def children(listing: dict[str, Any] | None) -> list[dict[str, Any]]:

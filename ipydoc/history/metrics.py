@@ -17,6 +17,10 @@ from prometheus_client import Counter, Gauge
 PUSH_FAILURES = Counter("ipydoc_history_mirror_push_failures",
                         "Failed pushes of users' histories to history.remote")
 PUSHES = Counter("ipydoc_history_mirror_pushes", "Successful pushes to history.remote")
+USER_REPO_PUSHES = Counter("ipydoc_history_user_repo_pushes",
+                           "Pushes to users' own repositories, by outcome "
+                           "(ok, failed: retried, refused: stopped until the user acts)",
+                           ["outcome"])
 
 QUEUE = Gauge("ipydoc_history_queue_length",
               "Saves seen by the proxy and not yet committed (site-wide)")

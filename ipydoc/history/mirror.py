@@ -9,20 +9,18 @@ commits; recovery is the event ``history-push-ok``.  With ``history.create_repo`
 repository is first created with ``POST {api_url}/orgs/{api_org}/repos`` (private; HTTP
 422 "already exists" is fine).  HTTPS credentials go to git as an ``http.extraHeader``
 through ``GIT_CONFIG_*`` environment variables, never on a command line or in a URL.
-Not done: pushing with the user's own OAuth token.
+Users' own repositories, with their own credentials, are :mod:`.user_repo`.
 
 The GitHub API is a trusted service, not a user's server, so it is called with ``treq``.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import treq
-from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web.client import Agent
 
@@ -31,6 +29,8 @@ from ipydoc.config.history import HistorySection
 from ipydoc.history import metrics
 from ipydoc.history.contents import StoreSource
 from ipydoc.history.errors import HistoryError
+from ipydoc.history.git_push import auth_env
+from ipydoc.history.push_schedule import PushSchedule, Retry
 from ipydoc.history.repo import GitError, GitRepo, Repositories
 
 
@@ -46,10 +46,8 @@ class Pusher:
         self.repos = repos
         self._store_source = store_source
         self.reactor = reactor
-        self._busy: set[str] = set()
-        self._again: set[str] = set()
-        self._timers: dict[str, Any] = {}
-        self._failures: dict[str, int] = {}
+        # one push at a time per user, coalescing, backoff (shared with .user_repo)
+        self.schedule = PushSchedule(self._push, reactor, cfg.push_backoff_max)
         self._client: Any = None
 
     @property
@@ -69,17 +67,11 @@ class Pusher:
         return self.cfg.remote.replace("{name}", name)
 
     def stop(self) -> None:
-        for timer in self._timers.values():
-            if timer.active():
-                timer.cancel()
-        self._timers.clear()
+        self.schedule.stop()
 
     def forget(self, name: str) -> None:
         """No retry of ``name``'s push after its history is purged."""
-        timer = self._timers.pop(name, None)
-        if timer is not None and timer.active():
-            timer.cancel()
-        self._failures.pop(name, None)
+        self.schedule.forget(name)
 
     async def resume(self) -> None:
         """At start: push every repository the mirror is behind on."""
@@ -90,66 +82,42 @@ class Pusher:
                 self.soon(name)
 
     def soon(self, name: str) -> None:
-        if name in self._busy:
-            self._again.add(name)
-            return
-        timer = self._timers.get(name)
-        if timer is not None and timer.active():
-            return  # a retry is scheduled; it pushes the newest commit anyway
-        self._busy.add(name)
-        d = defer.Deferred.fromCoroutine(self._push(name))
-        d.addErrback(lambda f: self.log.failure("history: pushing {name}", f, name=name))
+        self.schedule.soon(name)
 
     async def _push(self, name: str) -> None:
+        store = self.store
+        state = await store.history_push_state(name)
         try:
-            self._again.discard(name)
-            store = self.store
-            state = await store.history_push_state(name)
-            try:
-                if self.cfg.create_repo and state.get("created") != "1":
-                    await self._create(name)
-                    await store.set_history_push_state(name, created=1)
-                repo = self.repos.repo(name)
-                head = await self.repos.thread(repo.head)
-                if head is None:
-                    return
-                await self.repos.thread(self._git_push, repo, name)
-            except (GitError, HistoryError, OSError) as e:
-                metrics.PUSH_FAILURES.inc()
-                failures = self._failures[name] = self._failures.get(name, 0) + 1
-                delay = min(float(self.cfg.push_backoff_max), 2.0 ** (failures - 1))
-                why = _scrub(str(e), self.cfg.remote_token)[:500]
-                await store.set_history_push_state(name, state="failing", error=why,
-                                                   attempts=failures)
-                await store.add_event("history-push-failed", name,
-                                      f"attempt {failures}, next in {delay:g}s: {why}")
-                self.log.warn("history: push of {name} failed ({why}); retry in {d}s",
-                              name=name, why=why, d=delay)
-                self._timers[name] = self.reactor.callLater(delay, self._retry, name)
+            if self.cfg.create_repo and state.get("created") != "1":
+                await self._create(name)
+                await store.set_history_push_state(name, created=1)
+            repo = self.repos.repo(name)
+            head = await self.repos.thread(repo.head)
+            if head is None:
                 return
-            metrics.PUSHES.inc()
-            failed_before = self._failures.pop(name, 0)
-            await store.set_history_push_state(name, state="ok", rev=head, error="",
-                                               attempts=0)
-            if failed_before:
-                await store.add_event("history-push-ok", name,
-                                      f"pushed {head[:8]} after {failed_before} failed attempts")
-        finally:
-            self._busy.discard(name)
-            if name in self._again and name not in self._timers:
-                self.soon(name)
-
-    def _retry(self, name: str) -> None:
-        self._timers.pop(name, None)
-        self.soon(name)
+            await self.repos.thread(self._git_push, repo, name)
+        except (GitError, HistoryError, OSError) as e:
+            metrics.PUSH_FAILURES.inc()
+            failures = self.schedule.failures[name] = self.schedule.failures.get(name, 0) + 1
+            delay = self.schedule.delay(name)
+            why = _scrub(str(e), self.cfg.remote_token)[:500]
+            await store.set_history_push_state(name, state="failing", error=why,
+                                               attempts=failures)
+            await store.add_event("history-push-failed", name,
+                                  f"attempt {failures}, next in {delay:g}s: {why}")
+            self.log.warn("history: push of {name} failed ({why}); retry in {d}s",
+                          name=name, why=why, d=delay)
+            raise Retry() from None
+        metrics.PUSHES.inc()
+        failed_before = self.schedule.failures.pop(name, 0)
+        await store.set_history_push_state(name, state="ok", rev=head, error="",
+                                           attempts=0)
+        if failed_before:
+            await store.add_event("history-push-ok", name,
+                                  f"pushed {head[:8]} after {failed_before} failed attempts")
 
     def _git_push(self, repo: GitRepo, name: str) -> None:
-        env: dict[str, str] = {}
-        token = self.cfg.remote_token
-        if token and urlsplit(self.url(name)).scheme in ("http", "https"):
-            basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-            env = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
-                   "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"}
+        env = auth_env(self.url(name), self.cfg.remote_token)  # shared with user_repo
         repo.run("push", "--quiet", "--porcelain", self.url(name),
                  "refs/heads/main:refs/heads/main", env=env, timeout=300)
 

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from twisted.internet import defer, threads
 
@@ -37,17 +39,111 @@ class GitError(Exception):
     """git refused or failed; the message is git's own, first lines."""
 
 
+#: ``git log`` records: RS, then id, author time, author, subject (US-separated), NUL.
+LOG_FORMAT = "%x1e%H%x1f%at%x1f%an%x1f%s"
+#: Rename detection: git's default similarity (50%).  The history worker commits a
+#: rename or move on its own (``Rename A to B``: the same blobs at new paths), so its
+#: renames are exact (R100) and always found; the threshold only matters for histories
+#: whose commits rename and edit at once.
+RENAMES = "-M50%"
+
+
 @dataclass(frozen=True)
 class Version:
     rev: str
     time: float
     author: str
     message: str
-    change: str = ""   # A(dded), M(odified), D(eleted) for a path's log
+    change: str = ""     # A(dded), M(odified), D(eleted), R(enamed) for a path's log
+    path: str = ""       # the path the file had in this version (a path's log)
+    from_path: str = ""  # R: the path it had before
 
     def as_dict(self) -> dict[str, object]:
         return {"rev": self.rev, "time": self.time, "author": self.author,
-                "message": self.message, "change": self.change}
+                "message": self.message, "change": self.change, "path": self.path,
+                "from_path": self.from_path}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One path a commit changed: ``status`` A/M/D/R/T; ``from_path`` for a rename."""
+    status: str
+    path: str
+    from_path: str = ""
+
+
+@dataclass(frozen=True)
+class Commit:
+    rev: str
+    time: float
+    author: str
+    message: str
+    entries: tuple[Entry, ...] = ()
+
+
+def parse_log(out: bytes) -> list[Commit]:
+    """The commits of ``git log --format=LOG_FORMAT [--name-status] -z``."""
+    commits = []
+    for record in out.decode("utf-8", "surrogateescape").split("\x1e"):
+        if not record.strip("\0\n"):
+            continue
+        head, _, rest = record.partition("\0")
+        rev, at, author, subject = (head.split("\x1f") + ["", "", "", ""])[:4]
+        commits.append(Commit(rev, float(at or 0), author, subject,
+                              tuple(parse_entries(rest.lstrip("\n")))))
+    return commits
+
+
+def parse_entries(text: str) -> list[Entry]:
+    """The changes of ``--name-status -z``: ``STATUS\\0PATH\\0`` or, for a rename or
+    copy, ``STATUS\\0OLD\\0NEW\\0``."""
+    tokens = text.split("\0")
+    entries, i = [], 0
+    while i < len(tokens):
+        status = tokens[i].strip()
+        if not status:
+            i += 1
+        elif status[0] in "RC" and i + 2 < len(tokens):
+            entries.append(Entry(status[0], tokens[i + 2], tokens[i + 1]))
+            i += 3
+        elif i + 1 < len(tokens):
+            entries.append(Entry(status[0], tokens[i + 1]))
+            i += 2
+        else:
+            break
+    return entries
+
+
+def lineages(commits: list[Commit], present: dict[str, tuple[str, int]]
+             ) -> dict[str, dict[str, object]]:
+    """Every file of ``commits`` (newest first) by its latest path: ``versions`` (commits
+    of the file, through renames), ``last`` (time of the latest), ``rev`` (the newest
+    commit in which the file exists: what a restore brings back), ``present`` and
+    ``size`` at ``present`` (the files at ``main``), ``deleted`` (when, or None).
+    A path renamed away is not listed (its versions count under the new path)."""
+    files: dict[str, dict[str, object]] = {}
+    for c in reversed(commits):
+        for e in c.entries:
+            item = files.pop(e.from_path, None) if e.status in "RC" and e.from_path \
+                else None
+            item = item or files.get(e.path) or {"path": e.path, "versions": 0, "last": 0.0,
+                                                 "rev": "", "deleted": None}
+            item["path"] = e.path
+            item["versions"] = int(item["versions"]) + 1  # type: ignore[call-overload]
+            item["last"] = c.time
+            if e.status == "D":
+                item["deleted"] = c.time
+            else:
+                item["rev"], item["deleted"] = c.rev, None
+            files[e.path] = item
+    for name, item in files.items():
+        item["present"] = name in present
+        item["size"] = present[name][1] if name in present else None
+        if item["present"]:
+            item["deleted"] = None
+        elif item["deleted"] is None:
+            item["deleted"] = item["last"]  # removed in a commit older than the log read
+    return files
 
 
 @dataclass(frozen=True)
@@ -208,58 +304,96 @@ class GitRepo:
 
     # -- reading history -------------------------------------------------------------------
     def log(self, path: str | None = None, limit: int = 500) -> list[Version]:
-        """Commits touching ``path`` (or all), newest first."""
+        """Commits touching ``path`` (or all), newest first.  With a path, the file is
+        followed back through renames and moves: each version carries the path the file
+        had then, a rename its old path (``from_path``) and change ``R``.
+
+        Not ``git log --follow``: that also takes a *copy* of any unchanged file for the
+        file's origin (``--find-copies-harder``), and two small notebooks are over 50%
+        alike by their JSON frame alone, so a new notebook would inherit another one's
+        versions.  Here the path's own log is read, and each commit that added the path
+        is asked (:meth:`renamed_to`) whether it was the target of a rename: if so the
+        walk goes on under the old path from that commit's parent."""
         head = self.head()
         if head is None:
             return []
-        fmt = "%x1e%H%x1f%at%x1f%an%x1f%s"
-        args = ["log", f"--format={fmt}", f"-n{limit}", "--no-renames", head]
-        if path:
-            args = ["log", f"--format={fmt}", f"-n{limit}", "--no-renames", "--name-status",
-                    "-z", head, "--", path]
-        out = self.run(*args).decode("utf-8", "replace")
-        versions = []
-        for record in out.split("\x1e"):
-            if not record.strip():
-                continue
-            head_line, _, rest = record.partition("\n")
-            rev, at, author, subject = (head_line.split("\x1f") + ["", "", "", ""])[:4]
-            subject = subject.rstrip("\0")
-            change = ""
-            if path:
-                statuses = [s for s in rest.split("\0") if s.strip()]
-                # name-status -z: STATUS\0PATH\0...; the exact path first if present
-                pairs = list(zip(statuses[::2], statuses[1::2]))
-                exact = [s for s, p in pairs if p == path]
-                change = (exact or [s for s, _ in pairs] or [""])[0].strip()
-            versions.append(Version(rev, float(at or 0), author, subject, change))
+        if not path:
+            out = self.run("log", f"--format={LOG_FORMAT}", f"-n{limit}", "--no-renames",
+                           "-z", head)
+            return [Version(c.rev, c.time, c.author, c.message) for c in parse_log(out)]
+        versions: list[Version] = []
+        start: str | None = head
+        current = path
+        while start and len(versions) < limit:
+            out = self.run("log", f"--format={LOG_FORMAT}", f"-n{limit - len(versions)}",
+                           "--no-renames", "--name-status", "-z", start, "--", current)
+            start = None
+            for c in parse_log(out):
+                mine = [e for e in c.entries if e.path == current] or list(c.entries[:1])
+                e = mine[0] if mine else Entry("", current)
+                source = self.renamed_to(c.rev, current) if e.status == "A" else None
+                versions.append(Version(c.rev, c.time, c.author, c.message,
+                                        "R" if source else e.status, e.path, source or ""))
+                if source:
+                    start, current = self.parent(c.rev), source
+                    break
         return versions
 
-    def summary(self, limit: int = 2000) -> dict[str, dict[str, object]]:
-        """Every path ever versioned: versions, last change time, present at ``main``."""
+    def renamed_to(self, rev: str, path: str) -> str | None:
+        """The old path of a rename to ``path`` in commit ``rev``, if it was one."""
+        out = self.run("diff-tree", "-r", RENAMES, "--root", "--no-commit-id",
+                       "--name-status", "-z", rev)
+        found = [e.from_path for e in parse_entries(out.decode("utf-8", "surrogateescape"))
+                 if e.status == "R" and e.path == path]
+        return found[0] if found else None
+
+    def parent(self, rev: str) -> str | None:
+        out = self.run("rev-parse", "-q", "--verify", rev + "^", ok=(0, 1, 128))
+        return out.decode().strip() or None
+
+    def history(self, limit: int = 5000) -> list[Commit]:
+        """Every commit (newest first) with its changes, renames detected (``R``)."""
         head = self.head()
         if head is None:
-            return {}
-        out = self.run("log", "--format=%x1e%at", f"-n{limit}", "--no-renames",
-                       "--name-only", "-z", head).decode("utf-8", "surrogateescape")
-        result: dict[str, dict[str, object]] = {}
-        for record in out.split("\x1e"):
-            if not record.strip():
-                continue
-            at, _, rest = record.partition("\n")
-            at = at.strip("\0\n") or "0"
-            for name in rest.split("\0"):
-                name = name.strip("\n")
-                if not name:
-                    continue
-                item = result.setdefault(name, {"path": name, "versions": 0, "last": 0.0})
-                item["versions"] = int(item["versions"]) + 1  # type: ignore[call-overload]
-                item["last"] = max(float(item["last"]), float(at))  # type: ignore[arg-type]
-        present = self.files(head)
-        for name, item in result.items():
-            item["present"] = name in present
-            item["size"] = present[name][1] if name in present else None
-        return result
+            return []
+        return parse_log(self.run("log", f"--format={LOG_FORMAT}", f"-n{limit}", RENAMES,
+                                  "--name-status", "-z", head))
+
+    def is_ancestor(self, older: str, newer: str) -> bool:
+        """Is commit ``older`` ``newer`` itself or one of its ancestors?"""
+        out = subprocess.run([self.git, "merge-base", "--is-ancestor", older, newer],
+                             capture_output=True, env=self._env(), timeout=60)
+        return out.returncode == 0
+
+    def summary(self, limit: int = 5000) -> dict[str, dict[str, object]]:
+        """Every file of the history, present or deleted (a file renamed away is listed
+        under its new path, with the versions it had before): see :func:`lineages`."""
+        return lineages(self.history(limit), self.files())
+
+    def bundle(self, dest: Path) -> int:
+        """Write the whole history as a git bundle (``git bundle create --all``) to
+        ``dest``; its size.  :class:`GitError` when there is nothing to bundle yet."""
+        if self.head() is None:
+            raise GitError("git bundle: the history is empty")
+        self.run("bundle", "create", "--quiet", str(dest), "--all", timeout=600)
+        return dest.stat().st_size
+
+    def bundle_file(self) -> tuple[IO[bytes], int, str]:
+        """The bundle in a private temp folder next to the repository, opened and then
+        unlinked (a crash leaves nothing behind): (file, size, sha256).  The caller
+        closes the file."""
+        folder = Path(tempfile.mkdtemp(prefix=".bundle-", dir=self.path.parent))
+        try:
+            path = folder / "history.bundle"
+            size = self.bundle(path)
+            f = path.open("rb")
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        digest = hashlib.sha256()
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+        f.seek(0)
+        return f, size, digest.hexdigest()
 
 
 class Repositories:

@@ -9,7 +9,8 @@ This module only wires the parts and is the one interface the rest of ipydoc use
   server, within budgets;
 * :mod:`ipydoc.history.repo` — the git repositories;
 * :mod:`ipydoc.history.reader` — files, versions, diff, restore;
-* :mod:`ipydoc.history.mirror` — the push to ``history.remote``.
+* :mod:`ipydoc.history.mirror` — the push to ``history.remote``;
+* :mod:`ipydoc.history.user_repo` — the push to each user's own repository.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from ipydoc.history.mirror import Pusher
 from ipydoc.history.queue import HistoryQueue
 from ipydoc.history.reader import HistoryReader
 from ipydoc.history.repo import GitRepo, Repositories, Version
+from ipydoc.history.sealing import Sealer
+from ipydoc.history.user_repo import UserRepos
 
 
 class History(Service):
@@ -36,20 +39,29 @@ class History(Service):
     log = Logger()
 
     def __init__(self, cfg: HistorySection, state_dir: Path, store_source: StoreSource,
-                 manager: UserServers, reactor: Any, lease_ttl: float = 10.0,
+                 manager: UserServers, reactor: Any, secret: bytes, lease_ttl: float = 10.0,
                  sweep_interval: float = 5.0) -> None:
         self.cfg = cfg
         self.root = state_dir / "history"
         self.repos = Repositories(self.root, cfg.git, reactor)
         self.contents = Contents(cfg, manager, store_source, reactor)
         self.pusher = Pusher(cfg, self.repos, store_source, reactor) if cfg.remote else None
-        recorder = Recorder(self.repos, self.contents,
-                            on_commit=self.pusher.soon if self.pusher is not None else None)
+        self.user_repos = UserRepos(
+            self.repos, store_source, Sealer.from_secret(secret), reactor,
+            cfg.push_backoff_max, cfg.user_repo_allow_http) if cfg.user_repos else None
+        recorder = Recorder(self.repos, self.contents, on_commit=self._committed)
         # lease_ttl, sweep_interval: [cluster] (several daemons; ipydoc.history.queue)
         self.queue = HistoryQueue(cfg, store_source, manager, self.contents, recorder, reactor,
                                   lease_ttl=lease_ttl, sweep_interval=sweep_interval)
         self.reader = HistoryReader(cfg, self.repos, store_source, manager, self.contents,
                                     self.queue.enqueue)
+
+    def _committed(self, name: str) -> None:
+        """After each commit: push to the site mirror and to the user's own repository."""
+        if self.pusher is not None:
+            self.pusher.soon(name)
+        if self.user_repos is not None:
+            self.user_repos.soon(name)
 
     def repo(self, name: str) -> GitRepo:
         return self.repos.repo(name)
@@ -61,6 +73,8 @@ class History(Service):
         self.queue.forget(name)
         if self.pusher is not None:
             self.pusher.forget(name)
+        if self.user_repos is not None:
+            self.user_repos.forget(name)
 
     # -- service ---------------------------------------------------------------------------
     def startService(self) -> defer.Deferred[None]:
@@ -73,6 +87,8 @@ class History(Service):
         queues = await self.queue.start()
         if self.pusher is not None:
             await self.pusher.resume()
+        if self.user_repos is not None:
+            await self.user_repos.resume()
         self.log.info("history: {n} queues to drain; repositories in {root}",
                       n=queues, root=self.root)
 
@@ -81,6 +97,8 @@ class History(Service):
         self.queue.stop()
         if self.pusher is not None:
             self.pusher.stop()
+        if self.user_repos is not None:
+            self.user_repos.stop()
 
     # -- seeing saves (the gate) -----------------------------------------------------------
     def wants_body(self, user: str, method: bytes, path: bytes, code: int) -> bool:

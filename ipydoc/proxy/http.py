@@ -149,6 +149,8 @@ class HttpForwarder:
 class _Relay(Exchange):
     """One forwarded request: connection, response head, body and the ways it can end."""
 
+    websocket = False
+
     def __init__(self, fwd_: HttpForwarder, request: IRequest, fwd: Forward, head: bytes,
                  body: BodyStream) -> None:
         self._forwarder = fwd_

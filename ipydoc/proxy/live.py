@@ -21,6 +21,8 @@ class Exchange(Protocol):
 
     user: str
     credential: str
+    #: A spliced WebSocket (long-lived, open while a tab is) rather than a request.
+    websocket: bool
 
     def revoke(self) -> None:
         """Close both sides now (the credential that let it through is gone)."""
@@ -61,6 +63,11 @@ class OpenExchanges:
     def users(self, credential: str) -> set[str]:
         """Whose exchanges ``credential`` has open (for log lines)."""
         return {e.user for e in self._by_credential.get(credential, ())}
+
+    def requests(self, user: str) -> int:
+        """``user``'s HTTP requests under way (WebSockets not counted): a server with
+        one must not be paused, whatever its idle time says (a long download)."""
+        return sum(1 for e in self._by_user.get(user, ()) if not e.websocket)
 
     def count(self, user: str | None = None) -> int:
         if user is not None:

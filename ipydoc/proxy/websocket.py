@@ -145,6 +145,11 @@ class _Link:
         self.spliced = False
         self.revoked = False
 
+    @property
+    def websocket(self) -> bool:
+        """Spliced: open as long as the tab is (a handshake still under way is a request)."""
+        return self.spliced
+
     def revoke(self) -> None:
         """The credential was revoked: drop both connections now (no close frame: the
         proxy never parses frames, so it cannot tell where one could go)."""

@@ -1,9 +1,15 @@
 """The idle culler: stops servers nobody uses, inside the daemon (no extra service).
 
-Every ``cull.interval`` seconds it looks at each running server and stops it when
+Every ``cull.interval`` seconds it looks at each running or paused server and stops it
+when
 
 * ``cull.idle_timeout`` > 0 and the server has been idle that long, or
-* ``cull.max_age`` > 0 and it has run that long, whatever it does.
+* ``cull.max_age`` > 0 and it has run that long, whatever it does;
+
+or else pauses it (issue 15, :mod:`ipydoc.servers.pausing`) when ``cull.pause_after`` > 0
+and it has been idle that long.  A paused server cannot be asked (it is frozen): it is
+judged on the activity recorded before its pause (``idle_since`` in its record) and the
+proxy's, so ``idle_timeout`` counts from the last real activity, not from the pause.
 
 *Idle since* is the latest of: the server's start, the last request the proxy forwarded
 to it (in memory, before the batched write to Redis, and in Redis), and — unless
@@ -64,10 +70,11 @@ class CullSettings:
     interval: float = 60.0
     ignore_kernel_activity: bool = False
     exempt_admins: bool = False
+    pause_after: float = 0.0        # seconds idle before a pause; 0 = never
 
     @property
     def enabled(self) -> bool:
-        return self.idle_timeout > 0 or self.max_age > 0
+        return self.idle_timeout > 0 or self.max_age > 0 or self.pause_after > 0
 
 
 def parse_jupyter_time(value: Any) -> float | None:
@@ -88,8 +95,10 @@ class Culler(Service):
     log = Logger()
 
     def __init__(self, manager: ServerManager, last_request: Callable[[str], float | None],
-                 settings: CullSettings, reactor: Any, lease_ttl: float = 10.0) -> None:
+                 settings: CullSettings, reactor: Any, lease_ttl: float = 10.0,
+                 requests_under_way: Callable[[str], int] = lambda name: 0) -> None:
         self.manager = manager
+        self.requests_under_way = requests_under_way
         self.lease_ttl = lease_ttl
         self.leading = False
         self.last_request = last_request
@@ -156,8 +165,11 @@ class Culler(Service):
                   for n in names if n not in admins]
         verdicts = await defer.gatherResults(checks, consumeErrors=True) if checks else []
         stopped = []
-        for name, reason in verdicts:
+        for name, reason, last in verdicts:
             if reason is None or name not in self.manager.routes or self.manager.is_busy(name):
+                continue
+            if last is not None:  # a pause
+                await self._pause(name, reason, last)
                 continue
             self.log.info("culling the server of {name}: {reason}", name=name, reason=reason)
             try:
@@ -169,28 +181,45 @@ class Culler(Service):
             stopped.append(name)
         return stopped
 
+    async def _pause(self, name: str, reason: str, last: float) -> None:
+        if (self.last_request(name) or 0) > last:
+            return  # a request came while judging: not idle after all
+        if self.requests_under_way(name):
+            return  # a long download or a handshake under way would freeze mid-way
+        self.log.info("pausing the server of {name}: {reason}", name=name, reason=reason)
+        try:
+            await self.manager.pause(name, reason, idle_since=last)
+        except Exception as e:  # noqa: BLE001 - one failure must not spare the others
+            self.log.error("could not pause {name}: {e}", name=name, e=e)
+
     async def _judge_safely(self, name: str, server: Any, stored: dict[str, float]
-                            ) -> tuple[str, str | None]:
+                            ) -> tuple[str, str | None, float | None]:
         """:meth:`_judge`, but a failure spares that one server and not the pass."""
         try:
             return await self._judge(name, server, stored)
         except Exception:  # noqa: BLE001
             self.log.failure("culler: judging {name}'s server failed; it is kept this time",
                              name=name)
-            return name, None
+            return name, None, None
 
     async def _judge(self, name: str, server: Any, stored: dict[str, float]
-                     ) -> tuple[str, str | None]:
-        """``(name, reason to stop it or None)``."""
+                     ) -> tuple[str, str | None, float | None]:
+        """``(name, reason or None, None)`` to stop it, ``(name, reason, last activity)``
+        to pause it."""
         s = self.settings
         now = time.time()
         started = server.started if server and server.started else None
         if s.max_age > 0 and started and now - started > s.max_age:
-            return name, f"running for {now - started:.0f} s (cull.max_age = {s.max_age:g} s)"
-        if s.idle_timeout <= 0:
-            return name, None
+            return name, (f"running for {now - started:.0f} s (cull.max_age = "
+                          f"{s.max_age:g} s)"), None
+        paused = self.manager.is_paused(name)
+        if s.idle_timeout <= 0 and (s.pause_after <= 0 or paused):
+            return name, None, None
         seen = [t for t in (started, stored.get(name), self.last_request(name)) if t]
-        if not s.ignore_kernel_activity:
+        if paused:
+            if server is not None and server.idle_since:
+                seen.append(server.idle_since)
+        elif not s.ignore_kernel_activity:
             try:
                 own = await self._server_activity(name)
             except FetchError as e:
@@ -205,12 +234,15 @@ class Culler(Service):
             if own is not None:
                 seen.append(own)
         if not seen:
-            return name, None
+            return name, None, None
         last = max(seen)
-        if now - last > s.idle_timeout:
+        if s.idle_timeout > 0 and now - last > s.idle_timeout:
             return name, (f"idle for {now - last:.0f} s (cull.idle_timeout = "
-                          f"{s.idle_timeout:g} s)")
-        return name, None
+                          f"{s.idle_timeout:g} s)"), None
+        if s.pause_after > 0 and not paused and now - last >= s.pause_after:
+            return name, (f"idle for {now - last:.0f} s (cull.pause_after = "
+                          f"{s.pause_after:g} s)"), last
+        return name, None, None
 
     async def _server_activity(self, name: str) -> float | None:
         """The server's own view of its last activity; now while a kernel is busy.

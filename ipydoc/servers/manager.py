@@ -15,7 +15,9 @@ Lifecycle rules (issue 6):
   them slower).  Later starts wait in a FIFO queue: their progress shows a ``queued``
   step with their position, re-sent each time it moves.  Load never fails a start.
 * **Global cap** — with ``spawn.max_running`` set, a start beyond it fails at once with a
-  clear message (kind ``limit``) instead of queueing forever.
+  clear message (kind ``limit``) instead of queueing forever.  Paused servers count; when
+  one exists, the oldest paused server is stopped to make room instead
+  (:mod:`ipydoc.servers.pausing`).
 * **Limits and images** — memory/CPU/pids come from the config unless an admin stored
   per-user overrides (``ipydoc user set-limits``); the image is the user's choice among
   ``spawn.images`` (the allow-list), else ``spawn.image``.
@@ -50,6 +52,7 @@ from ipydoc.backends.base import Backend, BackendError, ServerSpec
 from ipydoc.edge.routing import Routing
 from ipydoc.proxy.fetch import Fetcher, FetchError
 from ipydoc.servers import metrics
+from ipydoc.servers.pausing import Pausing
 from ipydoc.servers.peers import SiteDaemons
 from ipydoc.servers.progress import Progress, Step
 from ipydoc.servers.queue import OnePerUser, SpawnQueue
@@ -82,7 +85,7 @@ class Limits:
         return self.images or (self.image,)
 
 
-class ServerManager(SiteDaemons, Service):
+class ServerManager(Pausing, SiteDaemons, Service):
     name = "servers"
     log = Logger()
 
@@ -101,9 +104,11 @@ class ServerManager(SiteDaemons, Service):
         self._stop_slots = defer.DeferredSemaphore(STOP_CONCURRENCY)
         self._starts = OnePerUser()
         self._stops = OnePerUser()
+        self._resumes = OnePerUser()
+        self._pause_locks: dict[str, defer.DeferredLock] = {}
         self.queue = SpawnQueue(limits.concurrency)
         self.reconciler = Reconciler(backend, store_source, self.routes, self.is_busy,
-                                     self.base_url)
+                                     self.base_url, self.follow_outside)
         self._admitted: set[str] = set()
         self._handles: dict[str, StartHandle] = {}
         #: The bounded client for requests to users' servers (also the culler's).
@@ -171,8 +176,15 @@ class ServerManager(SiteDaemons, Service):
         progress.add(Step("queued", "Starting your server", 5))
         await self._stops.wait(name)
         current = await self.store.get_server(name)
-        if current and current.state == "running" and (name in self.routes
-                                                        or self._route_record(current)):
+        if current and current.state in ("running", "paused") and (
+                name in self.routes or self._route_record(current)):
+            try:
+                if await self.resume(name, "page"):
+                    current = await self.store.get_server(name) or current
+            except BackendError as e:
+                message = f"your paused server could not be resumed: {e.message}"
+                progress.add(Step("failed", message, 100, error_kind="failed"))
+                raise StartFailed("failed", message) from None
             progress.add(Step("ready", "Your server is ready", 100, url=f"{self.base_url(name)}lab"))
             return current
         while True:  # one start cluster-wide: the start lease, or the holder's outcome
@@ -206,6 +218,8 @@ class ServerManager(SiteDaemons, Service):
     async def _start_limited(self, name: str, image: str | None, handle: StartHandle,
                              progress: Progress, fence: int) -> Server:
         cap = self.limits.max_running
+        if cap and self.running_count() >= cap:
+            await self.make_room(name, cap, self.running_count)
         if cap and self.running_count() >= cap:
             message = (f"the hub is full: {cap} servers are running (spawn.max_running); "
                        "try again when someone stops theirs")

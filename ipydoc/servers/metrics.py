@@ -28,6 +28,13 @@ SPAWN = Histogram(
 CULLED = Counter("ipydoc_culled_servers", "Servers stopped by the culler, by reason "
                  "(idle: cull.idle_timeout, max_age: cull.max_age)", ["reason"])
 
+PAUSED = Counter("ipydoc_paused_servers", "Servers paused (cull.pause_after or "
+                 "`ipydoc server pause`)")
+RESUME = Histogram(
+    "ipydoc_resume_duration_seconds", "Resumes of paused servers, from the first request "
+    "to the server thawed, by trigger (proxy, token, page, cli)", ["trigger"],
+    buckets=(0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0))
+
 SERVERS = Gauge("ipydoc_servers", "Server records in Redis by state (site-wide)", ["state"])
 START_QUEUE = Gauge("ipydoc_start_queue_length",
                     "Starts waiting for a free start slot (spawn.concurrency) on this daemon")
@@ -47,6 +54,14 @@ USER_IDLE = Gauge("ipydoc_user_idle_seconds", "Seconds since the user's server l
 
 def spawn_finished(outcome: str, seconds: float) -> None:
     SPAWN.labels(outcome).observe(seconds)
+
+
+def paused() -> None:
+    PAUSED.inc()
+
+
+def resumed(trigger: str, seconds: float) -> None:
+    RESUME.labels(trigger).observe(seconds)
 
 
 def culled(reason: str) -> None:

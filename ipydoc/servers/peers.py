@@ -26,7 +26,7 @@ from ipydoc.servers.progress import Progress, Step
 from ipydoc.servers.routes import Route, Routes
 from ipydoc.servers.start_handle import StartFailed, StartHandle
 from ipydoc.state.leases import start_lease
-from ipydoc.state.servers import Server
+from ipydoc.state.servers import ROUTED_STATES, Server
 from ipydoc.state.store import Store
 
 REMOTE_POLL = 0.1            # seconds between looks at another daemon's start
@@ -54,9 +54,11 @@ class SiteDaemons:
 
     def _route_record(self, record: Server) -> bool:
         """Route to a server Redis says runs (another daemon started it); True if so."""
-        if record.state != "running" or not record.url or not record.token:
+        if record.state not in ROUTED_STATES or not record.url or not record.token:
             return False
-        self.routes[record.name] = Route(record.url, record.token, record.id)
+        paused = record.state == "paused"
+        self.routes[record.name] = Route(record.url, record.token, record.id, paused,
+                                         (record.paused_since or time.time()) if paused else 0.0)
         return True
 
     async def route_from_store(self, name: str) -> Route | None:

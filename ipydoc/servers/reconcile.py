@@ -10,6 +10,10 @@ routes whose containers are gone, and follows the backend's events stream from t
   reconciles again, so containers that died with a restarted dockerd lose their routes
   without a daemon restart.  Reconciles never run concurrently.
 
+* **Paused containers** (issue 15) — a container found paused stays paused and routable
+  (its route marked paused: the first request resumes it); ``pause``/``unpause`` events
+  done outside ipydoc are passed to ``on_pause_event`` (:mod:`ipydoc.servers.pausing`).
+
 A server whose start or stop is in flight (``busy``) is left to that operation.
 """
 
@@ -36,12 +40,14 @@ class Reconciler:
     log = Logger()
 
     def __init__(self, backend: Backend, store_source: Any, routes: Routes,
-                 busy: Callable[[str], bool], base_url: Callable[[str], str]) -> None:
+                 busy: Callable[[str], bool], base_url: Callable[[str], str],
+                 on_pause_event: Callable[[str, str, str], Any] | None = None) -> None:
         self.backend = backend
         self._store_source = store_source      # RedisService: its .store exists once started
         self.routes = routes
         self.busy = busy
         self.base_url = base_url
+        self.on_pause_event = on_pause_event
         self._lock = DeferredLock()
         self._reconciled = False
 
@@ -100,10 +106,21 @@ class Reconciler:
                               id=info.id[:12], name=info.name)
                 await self.backend.stop(info.name)
                 continue
-            await self.store.set_server(info.name, "running", route=True, id=info.id,
-                                        url=info.url, token=token, image=info.image,
-                                        started=info.started_at or time.time())
-            self.routes[info.name] = Route(info.url, token, info.id)
+            paused_since = 0.0
+            if info.paused:
+                kept = record.paused_since if record and record.id == info.id else None
+                paused_since = kept or time.time()
+                await self.store.set_server(
+                    info.name, "paused", route=True, id=info.id, url=info.url, token=token,
+                    image=info.image, started=info.started_at or time.time(),
+                    paused_since=paused_since,
+                    idle_since=(record.idle_since if record and record.idle_since
+                                else paused_since))
+            else:
+                await self.store.set_server(info.name, "running", route=True, id=info.id,
+                                            url=info.url, token=token, image=info.image,
+                                            started=info.started_at or time.time())
+            self.routes[info.name] = Route(info.url, token, info.id, info.paused, paused_since)
             adopted += 1
         for record in await self.store.list_servers():
             if record.name not in running and record.state not in ("stopped", "failed") \
@@ -119,6 +136,12 @@ class Reconciler:
                       a=adopted, d=dropped)
 
     def _on_event(self, event: BackendEvent) -> None:
+        if event.action in ("pause", "unpause"):
+            if self.on_pause_event is not None:
+                d = self.on_pause_event(event.name, event.id, event.action)
+                if d is not None:
+                    d.addErrback(lambda f: self.log.failure("handling {e}", f, e=event))
+            return
         if event.action == "start" or self.busy(event.name):
             return
         route = self.routes.get(event.name)

@@ -15,6 +15,8 @@ class Route:
     url: str
     token: str
     id: str = ""     # the container's id: events about another container leave it alone
+    paused: bool = False        # frozen: the first request resumes it (servers.pausing)
+    paused_since: float = 0.0   # unix time; the oldest paused server makes room first
 
 
 Routes = dict[str, Route]

@@ -15,14 +15,20 @@ key                                    type    contents
                                                session.  Only a hash of the cookie's id is
                                                stored.
 ``ipydoc:user-sessions:{name}``        set     the session keys of a user (revoke them all)
-``ipydoc:server:{name}``               hash    ``state`` (starting/running/stopping/stopped/
-                                               failed), ``id``, ``url``, ``token``, ``image``,
-                                               ``started``, ``error``, ``updated``
+``ipydoc:server:{name}``               hash    ``state`` (starting/running/paused/stopping/
+                                               stopped/failed), ``id``, ``url``, ``token``,
+                                               ``image``, ``started``, ``error``, ``updated``,
+                                               ``paused_since``, ``idle_since`` (unix times,
+                                               only while paused: since when, and the last
+                                               activity before the pause)
 ``ipydoc:servers``                     set     names that have a server record
 ``ipydoc:routes``                      hash    name → backend URL, only for servers that answer
+                                               (running, or paused: resumed on first request)
 ``ipydoc:activity``                    hash    name → last proxied traffic (unix time)
 ``ipydoc:events``                      stream  ``kind``, ``user``, ``detail`` (capped at about
-                                               10,000 entries); read by ``ipydoc events``
+                                               10,000 entries); read by ``ipydoc events``.
+                                               ``pause``/``resume`` (detail: why / what
+                                               resumed it: proxy, token, page, cli)
 ``ipydoc:token:{sha256(token)}``       hash    a personal API token: ``user``, ``note``,
                                                ``created``, ``expires`` (unix time, empty:
                                                never), ``last_used``; the key expires with the
@@ -50,6 +56,16 @@ key                                    type    contents
                                                ``rev`` (last pushed), ``error``, ``attempts``,
                                                ``updated``, ``created`` (repo made through the
                                                API)
+``ipydoc:history-repo:{name}``         hash    the user's own repository (issue 18,
+                                               :mod:`ipydoc.state.user_repos`): ``url``, ``via``
+                                               (github/token), ``login``, ``secret`` (the
+                                               credential, Fernet ciphertext under a key
+                                               derived from the signing secret; never plain),
+                                               ``status`` (pending/ok/failing/refused), ``error``,
+                                               ``rev`` (last pushed), ``attempts``, ``linked``,
+                                               ``updated``.  ``refused``: no push until the user
+                                               re-links or retries.  Gone with the account.
+``ipydoc:history-repos``               set     the names that have ``history-repo:{name}``
 ``ipydoc:handoff:{sha256(token)}``     string  subdomain mode: a one-time token from the hub to
                                                a user's host, ``"NAME SESSIONKEY
                                                sha256(STATE)"`` (the browser's state cookie
@@ -236,6 +252,13 @@ def history_push_key(name: str) -> str:
 
 def history_dead_key(name: str) -> str:
     return f"{P}history-dead:{name}"
+
+
+def history_repo_key(name: str) -> str:
+    return f"{P}history-repo:{name}"
+
+
+HISTORY_REPOS = f"{P}history-repos"
 
 
 def history_keys_pattern(name: str) -> str:

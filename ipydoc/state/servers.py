@@ -13,7 +13,9 @@ from typing import Any
 from ipydoc.state.connection import StoreBase, as_float, gather
 from ipydoc.state.keys import ACTIVITY, ROUTES, SERVERS, server_key
 
-SERVER_STATES = ("starting", "running", "stopping", "stopped", "failed")
+SERVER_STATES = ("starting", "running", "paused", "stopping", "stopped", "failed")
+#: States in which the server has a route (``paused``: frozen, resumed by its first request).
+ROUTED_STATES = ("running", "paused")
 
 
 @dataclass(frozen=True)
@@ -27,12 +29,14 @@ class Server:
     started: float | None = None
     error: str = ""
     updated: float | None = None
+    paused_since: float | None = None   # set while ``paused`` (issue 15)
+    idle_since: float | None = None     # while paused: the last activity before the pause
 
     def public(self) -> dict[str, Any]:
         """What may be shown to people: everything but the token."""
         return {"name": self.name, "state": self.state, "id": self.id[:12], "url": self.url,
                 "image": self.image, "started": self.started, "error": self.error,
-                "updated": self.updated}
+                "updated": self.updated, "paused_since": self.paused_since}
 
 
 class Servers(StoreBase):
@@ -42,7 +46,8 @@ class Servers(StoreBase):
             return None
         return Server(name, h.get("state", "stopped"), h.get("id", ""), h.get("url", ""),
                       h.get("token", ""), h.get("image", ""), as_float(h.get("started")),
-                      h.get("error", ""), as_float(h.get("updated")))
+                      h.get("error", ""), as_float(h.get("updated")),
+                      as_float(h.get("paused_since")), as_float(h.get("idle_since")))
 
     async def set_server(self, name: str, state: str, *, route: bool = False,
                          **fields_: Any) -> None:
@@ -69,6 +74,8 @@ class Servers(StoreBase):
         if state in ("stopped", "failed"):
             t.hdel(key, "token")
             t.hdel(key, "url")
+        if state != "paused":
+            t.hdel(key, ["paused_since", "idle_since"])
         await t.commit()
 
     async def list_servers(self) -> list[Server]:

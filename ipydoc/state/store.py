@@ -12,6 +12,7 @@ Each concern has its module (the key schema is in :mod:`ipydoc.state.keys`):
 :mod:`ipydoc.state.events`          the event log
 :mod:`ipydoc.state.spawn_settings`  per-user limit overrides and image choice
 :mod:`ipydoc.state.history_queue`   saves waiting for a commit, dead letters, mirror state
+:mod:`ipydoc.state.user_repos`      users' own history repositories (link, sealed credential)
 :mod:`ipydoc.state.login_states`    logins at a provider in progress
 :mod:`ipydoc.state.login_limits`    failed-login counters
 :mod:`ipydoc.state.handoff`         subdomain handoff tokens and host sessions
@@ -36,6 +37,7 @@ from ipydoc.state.history_queue import HistoryQueue
 from ipydoc.state.identities import IdentityBindings
 from ipydoc.state.keys import (
     ACTIVITY,
+    HISTORY_REPOS,
     ROUTES,
     SERVERS,
     USERS,
@@ -43,6 +45,7 @@ from ipydoc.state.keys import (
     history_keys_pattern,
     history_push_key,
     history_queue_key,
+    history_repo_key,
     lease_key,
     limits_key,
     removed_key,
@@ -59,12 +62,13 @@ from ipydoc.state.servers import Servers
 from ipydoc.state.sessions import Sessions
 from ipydoc.state.spawn_settings import SpawnSettings
 from ipydoc.state.tokens import Tokens
+from ipydoc.state.user_repos import UserRepos
 from ipydoc.state.users import Users
 
 
 class Store(Users, Reservations, IdentityBindings, Sessions, Tokens, Servers, Events,
-            SpawnSettings, HistoryQueue, LoginStates, LoginFailures, Handoffs, Placements,
-            Leases, FencedServers):
+            SpawnSettings, HistoryQueue, UserRepos, LoginStates, LoginFailures, Handoffs,
+            Placements, Leases, FencedServers):
     """Typed operations on the key schema, over a txredisapi connection pool."""
 
     def __init__(self, redis: Any, clock: Any = None, bus: Bus | None = None) -> None:
@@ -103,6 +107,8 @@ class Store(Users, Reservations, IdentityBindings, Sessions, Tokens, Servers, Ev
         t.hdel(ACTIVITY, name)
         t.delete(limits_key(name))
         t.delete(user_options_key(name))
+        t.delete(history_repo_key(name))  # the user's own repository link and credential
+        t.srem(HISTORY_REPOS, name)
         await t.commit()
         return existed
 
@@ -115,6 +121,7 @@ class Store(Users, Reservations, IdentityBindings, Sessions, Tokens, Servers, Ev
                 *(lease_key(w) for w in leased), *(fence_key(w) for w in leased),
                 *await self.binding_keys(name), *await self._scan(history_keys_pattern(name))}
         await self.redis.delete(sorted(keys))
+        await self.redis.srem(HISTORY_REPOS, name)  # history-repo:{name} went with the pattern
 
     async def ping(self) -> bool:
         return (await self.redis.ping()) in ("PONG", b"PONG", True)

@@ -62,8 +62,9 @@ class AdminPages:
             state = self.pages.server_state(u.name, server)
             rows.append(Row(u.name, u.admin, u.disabled, u.created, state,
                             server.error if server and state == "failed" else "",
-                            activity.get(u.name), stats.get(u.name) if state == "running"
-                            else None))
+                            activity.get(u.name), stats.get(u.name)
+                            if state in ("running", "paused") else None,
+                            server.paused_since if server and state == "paused" else None))
         return rows
 
     async def running_containers(self) -> dict[str, str]:
@@ -109,6 +110,7 @@ class AdminPages:
         return self.pages.json(request, {
             "time": time.time(),
             "users": {r.name: {"state": r.state, "error": r.error, "disabled": r.disabled,
+                               "paused_since": r.paused_since,
                                "last_activity": r.last_activity, "stats": stats.get(r.name)}
                       for r in rows},
             "events": await self.store.recent_events(30),

@@ -23,6 +23,9 @@ from ipydoc.edge.routing import Routing
 from ipydoc.servers.progress import Step
 from ipydoc.web.pages import HubSettings, Pages, RedisDown, notice, redis_down
 
+#: States whose server answers (a paused one after its first request resumes it).
+LIVE = ("running", "paused")
+
 
 class HomePages:
     app = Klein()
@@ -57,8 +60,10 @@ class HomePages:
             # A stopped server's error is why it stopped (e.g. its node went down).
             server={"state": state,
                     "error": server.error if server and state in ("failed", "stopped") else "",
-                    "started": server.started if server and state == "running" else None,
-                    "image": (server.image if server and state == "running" and server.image
+                    "started": server.started if server and state in LIVE else None,
+                    "paused_since": server.paused_since if server and state == "paused"
+                    else None,
+                    "image": (server.image if server and state in LIVE and server.image
                               else self.settings.image)},
             last_activity=await self.store.last_activity(name),
             limits={"mem": limits.mem_limit, "cpu": limits.cpu_limit, "pids": limits.pids_limit},
@@ -73,7 +78,7 @@ class HomePages:
         nxt = self.routing.user_target(name, arg(request, "next"), request)
         server = await self.store.get_server(name)
         state = self.pages.server_state(name, server)
-        if state == "running":
+        if state in LIVE:  # a paused one is resumed by the request it is sent back to
             return self.pages.redirect(request, nxt, 302)
         progress = self.pages.manager.progress.get(name)
         steps = [s.as_dict() for s in progress.steps] if progress and state == "starting" else []
@@ -146,7 +151,7 @@ class HomePages:
                                 and not manager.is_starting(name)):
             server = await self.store.get_server(name)
             state = self.pages.server_state(name, server)
-            if state == "running":
+            if state in LIVE:
                 send(Step("ready", "Your server is ready", 100,
                           url=self.routing.user_url(name, "lab", request)))
             elif state == "failed" and progress and progress.last and progress.last.failed:

@@ -15,6 +15,10 @@ Klein branch route, so this module is the one place that lists every URL of the 
 ``/hub/password``, ``/hub/token…``   own password, API tokens     :mod:`.account_pages`
 ``/hub/admin…``                      admin dashboard and actions  :mod:`.admin_pages`
 ``/hub/history/<n>…``                versions, diff, restore      :mod:`.history_pages`
+``/hub/repository/<n>…``             the user's own history      :mod:`.history_repo_pages`
+                                     repository: link, retry,
+                                     unlink; and the GitHub
+                                     connect callback (below)
 ``/hub/handoff``                     to a user's host (subdomain) :mod:`.handoff_page`
 ``/hub/metrics``                     Prometheus, bearer token     :mod:`.metrics_page`
 ===================================  ===============================================
@@ -24,7 +28,10 @@ Why the groups see the whole path: a Klein branch route moves the prefix it matc
 ``/hub/logout`` would both reach the login group as an empty path (and be redirected to
 a trailing slash).  :meth:`HubSite._mount` gives the prefix back before the group routes,
 so a group's routes read as the URLs users and tests see, and one group can own several
-prefixes.  ``tests/web/test_hub_map.py`` checks every prefix reaches its group.
+prefixes.  ``tests/web/test_hub_map.py`` checks every prefix reaches its group.  The
+longer prefix ``/oauth/github/callback/repository`` (the connect flow of a user's own
+repository, below the login callback registered with GitHub) wins over ``/oauth``:
+werkzeug prefers the longer static path.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ from ipydoc.web.account_pages import AccountPages
 from ipydoc.web.admin_pages import AdminPages
 from ipydoc.web.handoff_page import HandoffPage, HandoffTokens
 from ipydoc.web.history_pages import HistoryPages, HistoryReader
+from ipydoc.web.history_repo_pages import HistoryRepoPages
 from ipydoc.web.home_pages import HomePages
 from ipydoc.web.login_pages import LoginPages
 from ipydoc.web.metrics_page import MetricsPage
@@ -62,6 +70,7 @@ URL_MAP: tuple[tuple[str, str], ...] = (
     ("/password", "account"), ("/token", "account"),
     ("/admin", "admin"),
     ("/history", "history"),
+    ("/repository", "repository"), ("/oauth/github/callback/repository", "repository"),
     ("/handoff", "handoff"),
     ("/metrics", "metrics"),
 )
@@ -126,6 +135,8 @@ def make_hub(*, sessions: Sessions, manager: ServerManager, gate: Gate, routing:
         "account": AccountPages(pages, limits, routing),
         "admin": AdminPages(pages, StatsCache(stats)),
         "history": HistoryPages(pages, history),
+        "repository": HistoryRepoPages(pages, getattr(history, "user_repos", None), providers,
+                                       limits=provider_limits, base_url=public_url),
         "handoff": HandoffPage(pages, routing, hosts),
         "metrics": MetricsPage(metrics_token),  # metrics.token_file; None: 404
     })

@@ -78,7 +78,8 @@ FILTERS = {"when": when, "iso": iso, "ago": ago, "until": until, "size": size,
 # -- admin rows ----------------------------------------------------------------------------
 SORTS = {"name": "Name", "state": "State", "activity": "Last activity", "memory": "Memory",
          "cpu": "CPU", "created": "Created"}
-STATE_ORDER = {"running": 0, "starting": 1, "stopping": 2, "failed": 3, "stopped": 4}
+STATE_ORDER = {"running": 0, "paused": 1, "starting": 2, "stopping": 3, "failed": 4,
+               "stopped": 5}
 
 
 @dataclass
@@ -91,6 +92,7 @@ class Row:
     error: str = ""
     last_activity: float | None = None
     stats: dict[str, Any] | None = None
+    paused_since: float | None = None
 
 
 def sort_rows(rows: list[Row], key: str, descending: bool) -> list[Row]:

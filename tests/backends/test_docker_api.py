@@ -269,14 +269,18 @@ def test_follow_maps_events_backs_off_and_replays():
     backend.follow(got.append)
     assert len(api.calls) == 1
     c = api.calls[0]
-    assert c["filters"] == {"type": ["container"], "label": ["ipydoc.user"], "event": ["start", "die", "destroy"]}
+    assert c["filters"] == {"type": ["container"], "label": ["ipydoc.user"],
+                            "event": ["start", "die", "destroy", "pause", "unpause"]}
     assert c["since"] is None
     c["on_open"]()
     c["on_event"](ev("start", "alice", t=1_700_000_000_123_456_789))
     c["on_event"](ev("die", "bob", name="other-bob"))  # another deployment's prefix
     c["on_event"](ev("exec_start", "alice"))
     c["on_event"]({"Type": "container", "Action": "start", "Actor": {"ID": "x", "Attributes": {}}})
-    assert got == [BackendEvent("alice", "c1", "start")]
+    c["on_event"](ev("pause", "alice", t=1_700_000_000_200_000_000))
+    c["on_event"](ev("unpause", "alice", t=1_700_000_000_300_000_000))
+    assert got == [BackendEvent("alice", "c1", "start"), BackendEvent("alice", "c1", "pause"),
+                   BackendEvent("alice", "c1", "unpause")]
 
     # The engine goes away: retries at 0.5, 1, 2, 4, 8, 10, 10 s.
     delays = []
@@ -293,11 +297,11 @@ def test_follow_maps_events_backs_off_and_replays():
     # Back: replay since the last event seen; the replayed start is not delivered twice.
     clock.advance(10)
     c = api.calls[-1]
-    assert c["since"] == "1700000000.123456789"
+    assert c["since"] == "1700000000.300000000"
     c["on_open"]()
     c["on_event"](ev("start", "alice", t=1_700_000_000_123_456_789))
     c["on_event"](ev("die", "alice", t=1_700_000_001_000_000_000))
-    assert got[1:] == [BackendEvent("alice", "c1", "die")]
+    assert got[3:] == [BackendEvent("alice", "c1", "die")]
     # A clean end of stream reconnects after the (reset) shortest delay.
     n = len(api.calls)
     c["d"].callback(None)

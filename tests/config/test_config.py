@@ -161,3 +161,30 @@ def test_metrics_section_defaults_off_and_checks_listen(tmp_path):
     cfg = from_dict({"metrics": {"listen": "tcp:9102:interface=127.0.0.1",
                                  "token_file": str(good), "per_user": True}})
     assert cfg.metrics.per_user and cfg.metrics.token_file == str(good)
+
+
+@pytest.mark.parametrize("cull, message", [
+    ({"pause_after": -1}, "cull.pause_after must be 0 (never pause) or positive"),
+    ({"pause_after": 600, "idle_timeout": 300}, "cull.pause_after (600 s) must be shorter "
+                                               "than cull.idle_timeout (300 s)"),
+    ({"pause_after": 60, "idle_timeout": 3600}, None),
+    ({"pause_after": 60}, None),
+])
+def test_cull_pause_after_is_checked(cull, message):
+    if message is None:
+        assert from_dict({"cull": cull}).cull.pause_after == cull["pause_after"]
+    else:
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            from_dict({"cull": cull})
+    assert from_dict({}).cull.pause_after == 0.0  # the default: never pause
+
+
+def test_history_user_repo_keys_default_and_are_checked():
+    """``history.user_repos`` (on) and ``history.user_repo_allow_http`` (off): issue 18."""
+    cfg = from_dict({})
+    assert (cfg.history.user_repos, cfg.history.user_repo_allow_http) == (True, False)
+    cfg = from_dict({"history": {"user_repos": False, "user_repo_allow_http": True}})
+    assert (cfg.history.user_repos, cfg.history.user_repo_allow_http) == (False, True)
+    for key in ("user_repos", "user_repo_allow_http"):
+        with pytest.raises(ConfigError, match=f"history.{key} must be true or false"):
+            from_dict({"history": {key: "yes"}})

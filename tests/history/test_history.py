@@ -227,7 +227,7 @@ def test_rename_and_delete_are_recorded(site, alice):
     assert r.status_code == 200, r.text
     moved = wait_versions(site, "archive/renamed.ipynb", 1)
     assert moved[0]["message"] == "Rename renamed.ipynb to archive/renamed.ipynb"
-    assert moved[0]["change"] == "A"
+    assert (moved[0]["change"], moved[0]["from_path"]) == ("R", "renamed.ipynb")
     tree = git(site, "ls-tree", "-r", "--name-only", "main").split()
     assert "archive/renamed.ipynb" in tree and "renamed.ipynb" not in tree
     assert len(versions(site, "alice", "renamed.ipynb")) >= 2

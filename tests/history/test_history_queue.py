@@ -107,7 +107,8 @@ async def test_tries_are_counted_in_redis_so_a_restart_does_not_retry_forever(tm
                                           "error": "closed: the server closed"})
     await store.history_enqueue("alice", {**save("once-more.txt"), "attempts": 2})
     cfg = HistorySection(coalesce_seconds=0.0, max_attempts=3)
-    history = History(cfg, tmp_path, SimpleNamespace(store=store), manager, reactor)
+    history = History(cfg, tmp_path, SimpleNamespace(store=store), manager, reactor,
+                      secret=b"s" * 64)
     try:
         await history.startService()
         for _ in range(100):

@@ -83,7 +83,8 @@ def test_text_binary_and_new_files():
 
 
 def _history(**cfg) -> History:
-    return History(HistorySection(**cfg), Path("/nonexistent"), None, None, None)
+    return History(HistorySection(**cfg), Path("/nonexistent"), None, None, None,
+                   secret=b"s" * 64)
 
 
 def test_which_responses_are_saves():

@@ -2,7 +2,7 @@
 
 The first tests run the site and proxy in-process in front of a closed port (a server
 that died while its route was still known) and a gate that crashes; the last ones run
-the real daemon with a real container that is paused (504) and then killed (not running,
+the real daemon with a real container whose processes are stopped (504) and then killed (not running,
 with a working start button).
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from functools import partial
 
 import pytest
@@ -122,20 +123,27 @@ def site(tmp_path_factory):
     assert follow_progress(session, d.url, "alice")[-1]["phase"] == "ready"
     yield d, session
     for cid in d.containers("alice", all=False):
-        docker("unpause", cid, check=False)
+        signal_processes(cid, "CONT")
     d.stop()
     d.cleanup_docker()
+
+
+def signal_processes(container: str, sig: str) -> None:
+    """SIGSTOP/SIGCONT every process of the container from the host: a hung server.
+    (Not ``docker pause``: ipydoc follows that and resumes the server, issue 15.)"""
+    pids = docker("top", container, "-o", "pid").split()[1:]
+    subprocess.run(["kill", f"-{sig}", *pids], check=True)
 
 
 def test_hung_server_is_a_504_page(site):
     d, session = site
     (container,) = d.containers("alice", all=False)
-    docker("pause", container)
+    signal_processes(container, "STOP")
     try:
         page = session.get(d.url + "/user/alice/lab", headers=BROWSER, timeout=60)
         api = session.get(d.url + "/user/alice/api/status", timeout=60)
     finally:
-        docker("unpause", container)
+        signal_processes(container, "CONT")
     assert page.status_code == 504 and "<h1>Your server is not answering</h1>" in page.text
     assert 'href="/hub/spawn/alice?next=/user/alice/lab"' in page.text
     assert api.status_code == 504 and "took too long" in api.json()["message"]

@@ -139,8 +139,9 @@ def test_the_101_head_is_rebuilt_through_the_same_filter():
 
 
 class Ex:
-    def __init__(self, user: str, credential: str) -> None:
+    def __init__(self, user: str, credential: str, websocket: bool = False) -> None:
         self.user, self.credential, self.revoked = user, credential, 0
+        self.websocket = websocket
 
     def revoke(self) -> None:
         self.revoked += 1
@@ -163,6 +164,19 @@ def test_registry_closes_by_credential_and_by_user():
     assert reg.count() == 1 and reg.credentials() == ["s2"]
     reg.remove(b1)
     assert reg.count() == 0 and reg.credentials() == []
+
+
+def test_requests_under_way_leave_websockets_out():
+    """What keeps the culler from pausing a server: requests under way, not the
+    WebSockets an open tab keeps (issue 15: a paused server is resumed by those)."""
+    reg = OpenExchanges()
+    download, tab = Ex("alice", "s1"), Ex("alice", "s1", websocket=True)
+    reg.add(tab)
+    assert reg.requests("alice") == 0 and reg.requests("bob") == 0
+    reg.add(download)
+    assert reg.requests("alice") == 1
+    reg.remove(download)
+    assert reg.requests("alice") == 0 and reg.count("alice") == 1
 
 
 def test_refusal_log_is_rate_limited_and_sums_up():
