@@ -30,7 +30,7 @@ from twisted.internet import reactor as global_reactor
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from ipydoc.access.cookies import cookie_header, read_cookie
+from ipydoc.access.cookies import read_cookie
 from ipydoc.access.login_limits import client_group
 from ipydoc.access.origin import request_origin
 from ipydoc.access.sessions import Session
@@ -40,6 +40,7 @@ from ipydoc.edge.request_args import arg
 from ipydoc.history.errors import HistoryError
 from ipydoc.history.github_repos import REPO_NAME, GitHubRepos
 from ipydoc.web.pages import Pages, RedisDown, redis_down
+from ipydoc.web.provider_pages import binding_cookie
 
 CALLBACK = "/hub/oauth/github/callback/repository"
 FLOW = "github-repo"  # the login-state "provider" of a connect flow
@@ -59,12 +60,6 @@ class UserRepoLinks(Protocol):
     async def unlink(self, name: str, by: str = "") -> bool: ...
 
     async def retry(self, name: str) -> None: ...
-
-
-def _cookie(request: IRequest, value: str, max_age: int) -> None:
-    request.responseHeaders.addRawHeader(b"Set-Cookie", cookie_header(
-        login_state.BINDING_COOKIE, value, secure=request.isSecure(), max_age=max_age,
-        path=login_state.COOKIE_PATH).encode())
 
 
 class HistoryRepoPages:
@@ -156,7 +151,7 @@ class HistoryRepoPages:
         if full is not None:
             request.setHeader(b"Retry-After", str(full.retry_after).encode())
             return await self._render(request, session, full.message, 429)
-        _cookie(request, cookie, login_state.TTL_SECONDS)
+        binding_cookie(request, cookie, login_state.TTL_SECONDS)
         return self.pages.redirect(request, self.github.repo_authorize_url(redirect_uri, state))
 
     @app.route("/oauth/github/callback/repository", methods=["GET"])
@@ -168,7 +163,7 @@ class HistoryRepoPages:
         record = await login_state.take(pages.store, arg(request, "state"))
         cookie = (read_cookie(request, login_state.BINDING_COOKIE) or b"").decode(
             "ascii", "replace")
-        _cookie(request, "", 0)
+        binding_cookie(request, "", 0)
         try:
             wanted = json.loads(record.next) if record and record.provider == FLOW else {}
         except ValueError:

@@ -37,7 +37,9 @@ EXPIRED = "This login has expired or was started in another browser; please log 
 _ERROR_CODE = re.compile(r"[a-z_]{1,40}")
 
 
-def _binding_cookie(request: IRequest, value: str, max_age: int) -> None:
+def binding_cookie(request: IRequest, value: str, max_age: int) -> None:
+    """Set (or, with ``max_age`` 0, clear) the cookie binding a provider flow to this
+    browser (login, and the history page's GitHub connect)."""
     request.responseHeaders.addRawHeader(b"Set-Cookie", cookie_header(
         login_state.BINDING_COOKIE, value, secure=request.isSecure(), max_age=max_age,
         path=login_state.COOKIE_PATH).encode())
@@ -105,7 +107,7 @@ class ProviderPages:
         except Refused as e:
             await login_state.discard(pages.store, state)
             return await self._refuse(request, provider_id, nxt, e, 502)
-        _binding_cookie(request, cookie, login_state.TTL_SECONDS)
+        binding_cookie(request, cookie, login_state.TTL_SECONDS)
         return pages.redirect(request, url, 302)
 
     @app.route("/oauth/<provider_id>/callback", methods=["GET"])
@@ -117,7 +119,7 @@ class ProviderPages:
         record = await login_state.take(store, arg(request, "state"))
         cookie = (read_cookie(request, login_state.BINDING_COOKIE) or b"").decode(
             "ascii", "replace")
-        _binding_cookie(request, "", 0)
+        binding_cookie(request, "", 0)
         if record is None or record.provider != provider_id:
             return await refuse(request, provider_id, "",
                                 Refused(EXPIRED, "unknown, expired or already used state"))
