@@ -121,8 +121,9 @@ class Pausing:
 
     async def _record_resume(self, name: str, route: Route, trigger: str,
                              detail: str) -> None:
-        if self.routes.get(name) is None or self.is_busy(name):
-            return  # stopped meanwhile: its stop writes the record
+        if self.routes.get(name) is None or self._stops.busy(name):
+            return  # stopped meanwhile: its stop writes the record (a start asking for
+            # this resume is no reason to skip it: the record would stay "paused")
         await self.store.set_server(name, "running", route=True, url=route.url)
         self._tell("server-up", name)
         await self.store.add_event("resume", name, detail)

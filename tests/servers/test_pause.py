@@ -118,6 +118,16 @@ def test_kernel_keeps_its_variables_across_pause_and_every_request_resumes(make_
     assert r.status_code == 200 and any(k["id"] == kernel for k in r.json())
     assert events(d, "resume")[-1]["detail"].startswith("by token")
 
+    # Logging in again (auth.start_on_login) resumes it through the start path, and the
+    # record and the event follow (a start in flight did not stop the record's update).
+    wait_for(lambda: is_paused(d, "pia"), 60, 0.2)
+    again, r = login(d.url, "pia", PW)
+    assert r.status_code == 303, r.text
+    assert follow_progress(again, d.url, "pia")[-1]["phase"] == "ready"
+    assert not is_paused(d, "pia")
+    wait_for(lambda: server_record(d, "pia")["state"] == "running", 10, 0.2)
+    assert events(d, "resume")[-1]["detail"].startswith("by page")
+
     # A WebSocket opened before the pause: back at an open notebook, the user runs a
     # cell on it; its bytes resume the server (no new request needed).
     ws = connect(s, d.url, "pia", kernel)
