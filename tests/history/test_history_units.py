@@ -145,3 +145,29 @@ def test_bad_history_config_names_the_key(values, message):
 def test_pusher_url_from_template():
     p = Pusher(HistorySection(remote="https://github.com/acme/{name}.git"), None, None, None)
     assert p.url("alice") == "https://github.com/acme/alice.git"
+
+
+def _loose_and_packed(repo: GitRepo) -> tuple[int, int]:
+    counts = dict(line.split(": ") for line in repo.run("count-objects", "-v").decode().splitlines())
+    return int(counts["count"]), int(counts["in-pack"])
+
+
+def test_commits_pack_loose_objects_once_there_are_enough(tmp_path: Path):
+    """The plumbing never runs git's auto gc, so commit() does: reads stay fast.
+
+    ``git gc --auto`` estimates the loose objects from the ``objects/17`` fan-out folder
+    (more than gc.auto/256 there): the test saves contents whose blobs land in it."""
+    repo = GitRepo(tmp_path / "alice.git")
+    contents = (f"cell {i}\n".encode() for i in range(100_000))
+    in_17 = [data for data in contents if blob_id(data).startswith("17")][:3]
+    first = repo.commit([Change("a.txt", repo.write_blob(in_17[0]))], author="alice",
+                        message="one", when=1_700_000_000)
+    loose, packed = _loose_and_packed(repo)
+    assert packed == 0 and loose >= 3  # blob, tree, commit: below the threshold
+    last = repo.commit([Change("b.txt", repo.write_blob(in_17[1])),
+                        Change("c.txt", repo.write_blob(in_17[2]))], author="alice",
+                       message="two", when=1_700_000_001)
+    loose, packed = _loose_and_packed(repo)
+    assert loose == 0 and packed >= 6
+    assert repo.head() == last and repo.parent(last) == first
+    assert repo.read(first, "a.txt") == in_17[0] and repo.read(last, "c.txt") == in_17[2]
