@@ -16,6 +16,8 @@ from typing import Any, Protocol
 import treq
 from twisted.internet import defer
 
+from ipydoc.backends.capped_body import read_capped
+
 TIMEOUT = 15.0
 MAX_BODY = 1 << 20
 
@@ -75,15 +77,5 @@ class HTTP:
         d = self.client.request(method, url, headers=headers, timeout=TIMEOUT,
                                 reactor=self.reactor, **kw)
         response = await d
-        body = await defer.Deferred.fromCoroutine(_read_capped(response))
+        body = await defer.Deferred.fromCoroutine(read_capped(response, MAX_BODY))
         return Reply(response.code, body)
-
-
-async def _read_capped(response: Any) -> bytes:
-    length = response.length if isinstance(response.length, int) else None
-    if length is not None and length > MAX_BODY:
-        raise ValueError("answer too large")
-    body = await treq.content(response)
-    if len(body) > MAX_BODY:
-        raise ValueError("answer too large")
-    return body

@@ -17,6 +17,7 @@ from urllib.parse import quote
 import treq
 from twisted.web.client import Agent
 
+from ipydoc.backends.capped_body import BodyTooLarge, read_capped
 from ipydoc.backends.httppool import quiet_pool
 from ipydoc.history.errors import HistoryError
 
@@ -48,12 +49,12 @@ class GitHubRepos:
         try:
             r = await self._http.request(method, self.api + path, json=body, headers=headers,
                                          timeout=TIMEOUT)
-            data = await r.content()
+            data = await read_capped(r, MAX_BODY)
+        except BodyTooLarge:
+            raise HistoryError("GitHub's answer was too large.") from None
         except Exception as e:  # noqa: BLE001 - any transport failure
             raise HistoryError(f"GitHub could not be reached ({type(e).__name__}); "
                                "try again later.") from None
-        if len(data) > MAX_BODY:
-            raise HistoryError("GitHub's answer was too large.")
         try:
             return r.code, json.loads(data)
         except ValueError:
