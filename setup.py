@@ -42,6 +42,7 @@ setup(
             "playwright>=1.45",
             "ruff>=0.6",
             "import-linter>=2.1",  # the layer contracts in .importlinter
+            "jsonschema>=4.18", "openapi-spec-validator>=0.7",  # tests/api: /hub/api/openapi.json
         ],
     },
     entry_points={"console_scripts": ["ipydoc = ipydoc.cli.main:main"]},

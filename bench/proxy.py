@@ -55,7 +55,8 @@ WS_PYTHON = "/tmp/peer-venv/bin/python"
 USER = "p00"
 UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 LABEL = {"direct": "direct", "ipydoc": "ipydoc", "chp": "configurable-http-proxy",
-         "nginx": "nginx (keepalive upstream)", "direct-ip": "direct, container IP (no docker-proxy)"}
+         "nginx": "nginx (keepalive upstream)", "direct-ip": "direct, container IP (no docker-proxy)",
+         "ipydoc-lean": "ipydoc, lean front end", "ipydoc-twisted": "ipydoc, twisted.web front end"}
 
 NGINX_CONF = """
 worker_processes 1;
@@ -200,6 +201,9 @@ def main() -> None:
     ap.add_argument("--pyspy-conns", type=int, default=50)
     ap.add_argument("--pyspy-rate", type=int, default=200, help="py-spy samples per second")
     ap.add_argument("--access-log", default="", help='server.access_log for the daemon ("off": as nginx here)')
+    ap.add_argument("--front-ends", nargs="+", choices=["lean", "twisted"], default=[],
+                    help="proxy.front_end of the daemon; two: a second daemon of the same site "
+                         "(same Redis, same container) runs the other, both measured in turn")
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
 
@@ -211,8 +215,11 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="ipydoc-proxybench-"))
     spawn.TWISTD = srv + spawn.TWISTD  # the daemon, and its redis-server, on CPU 1
+    access = f'access_log = "{a.access_log}"' if a.access_log else ""
+    fronts = a.front_ends
     d = spawn.Daemon(a.image, root, "cpu_limit = 0",
-                     f'access_log = "{a.access_log}"' if a.access_log else "")
+                     access + (f'\n[proxy]\nfront_end = "{fronts[0]}"\n' if fronts else ""))
+    d2: spawn.Daemon | None = None
     procs: list[subprocess.Popen] = []
     nginx_root = root / "nginx"
     result: dict = {"tool": "ipydoc-proxy", "date": stamp, "tag": a.tag, "image": a.image,
@@ -238,12 +245,27 @@ def main() -> None:
                 pin(p, "1")
         base = f"/user/{USER}"
         tok_h = {"Authorization": f"token {token}"}
-        targets: dict[str, dict] = {
-            "direct": {"url": backend, "headers": tok_h},
-            "ipydoc": {"url": d.url, "headers": {"Cookie": f"ipydoc-session={cookie}"},
-                       "ws_headers": {"Cookie": f"ipydoc-session={cookie}", "Origin": d.url}},
-        }
-        if not a.no_peers:
+        daemons = [d]
+        if len(fronts) > 1:
+            # A second daemon of the same site (docs/several-daemons.md): the first one's
+            # Redis, the same signing secret and docker.instance, the other front end.
+            root2 = root / "second"
+            (root2 / "state").mkdir(parents=True)
+            shutil.copy(root / "state" / "secret", root2 / "state" / "secret")
+            d2 = spawn.Daemon(a.image, root2, "cpu_limit = 0",
+                              access + f'\n[proxy]\nfront_end = "{fronts[1]}"\n'
+                              f'[redis]\nurl = "unix://{sock}"\n[history]\nenabled = false\n')
+            d2.instance = d.instance
+            d2.start()
+            daemons.append(d2)
+        targets: dict[str, dict] = {"direct": {"url": backend, "headers": tok_h}}
+        for dn, fe in zip(daemons, fronts or [""]):
+            targets[f"ipydoc-{fe}" if fe else "ipydoc"] = {
+                "url": dn.url, "headers": {"Cookie": f"ipydoc-session={cookie}"},
+                "ws_headers": {"Cookie": f"ipydoc-session={cookie}", "Origin": dn.url}}
+        if not a.no_peers and not os.path.exists(CHP):
+            print(f"configurable-http-proxy not installed ({CHP}): skipped", flush=True)
+        if not a.no_peers and os.path.exists(CHP):
             chp_port, chp_api = spawn.free_port(), spawn.free_port()
             procs.append(subprocess.Popen(
                 srv + [CHP, "--ip", "127.0.0.1", "--port", str(chp_port), "--api-ip", "127.0.0.1",
@@ -251,6 +273,7 @@ def main() -> None:
                 env={**os.environ, "CONFIGPROXY_AUTH_TOKEN": token},
                 stdout=open(root / "chp.log", "wb"), stderr=subprocess.STDOUT))
             targets["chp"] = {"url": f"http://127.0.0.1:{chp_port}", "headers": tok_h}
+        if not a.no_peers:
             nginx_port = spawn.free_port()
             nginx_root.mkdir()
             conf = nginx_root / "nginx.conf"
@@ -288,7 +311,8 @@ def main() -> None:
 
         nginx_pids = [int((nginx_root / "nginx.pid").read_text())] if not a.no_peers else []
         nginx_pids += [c for p in nginx_pids for c in spawn.children(p)]
-        meter = CpuMeter({"daemon": [d.proc.pid], "redis": [d.redis_pid()], "docker-proxy": dproxy,
+        meter = CpuMeter({"daemon": [x.proc.pid for x in daemons], "redis": [d.redis_pid()],
+                          "docker-proxy": dproxy,
                           "chp": [p.pid for p in procs], "nginx": nginx_pids},
                          Path(f"/sys/fs/cgroup/cpuacct/docker/{info['Id']}/cpuacct.usage"))
         names = list(targets)
@@ -330,8 +354,9 @@ def main() -> None:
             result["pyspy"] = {}
             for kind, extra in (("wall", []), ("gil", ["--gil"])):
                 prof = out_dir / f"pyspy-ipydoc-{kind}.speedscope.json"
+                first = names[1]  # the (first) daemon
                 w = subprocess.Popen(cli + ["wrk", "-t1", f"-c{a.pyspy_conns}", f"-d{int(a.pyspy) + 4}s",
-                                            "--latency", *wrk_h("ipydoc"), wrk_url("ipydoc")],
+                                            "--latency", *wrk_h(first), wrk_url(first)],
                                      stdout=subprocess.PIPE, text=True)
                 time.sleep(2)
                 subprocess.run(cli + ["py-spy", "record", "-d", str(int(a.pyspy)), "-r", str(a.pyspy_rate),
@@ -345,6 +370,8 @@ def main() -> None:
             ["ss", "-tan", "state", "time-wait", f"( dport = :{host_port} )"],
             capture_output=True, text=True).stdout.count("\n") - 1
     finally:
+        if d2 is not None:
+            d2.stop()
         for p in procs:
             p.send_signal(signal.SIGTERM)
         if (nginx_root / "nginx.pid").exists():
@@ -394,6 +421,9 @@ def summarize(rows: dict, ws: dict | None, names: list[str]) -> dict:
             med["cpu_cores"] = cpu
             cpu_txt = ", ".join(f"{k} {v:.2f}" for k, v in cpu.items() if v >= 0.02 and k != "tcp-connects")
             cpu_txt += f"; {cpu.get('tcp-connects', 0):.0f} TCP connects"
+            if t.startswith("ipydoc") and med["rps"]:  # the daemon's CPU per proxied request
+                med["daemon_us_per_req"] = cpu.get("daemon", 0) * 1e6 / med["rps"]
+                cpu_txt += f"; daemon {med['daemon_us_per_req']:.0f} µs/req"
             lines.append(f"| {c} | {LABEL[t]} | {med['rps']:.0f} | {', '.join('%.0f' % r['rps'] for r in rs)} | "
                          f"{med['p50_ms']:.2f} | {med['p90_ms']:.2f} | {med['p99_ms']:.2f} | "
                          + " | ".join(f"{med[f'vs_{b}']:.2f}" for b in ref) + f" | {cpu_txt} | {errs} |")

@@ -144,6 +144,7 @@ class IpydocDaemon(MultiService):
         from ipydoc.edge.site import make_site
         from ipydoc.servers.activity import Activity
         from ipydoc.servers.manager import Limits, ServerManager
+        from ipydoc.servers.profiles import Catalogue
         from ipydoc.state.redis_service import RedisService, redis_url, secret_fingerprint
         from ipydoc.web.hub import make_hub
         from ipydoc.web.metrics_page import MetricsSite
@@ -175,7 +176,8 @@ class IpydocDaemon(MultiService):
         limits = Limits(cfg.spawn.image, cfg.mem_limit_bytes, cfg.spawn.cpu_limit or None,
                         cfg.spawn.pids_limit or None, cfg.spawn.start_timeout,
                         concurrency=cfg.spawn.concurrency, max_running=cfg.spawn.max_running,
-                        images=tuple(cfg.spawn.images))
+                        images=tuple(cfg.spawn.images),
+                        catalogue=Catalogue.build(cfg.profiles, cfg.groups))
         routing = Routing(cfg.server.routing, cfg.server.domain.lower(), cfg.server.public_url)
         self.manager = ServerManager(self.backend, self.redis, limits, reactor, routing=routing,
                                      lease_ttl=cfg.cluster.lease_ttl)
@@ -195,8 +197,10 @@ class IpydocDaemon(MultiService):
                                    sweep_interval=cfg.cluster.sweep_interval)
             self.history.setServiceParent(self)
         hosts = HostSessions(self.redis, load_secret(state / "secret"))
+        self.static_cache = self._static_cache(cfg, limits, reactor)
         self.gate = UserGate(sessions, self.manager, routing, hosts, self.activity,
-                             saves=self.history, public_url=cfg.server.public_url)
+                             saves=self.history, public_url=cfg.server.public_url,
+                             static=self.static_cache, start_wait=cfg.spawn.start_wait)
 
         from ipydoc.servers.culler import Culler, CullSettings
         cull = CullSettings(cfg.cull.idle_timeout, cfg.cull.max_age, cfg.cull.interval,
@@ -216,10 +220,12 @@ class IpydocDaemon(MultiService):
             settings=HubSettings(
                 image=cfg.spawn.image, stop_on_logout=cfg.auth.stop_on_logout,
                 start_on_login=cfg.auth.start_on_login,
-                login_limits=LimitSettings.from_auth(cfg.auth)),
+                login_limits=LimitSettings.from_auth(cfg.auth),
+                prestart_on_home=cfg.spawn.prestart_on_home),
             providers=build_providers(cfg.auth, reactor), local_login=cfg.auth.local,
             provider_limits=ProviderLimits.from_auth(cfg.auth), public_url=cfg.server.public_url,
-            metrics_token=read_token(cfg.metrics.token_file) if cfg.metrics.token_file else None)
+            metrics_token=read_token(cfg.metrics.token_file) if cfg.metrics.token_file else None,
+            static=self.static_cache)
         site = make_site(hub.resource(), self.gate, reactor, limits=RequestLimits(
             header_timeout=cfg.server.client_header_timeout,
             body_timeout=cfg.server.client_body_timeout,
@@ -228,7 +234,8 @@ class IpydocDaemon(MultiService):
             max_header_size=cfg.server.max_header_size, max_headers=cfg.server.max_headers),
             connect_timeout=cfg.proxy.backend_connect_timeout,
             head_timeout=cfg.proxy.backend_response_timeout, access_log=cfg.server.access_log,
-            forwarding=Forwarding.from_settings(cfg.server.trusted_proxies, cfg.server.public_url))
+            forwarding=Forwarding.from_settings(cfg.server.trusted_proxies, cfg.server.public_url),
+            front_end=cfg.proxy.front_end)
         web = WebService(site, reactor, cfg.server.drain_timeout)
         web.setName("web")
         try:  # TLS certificates are read here: a bad one stops the daemon before it listens
@@ -287,6 +294,23 @@ class IpydocDaemon(MultiService):
         if self.history is not None:
             probes.append(Probe("history", lambda: refresh_history(store(), per_user)))
         return MetricsRefresher(probes, self.reactor)
+
+    def _static_cache(self, cfg: Any, limits: Any, reactor: Any) -> Any:
+        """JupyterLab's static files per image (docs/cold_login.md); Docker backend only,
+        read in the background from the start (a failure only costs the speed-up)."""
+        if not cfg.spawn.static_cache or cfg.spawn.backend != "docker":
+            return None
+        from twisted.internet.defer import Deferred
+
+        from ipydoc.backends.image_static import ImageStaticReader
+        from ipydoc.servers.static_cache import StaticCache
+
+        reader = ImageStaticReader(reactor, self.backend.api, instance=cfg.docker.instance)
+        cache = StaticCache(reader)
+        reactor.callWhenRunning(cache.refresh_soon, limits.allowed_images)
+        reactor.addSystemEventTrigger("before", "shutdown",
+                                      lambda: Deferred.fromCoroutine(reader.close()))
+        return cache
 
     def _swarm_backend(self) -> Any:
         """``spawn.backend = "swarm"``: services on the swarm whose manager is

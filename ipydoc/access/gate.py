@@ -44,6 +44,7 @@ from ipydoc.proxy.gate import Forward, Reply
 from ipydoc.proxy.live import OpenExchanges
 from ipydoc.servers.activity import Activity
 from ipydoc.servers.manager import ServerManager
+from ipydoc.servers.static_cache import StaticCache
 from ipydoc.state.keys import TOKEN_PREFIX
 from ipydoc.state.redis_service import UNAVAILABLE, StoreUnavailable
 from ipydoc.state.store import Store
@@ -56,7 +57,8 @@ class UserGate:
 
     def __init__(self, sessions: Sessions, manager: ServerManager, routing: Routing,
                  hosts: HostSessions, activity: Activity, *,
-                 saves: SaveObserver | None = None, public_url: str = "") -> None:
+                 saves: SaveObserver | None = None, public_url: str = "",
+                 static: StaticCache | None = None, start_wait: float = 0.0) -> None:
         self.sessions = sessions
         self.manager = manager
         self.routing = routing
@@ -65,7 +67,7 @@ class UserGate:
         self.extra_origins = frozenset({public_url.rstrip("/").lower()} if public_url else ())
         mode = (SubdomainMode(routing, hosts) if routing.subdomain
                 else PathMode(sessions, self.extra_origins))
-        self.ladder = Ladder(mode, TokenCheck(sessions), manager, routing)
+        self.ladder = Ladder(mode, TokenCheck(sessions), manager, routing, static, start_wait)
         #: Open exchanges by credential and user (the proxy fills it; see the module doc).
         self.exchanges = OpenExchanges()
         self._watched: Store | None = None

@@ -24,6 +24,13 @@ only the last lets a byte through to the server:
    resume per user however many requests wait; a failure is a 502 saying why) and the
    request goes on, its access log line marked ``resumed``; a running one costs nothing
    more (its route is read anyway).
+   While the server is not routable (starting, or a cold login's browser running ahead of
+   it: issue 15), a GET/HEAD of one of JupyterLab's versioned static files
+   (``static/lab/<name>.<hash>.js``) is answered from the per-image cache
+   (:mod:`ipydoc.servers.static_cache`, never a user's bytes) with immutable caching
+   headers, and any other request while the server *starts* (not a browser navigating:
+   it goes to the start page) waits for the start, at most ``start_wait`` seconds, then
+   goes on (or gets the 503 as before).
 6. **forward** -- a :class:`~ipydoc.proxy.gate.Forward` to the server, naming the
    credential (so the proxy can cut what it has open when it is revoked:
    :mod:`ipydoc.access.gate`) and the start page (for the proxy's error pages).
@@ -36,6 +43,7 @@ wants_html`) with a cookie, never a token.  The two modes differ only in the ste
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from functools import partial
 from typing import Protocol
@@ -48,9 +56,15 @@ from ipydoc.access.tokens import TokenCheck, from_authorization
 from ipydoc.access.verdicts import Holder, json_reply, redirect, wants_page
 from ipydoc.backends.base import BackendError
 from ipydoc.edge.access_log import mark
+from ipydoc.edge.request_args import arg
 from ipydoc.edge.routing import Routing
 from ipydoc.proxy.gate import Forward, Reply
 from ipydoc.servers.manager import ServerManager
+from ipydoc.servers.static_cache import IMMUTABLE, StaticCache
+from ipydoc.servers.wait_start import wait_for_start
+
+#: A file of JupyterLab's static directory, under the server's base URL.
+STATIC_FILE = re.compile(rb"^static/lab/([^/]+)$")
 
 
 class Mode(Protocol):
@@ -80,11 +94,14 @@ def start_url(routing: Routing, request: IRequest, name: str) -> str:
 
 class Ladder:
     def __init__(self, mode: Mode, tokens: TokenCheck, manager: ServerManager,
-                 routing: Routing) -> None:
+                 routing: Routing, static: StaticCache | None = None,
+                 start_wait: float = 0.0) -> None:
         self.mode = mode
         self.tokens = tokens
         self.manager = manager
         self.routing = routing
+        self.static = static
+        self.start_wait = start_wait
 
     async def decide(self, request: IRequest) -> Forward | Reply:
         # 1. name
@@ -118,6 +135,16 @@ class Ladder:
         route = self.manager.routes.get(name)
         if route is None:  # another daemon may have started it a moment ago: ask Redis
             route = await self.manager.route_from_store(name)
+        static = self._static_file(request, name) if self.static is not None else None
+        if route is None and static is not None and self.static is not None:
+            cached = self.static.get(*static)
+            if cached is not None:
+                mark(request, "static-cache")
+                return Reply(200, cached[0], cached[1], dict(IMMUTABLE))
+        if (route is None and self.start_wait > 0 and self.manager.is_starting(name)
+                and not (holder.browser and wants_page(request))):
+            await wait_for_start(self.manager, name, self.start_wait)
+            route = self.manager.routes.get(name)
         if route is None:
             if holder.browser and wants_page(request):
                 return redirect(start_url(self.routing, request, name))
@@ -130,6 +157,8 @@ class Ladder:
             if refused is not None:
                 return refused
         # 6. forward
+        if static is not None and self.static is not None:
+            self.static.saw(static[0])
         if holder.token_digest:
             await self.tokens.touch(holder.token_digest)
         return Forward(name, route.url, route.token, holder.credential,
@@ -144,3 +173,18 @@ class Ladder:
             return json_reply(502, f"your server is paused and could not be resumed: "
                                    f"{e.message}")
         return None
+
+    def _static_file(self, request: IRequest, name: str) -> tuple[str, str | None] | None:
+        """(file name, ``?v=``) when a GET/HEAD asks for a file of ``static/lab``."""
+        if request.method not in (b"GET", b"HEAD"):
+            return None
+        prefix = b"/" if self.routing.subdomain else f"/user/{name}/".encode()
+        if not request.path.startswith(prefix):
+            return None
+        m = STATIC_FILE.match(request.path[len(prefix):])
+        if m is None:
+            return None
+        try:
+            return m.group(1).decode("ascii"), arg(request, "v") or None
+        except UnicodeDecodeError:
+            return None

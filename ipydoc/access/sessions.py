@@ -9,16 +9,22 @@ others (``sessions-ended`` on :mod:`ipydoc.state.bus`), which empty theirs as so
 message arrives (milliseconds; measured by tests/cluster and bench/daemons.py).  If the
 bus connection was down, it empties the caches when it is back.  Only expiry (days) is
 seen up to ``CACHE_SECONDS`` late.
+
+The cache is bounded (``CACHE_MAX`` entries, least recently used out first, counted in
+``ipydoc_session_cache_evictions``): a site with many users who once logged in must not
+grow it without end, and a lookup is one dict operation whatever its size.
 """
 
 from __future__ import annotations
 
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from twisted.web.iweb import IRequest
 
+from ipydoc.access import metrics
 from ipydoc.access.collaborators import StoreSource
 from ipydoc.access.cookies import SESSION_COOKIE, Signer, cookie_header, new_id, read_cookie
 from ipydoc.state.store import Store
@@ -34,13 +40,17 @@ class Session:
 CACHE_SECONDS = 5.0
 CACHE_MAX = 10_000
 
-
 class Sessions:
-    def __init__(self, store_source: StoreSource, secret: bytes, lifetime: int) -> None:
+    def __init__(self, store_source: StoreSource, secret: bytes, lifetime: int,
+                 cache_max: int = CACHE_MAX) -> None:
         self._store_source = store_source
         self.signer = Signer(secret, "session")
         self.lifetime = lifetime
-        self._cache: dict[bytes, tuple[Session, float]] = {}  # signed cookie → session
+        # signed cookie → (session, valid until); least recently used first
+        self._cache: OrderedDict[bytes, tuple[Session, float]] = OrderedDict()
+        self._cache_max = cache_max
+        #: Entries dropped to keep the cache within ``cache_max`` (this instance).
+        self.evictions = 0
         self._generation = 0  # bumped when sessions end: a lookup in flight then is not cached
         self._watched: Store | None = None
 
@@ -65,8 +75,11 @@ class Sessions:
         store = self.store
         now = time.monotonic()
         hit = self._cache.get(signed)
-        if hit is not None and hit[1] > now:
-            return hit[0]
+        if hit is not None:
+            if hit[1] > now:
+                self._cache.move_to_end(signed)
+                return hit[0]
+            del self._cache[signed]
         session_id = self.signer.unsign(signed)
         if session_id is None:
             return None
@@ -77,10 +90,21 @@ class Sessions:
             return None
         session = Session(session_id, record["user"], record.get("csrf", ""))
         if generation == self._generation:
-            if len(self._cache) >= CACHE_MAX:
-                self._cache.clear()
-            self._cache[signed] = (session, now + CACHE_SECONDS)
+            self._remember(signed, session, now + CACHE_SECONDS)
         return session
+
+    def _remember(self, signed: bytes, session: Session, until: float) -> None:
+        self._cache[signed] = (session, until)
+        self._cache.move_to_end(signed)
+        while len(self._cache) > self._cache_max:
+            self._cache.popitem(last=False)
+            self.evictions += 1
+            metrics.SESSION_CACHE_EVICTIONS.inc()
+
+    @property
+    def cached(self) -> int:
+        """Sessions held in memory now (at most ``cache_max``)."""
+        return len(self._cache)
 
     async def create(self, request: IRequest, user: str) -> Session:
         session = Session(new_id(), user, secrets.token_urlsafe(32))

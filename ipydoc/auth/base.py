@@ -39,6 +39,9 @@ class Identity:
     name: str  # the validated ipydoc name derived from it
     admin: bool | None  # None: the provider has no admin rule, leave the flag alone
     detail: str = ""  # for the event log, e.g. the GitHub login
+    # ipydoc groups the provider reports (mapped teams / claim values); None: it manages
+    # no groups, or could not tell this time (memberships are left as they are)
+    groups: tuple[str, ...] | None = None
 
 
 class Provider(Protocol):

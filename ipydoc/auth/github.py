@@ -7,6 +7,10 @@ asked at every login:
 - organisation: ``GET {api}/user/memberships/orgs/{org}``, ``state`` must be ``active``;
 - team: ``GET {api}/orgs/{org}/teams/{slug}/memberships/{login}``, ``state`` ``active``.
 
+The same team check maps teams to ipydoc groups (``group_teams``, issue 19): the
+:class:`Identity` carries the groups of the teams the person is an active member of, and
+the login syncs them (:meth:`ipydoc.state.groups.Groups.sync_provider_groups`).
+
 Membership must be confirmed: a pending invitation, a 404, a 403 (e.g. the organisation
 has not approved this OAuth app), a GitHub error or an unexpected answer all deny, each
 with its own reason.  The account belongs to the numeric GitHub id (logins can be renamed);
@@ -41,7 +45,7 @@ class GithubProvider:
     @property
     def scope(self) -> str:
         s = self.settings
-        return "read:org" if (s.orgs or s.teams or s.admin_teams) else ""
+        return "read:org" if (s.orgs or s.teams or s.admin_teams or s.group_teams) else ""
 
     async def authorize_url(self, redirect_uri: str, state: str, nonce: str,
                             challenge: str) -> str:
@@ -107,7 +111,24 @@ class GithubProvider:
                 if admin:
                     break
                 admin = (await self._team(team, login, auth))[0] == MEMBER
-        return Identity(self.id, str(user["id"]), name, admin, f"GitHub login {login}")
+        return Identity(self.id, str(user["id"]), name, admin, f"GitHub login {login}",
+                        await self._groups(login, auth))
+
+    async def _groups(self, login: str, auth: dict[str, str]) -> tuple[str, ...] | None:
+        """The ipydoc groups of ``group_teams`` whose team ``login`` is an active member
+        of; None (no change to memberships) when none is configured or GitHub could not
+        confirm one of them (a passing error must not take groups away)."""
+        mapping = self.settings.group_teams
+        if not mapping:
+            return None
+        groups = set()
+        for team, group in mapping.items():
+            result, _ = await self._team(team, login, auth)
+            if result == UNKNOWN:
+                return None
+            if result == MEMBER:
+                groups.add(group)
+        return tuple(sorted(groups))
 
     async def _membership(self, url: str, auth: dict[str, str]) -> tuple[str, str]:
         """(MEMBER/NOT_MEMBER/PENDING/UNKNOWN, detail) from one membership endpoint."""

@@ -179,4 +179,28 @@ class OidcProvider:
         admin = None
         if s.admin_claim:
             admin = bool(set(_claim_values(claims.get(s.admin_claim))) & set(s.admin_values))
-        return Identity(self.id, str(claims["sub"]), name, admin, f"{s.username_claim} {raw}")
+        return Identity(self.id, str(claims["sub"]), name, admin, f"{s.username_claim} {raw}",
+                        self.groups(claims))
+
+    def groups(self, claims: dict[str, Any]) -> tuple[str, ...] | None:
+        """The ipydoc groups of the ``groups_claim`` (None: not configured).  Values not
+        starting with ``groups_prefix`` are ignored (the prefix is removed); with
+        ``groups_map`` only mapped values count, else a value is the group's name and
+        one that is not a valid name is ignored."""
+        s = self.settings
+        if not s.groups_claim:
+            return None
+        out = set()
+        for value in _claim_values(claims.get(s.groups_claim))[:1000]:
+            if not value.startswith(s.groups_prefix):
+                continue
+            value = value[len(s.groups_prefix):]
+            if s.groups_map:
+                if value in s.groups_map:
+                    out.add(s.groups_map[value])
+                continue
+            try:
+                out.add(validate_name(value.lower()))
+            except InvalidName:
+                continue
+        return tuple(sorted(out))

@@ -23,6 +23,19 @@ class BackendError(Exception):
 
 
 @dataclass(frozen=True)
+class SharedVolume:
+    """Read-only shared data of a profile: ``source`` an absolute host path (a bind) or a
+    volume name; ``target`` where it appears in the server (always read-only)."""
+
+    source: str
+    target: str
+
+    @property
+    def is_bind(self) -> bool:
+        return self.source.startswith("/")
+
+
+@dataclass(frozen=True)
 class ServerSpec:
     """Everything a backend needs to start one user's server."""
 
@@ -35,6 +48,8 @@ class ServerSpec:
     pids_limit: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     hub_host: str = ""             # the hub's origin when it is on another host (subdomains)
+    volumes: tuple[SharedVolume, ...] = ()  # a profile's read-only extra mounts
+    gpus: int = 0                  # GPUs requested (-1: all); Docker DeviceRequests
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,27 @@ class ContainerBody:
         """``cmd`` (default ``jupyter lab``) plus the options ipydoc's routing relies on."""
         return self.cmd + server_args(spec, port=self.port, root_dir=self.notebook_dir)
 
+    @staticmethod
+    def shared_mounts(spec: ServerSpec) -> list[dict]:
+        """A profile's extra volumes, each read-only (a bind for a host path; a named
+        volume is never created here: ``NoCopy`` keeps the image's files out of it)."""
+        out: list[dict] = []
+        for v in spec.volumes:
+            if v.is_bind:
+                out.append({"Type": "bind", "Source": v.source, "Target": v.target,
+                            "ReadOnly": True})
+            else:
+                out.append({"Type": "volume", "Source": v.source, "Target": v.target,
+                            "ReadOnly": True, "VolumeOptions": {"NoCopy": True}})
+        return out
+
+    @staticmethod
+    def device_requests(spec: ServerSpec) -> list[dict]:
+        """A profile's GPU request as Docker's ``DeviceRequests`` (the nvidia driver)."""
+        if not spec.gpus:
+            return []
+        return [{"Driver": "", "Count": int(spec.gpus), "Capabilities": [["gpu"]]}]
+
     def body(self, spec: ServerSpec, mount: dict) -> dict:
         """The Engine API create body: limits (swap off), all capabilities dropped,
         ``no-new-privileges``, no restart policy; the token only in the environment."""
@@ -131,7 +152,7 @@ class ContainerBody:
         env["JUPYTER_TOKEN"] = spec.token
         port_key = f"{self.port}/tcp"
         host_config: dict[str, Any] = {
-            "Mounts": [mount],
+            "Mounts": [mount, *self.shared_mounts(spec)],
             "SecurityOpt": ["no-new-privileges"],
             "CapDrop": ["ALL"],
             "RestartPolicy": {"Name": "no"},
@@ -148,6 +169,8 @@ class ContainerBody:
             host_config["NanoCpus"] = int(round(spec.cpu_limit * 1e9))
         if spec.pids_limit:
             host_config["PidsLimit"] = int(spec.pids_limit)
+        if spec.gpus:
+            host_config["DeviceRequests"] = self.device_requests(spec)
         return {
             "Image": spec.image,
             "Cmd": self.command(spec),

@@ -7,7 +7,9 @@ working directory, volume name).  What Swarm's ``ContainerSpec`` at API 1.41 (Do
 20.10) can and cannot carry of the Docker backend's hardening:
 
 * carried: all capabilities dropped (``CapabilityDrop: [ALL]``), memory, CPU and pids
-  limits (``Resources.Limits``), no init, no restart (``RestartPolicy: none``);
+  limits (``Resources.Limits``), no init, no restart (``RestartPolicy: none``), a
+  profile's extra volumes (``ReadOnly`` mounts) and GPUs (a ``gpu`` generic-resource
+  reservation: Swarm has no ``DeviceRequests``);
 * not carried: ``no-new-privileges`` (``Privileges.NoNewPrivileges`` is API 1.46+; 20.10
   drops it silently) and ``MemorySwap`` (no swap limit in a service: on a node with swap a
   server may swap beyond its memory limit).  With every capability dropped a setuid
@@ -69,6 +71,15 @@ class ServiceBody:
         return {"Type": "volume", "Source": self.body.volume_name(name),
                 "Target": self.body.notebook_dir, "VolumeOptions": volume_options}
 
+    @staticmethod
+    def generic_resources(spec: ServerSpec) -> dict:
+        """A profile's GPUs as a reservation of the nodes' advertised ``gpu`` generic
+        resource (Swarm has no DeviceRequests at API 1.41); nothing without a request."""
+        if spec.gpus <= 0:
+            return {}
+        return {"Reservations": {"GenericResources": [
+            {"DiscreteResourceSpec": {"Kind": "gpu", "Value": int(spec.gpus)}}]}}
+
     def spec(self, spec: ServerSpec, image_ref: str, node_id: str | None) -> dict:
         """The ``POST /services/create`` body: one replica, never restarted, pinned to
         ``node_id`` (None: anywhere), port published in host mode."""
@@ -97,12 +108,12 @@ class ServiceBody:
                     "Labels": labels,
                     "User": f"{self.body.uid}:{self.body.gid}",
                     "Dir": self.body.notebook_dir,
-                    "Mounts": [self.mount(spec.name)],
+                    "Mounts": [self.mount(spec.name), *self.body.shared_mounts(spec)],
                     "CapabilityDrop": ["ALL"],
                     "Init": False,
                     "StopGracePeriod": int(self.stop_timeout * 1e9),
                 },
-                "Resources": {"Limits": limits},
+                "Resources": {"Limits": limits, **self.generic_resources(spec)},
                 "RestartPolicy": {"Condition": "none", "MaxAttempts": 0},
                 "Placement": {"Constraints": [f"node.id=={node_id}"] if node_id else []},
             },

@@ -41,10 +41,12 @@ def emit(args: argparse.Namespace, data: Any, human: str) -> None:
 
 
 def server_rows(servers: list[dict[str, Any]]) -> str:
-    return table([[s["name"], s["state"], s["image"] or "-", s.get("link") or s["url"] or "-",
+    return table([[s["name"], s["state"], s.get("profile") or "-", s["image"] or "-",
+                   s.get("link") or s["url"] or "-",
                    when(s["started"]), ago(s.get("last_activity")), s["error"]]
                   for s in servers],
-                 ["NAME", "STATE", "IMAGE", "URL", "STARTED", "LAST ACTIVITY", "ERROR"])
+                 ["NAME", "STATE", "PROFILE", "IMAGE", "URL", "STARTED", "LAST ACTIVITY",
+                  "ERROR"])
 
 
 def details(item: dict[str, Any], indent: str = "") -> str:

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from ipydoc import __version__
+from ipydoc.cli import groups
 from ipydoc.cli.errors import EXIT_CODES
 
 
@@ -154,6 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
             "exit 1 with the reason if it fails. --no-wait returns at once.")
     name_arg(q)
     q.add_argument("--no-wait", action="store_true", help="do not wait for it to be ready")
+    q.add_argument("--profile", metavar="NAME",
+                   help="the profile to start (one the user may pick: `ipydoc profile list "
+                        "--user NAME`); default: their last, else groups.default_profile")
     name_arg(cmd(server, "stop", "stop a user's server (files are kept)",
                  "Stop a user's server: the container is stopped and removed, the files "
                  "stay. Stopping a server that is not running is not an error."))
@@ -275,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave login sessions out: everybody logs in again")
     q.add_argument("--volumes", action="store_true",
                    help="also restore users' files (the volumes must not exist)")
+
+    groups.add_parsers(group, cmd)
 
     image = group("image", "notebook images")
     q = image.add_parser(

@@ -23,7 +23,8 @@ def _status(args: argparse.Namespace, target: Target) -> int:
 def _server_start(args: argparse.Namespace, target: Target) -> int:
     from ipydoc.control import commands as c
 
-    r = result(target, c.ServerStart, name=args.name, wait=not args.no_wait)
+    r = result(target, c.ServerStart, name=args.name, wait=not args.no_wait,
+               profile=args.profile or None)
     emit(args, r, f"server of {args.name} is {r['state']}"
                     + (f" at {r['url']}" if r.get("url") and r["state"] == "running" else ""))
     return EXIT_OK

@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from ipydoc.config.errors import ConfigError
+from ipydoc.names import InvalidName, validate_name
 
 PROVIDER_ID = re.compile(r"[a-z][a-z0-9-]{0,30}")
 DEFAULT_ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
@@ -30,6 +31,8 @@ class GithubAuth:
     users: list[str] = field(default_factory=list)
     admin_users: list[str] = field(default_factory=list)
     admin_teams: list[str] = field(default_factory=list)
+    # GitHub team ("org/team-slug") -> ipydoc group, synced at each login (issue 19)
+    group_teams: dict[str, str] = field(default_factory=dict)
     display_name: str = "GitHub"
 
 
@@ -46,6 +49,10 @@ class OidcAuth:
     require_email_verified: bool = True
     admin_claim: str = ""
     admin_values: list[str] = field(default_factory=list)
+    # ipydoc groups from a claim, synced at each login (issue 19): "" = none
+    groups_claim: str = ""
+    groups_prefix: str = ""    # only values starting with it, the prefix removed
+    groups_map: dict[str, str] = field(default_factory=dict)  # value -> group; set: only these
     algorithms: list[str] = field(default_factory=lambda: list(DEFAULT_ALGORITHMS))
     leeway: float = 30.0
     jwks_refetch_interval: float = 30.0
@@ -100,6 +107,13 @@ def _team(key: str, value: str) -> None:
         raise ConfigError(f"{key} entries are \"org/team-slug\", not {value!r}")
 
 
+def _group(key: str, group: str) -> None:
+    try:
+        validate_name(group)
+    except InvalidName as e:
+        raise ConfigError(f"{key}: the group name {group!r} is not valid: {e}") from None
+
+
 def validate(auth: AuthSection) -> None:
     """ConfigError naming the first key of ``[auth]`` (or a provider table) that cannot
     be used."""
@@ -134,6 +148,9 @@ def _validate_providers(auth: AuthSection) -> None:
             _team(f"{k}.teams", t)
         for t in g.admin_teams:
             _team(f"{k}.admin_teams", t)
+        for t, group in g.group_teams.items():
+            _team(f"{k}.group_teams", t)
+            _group(f"{k}.group_teams.{t}", group)
     for pid, o in auth.oidc.items():
         k = f"auth.oidc.{pid}"
         if not PROVIDER_ID.fullmatch(pid) or pid == "github":
@@ -149,6 +166,10 @@ def _validate_providers(auth: AuthSection) -> None:
         if not o.allow and not o.allow_all:
             raise ConfigError(f"{k}: set allow (e.g. allow.groups = [\"lab\"]) or, to let in "
                          "everyone with an account at the provider, allow_all = true")
+        if (o.groups_prefix or o.groups_map) and not o.groups_claim:
+            raise ConfigError(f"{k}.groups_claim must be set when groups_prefix or groups_map is")
+        for value, group in o.groups_map.items():
+            _group(f"{k}.groups_map.{value}", group)
         if o.admin_values and not o.admin_claim:
             raise ConfigError(f"{k}.admin_claim must be set when admin_values is")
         if not o.algorithms or any(a.lower() == "none" or a.startswith("HS")

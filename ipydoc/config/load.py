@@ -26,6 +26,7 @@ from ipydoc.config import (
     docker,
     history,
     metrics,
+    profiles,
     proxy,
     redis,
     server,
@@ -40,6 +41,7 @@ from ipydoc.config.docker import DockerSection
 from ipydoc.config.errors import ConfigError
 from ipydoc.config.history import HistorySection
 from ipydoc.config.metrics import MetricsSection
+from ipydoc.config.profiles import GroupsSection, Profile, read_profiles
 from ipydoc.config.proxy import ProxySection
 from ipydoc.config.redis import RedisSection
 from ipydoc.config.server import ServerSection
@@ -64,6 +66,8 @@ class Config:
     proxy: ProxySection = field(default_factory=ProxySection)
     cluster: ClusterSection = field(default_factory=ClusterSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    groups: GroupsSection = field(default_factory=GroupsSection)
+    profiles: list[Profile] = field(default_factory=list)  # [[profiles]]
     path: str = ""
 
     @property
@@ -93,6 +97,7 @@ def _validate(cfg: Config) -> None:
     history.validate(cfg.history)
     cluster.validate(cfg.cluster)
     metrics.validate(cfg.metrics)
+    profiles.validate(cfg.profiles, cfg.groups, cfg.docker.notebook_dir)
 
 
 def from_dict(data: dict[str, Any], path: str = "") -> Config:
@@ -100,6 +105,9 @@ def from_dict(data: dict[str, Any], path: str = "") -> Config:
     cfg = Config(path=path)
     sections = {f.name: f for f in fields(Config) if f.name != "path"}
     for name, value in data.items():
+        if name == "profiles":  # the one array of tables
+            cfg.profiles = read_profiles(value)
+            continue
         if name not in sections:
             raise ConfigError(f"unknown section [{name}] (known: {', '.join(sections)})")
         if not isinstance(value, dict):

@@ -20,6 +20,13 @@ class SpawnSection:
     images: list[str] = field(default_factory=list)
     concurrency: int = 4
     max_running: int = 0
+    #: Serve JupyterLab's versioned static files from a per-image cache while a server
+    #: starts, and have the start page prefetch them (issue 15 §2: docs/cold_login.md).
+    static_cache: bool = True
+    #: How long a request that needs a starting server waits for it (0: 503 at once).
+    start_wait: float = 30.0
+    #: A logged-in user opening the hub's home page starts their stopped server.
+    prestart_on_home: bool = False
 
 
 def validate(s: SpawnSection) -> None:
@@ -33,6 +40,9 @@ def validate(s: SpawnSection) -> None:
         raise ConfigError("spawn.concurrency must be at least 1")
     if s.max_running < 0:
         raise ConfigError("spawn.max_running must be 0 (no cap) or positive")
+    if s.start_wait < 0:
+        raise ConfigError("spawn.start_wait must be 0 (no wait) or a positive number of "
+                          "seconds")
     if any(not i for i in s.images):
         raise ConfigError("spawn.images must not contain empty names")
     if s.cpu_limit < 0:

@@ -187,8 +187,12 @@ class UserPasswd(amp.Command):
 
 # -- servers --------------------------------------------------------------------------------
 class ServerStart(amp.Command):
-    """Start a user's server; with ``wait``, answer once it is ready (or failed)."""
-    arguments = [(b"name", amp.Unicode()), (b"wait", amp.Boolean())]
+    """Start a user's server; with ``wait``, answer once it is ready (or failed).
+
+    ``profile``: one the user may pick (``INVALID_INPUT`` otherwise); empty: their last,
+    else the default (:mod:`ipydoc.servers.profiles`)."""
+    arguments = [(b"name", amp.Unicode()), (b"wait", amp.Boolean()),
+                 (b"profile", amp.Unicode(optional=True))]
     response = _RESULT
     errors = ERRORS
 

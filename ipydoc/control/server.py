@@ -16,6 +16,7 @@ from twisted.internet.protocol import Factory
 
 from ipydoc.control.context import ControlContext
 from ipydoc.control.events import EventCommands
+from ipydoc.control.groups import GroupCommands
 from ipydoc.control.history import HistoryCommands
 from ipydoc.control.restart import RestartCommands
 from ipydoc.control.servers import ServerCommands
@@ -23,7 +24,7 @@ from ipydoc.control.users import UserCommands
 
 
 class ControlProtocol(UserCommands, ServerCommands, EventCommands, HistoryCommands,
-                      RestartCommands):
+                      RestartCommands, GroupCommands):
     """One control connection, answering every command group."""
 
 

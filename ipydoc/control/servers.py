@@ -23,6 +23,7 @@ from ipydoc.control.base import (
 )
 from ipydoc.servers.manager import StartFailed
 from ipydoc.servers.move import Mover, MoveRefused
+from ipydoc.servers.profiles import ProfileRefused
 
 MAX_LOG_TAIL = 100_000    # lines
 
@@ -60,12 +61,16 @@ class ServerCommands(ControlBase):
 
 
     @responder(c.ServerStart)
-    async def server_start(self, name: str, wait: bool) -> dict:
+    async def server_start(self, name: str, wait: bool, profile: str | None = None) -> dict:
         user = await self._user(name)
         if user.disabled:
             raise c.Conflict(f"user {name} is disabled; `ipydoc user enable {name}` first")
-        await self._audit("start-requested", name)
-        d = defer.Deferred.fromCoroutine(self.manager.start(name))
+        try:  # refused here, not in the background: the same rule as every other path
+            chosen = await self.manager.choose_profile(name, profile or None)
+        except ProfileRefused as e:
+            raise c.InvalidInput(f"cannot start the server of {name}: {e.message}") from None
+        await self._audit("start-requested", name, f"profile {chosen.name}")
+        d = defer.Deferred.fromCoroutine(self.manager.start(name, profile=chosen))
         if not wait:
             d.addErrback(lambda f: f.trap(StartFailed))
             d.addErrback(lambda f: self.log.failure("start of {name}", f, name=name))

@@ -126,6 +126,8 @@ class UserCommands(ControlBase):
         item = user.public()
         item["server"] = await self._server_item(name)
         item["sessions"] = len(await self.store.list_sessions(name))
+        item["groups"] = await self.store.user_groups(name)   # group -> source
+        item["admin_by_group"] = not user.admin and await self.store.is_admin(name)
         return {"result": json.dumps(item)}
 
     @responder(c.UserDisable)

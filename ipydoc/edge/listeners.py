@@ -48,8 +48,11 @@ def edge_listeners(server_cfg: Any, site: Any, reactor: Any
         assert files is not None  # config: a TLS entry without its own needs tls_cert
         out.append((f"{spec} (TLS)", tls.endpoint, wrap(site, store, files)))
     if store is not None and s.hsts:
-        site.requestFactory = with_hsts(site.requestFactory,
-                                        hsts_value(s.hsts, s.hsts_include_subdomains))
+        value = hsts_value(s.hsts, s.hsts_include_subdomains)
+        if hasattr(site, "use_hsts"):  # the ProxySite: both front ends
+            site.use_hsts(value)
+        else:
+            site.requestFactory = with_hsts(site.requestFactory, value)
     if s.redirect_listen:
         port = https_port(s.public_url, s.listen)
         fallback = urlsplit(s.public_url).hostname or getattr(s, "domain", "") or ""

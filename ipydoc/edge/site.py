@@ -17,6 +17,12 @@ are used (no h2), so these hold.
 The access log is the site's own (:mod:`ipydoc.edge.access_log`), written through the
 public ``log(request)`` hook, not through ``HTTPFactory``'s log file.
 
+That is the ``twisted`` front end.  With ``proxy.front_end = "lean"`` (the default) every
+connection starts on :class:`~ipydoc.edge.lean_channel.LeanChannel`, which serves plain
+user traffic itself (no ``Request`` per proxied request) and hands the connection to
+this site's strict channel (:meth:`ProxySite.twisted_channel`) at the first request it
+does not serve: hub pages, WebSocket handshakes, anything unusual (docs/front_end.md).
+
 Behind a TLS-terminating proxy the request's client address and ``isSecure`` are what
 the site's :class:`~ipydoc.edge.forwarding.Forwarding` rules make of the peer,
 ``server.public_url`` and a trusted proxy's ``X-Forwarded-*`` (set in ``gotLength``,
@@ -38,6 +44,9 @@ from twisted.web.util import Redirect
 from ipydoc.edge import access_log
 from ipydoc.edge.drain import Connections, DrainingChannel
 from ipydoc.edge.forwarding import Forwarding
+from ipydoc.edge.hsts import with_hsts
+from ipydoc.edge.lean_channel import LeanChannel
+from ipydoc.edge.lean_timers import LeanClock
 from ipydoc.edge.limits import RequestLimits
 from ipydoc.edge.refusals import RefusalLog, client_address
 from ipydoc.proxy.body import BodyStream
@@ -45,6 +54,8 @@ from ipydoc.proxy.gate import Gate
 from ipydoc.proxy.handler import Proxy
 from ipydoc.proxy.replies import SERVER
 
+#: The front ends (``proxy.front_end``): :mod:`ipydoc.edge.lean_channel` or twisted.web.
+FRONT_ENDS = ("lean", "twisted")
 #: Largest request body the hub (not the proxy) accepts.
 HUB_BODY_LIMIT = 1024 * 1024
 
@@ -226,7 +237,10 @@ class ProxySite(server.Site):
         hub_body_limit: int = HUB_BODY_LIMIT,
         limits: RequestLimits | None = None,
         access: str = "daemon",
+        front_end: str = "lean",
     ) -> None:
+        if front_end not in FRONT_ENDS:
+            raise ValueError(f"front_end must be one of {FRONT_ENDS}, not {front_end!r}")
         limits = limits or RequestLimits()
         super().__init__(resource, reactor=reactor, timeout=limits.idle_timeout)
         #: "daemon", "off", or a file (absolute, as twisted.web makes a ``logPath``).
@@ -241,10 +255,37 @@ class ProxySite(server.Site):
 
         def channel() -> DrainingChannel:  # strict parsing, caps, timeouts; tracked
             return DrainingChannel(limits, self.refusals)
-        self.protocol = channel
+
+        def lean() -> LeanChannel:  # proxied requests without twisted.web (edge.lean_channel)
+            return LeanChannel(limits, self.refusals)
+        self._strict_channel = channel
+        #: Which front end reads requests first: "lean" or "twisted" (proxy.front_end).
+        self.front_end = front_end
+        self.protocol = lean if front_end == "lean" else channel
+        #: The lean channels' timeouts (one sweep, no timer per request).
+        self.lean_clock = LeanClock(reactor, limits)
         self.gate = gate
         self.proxy = proxy
         self.hub_body_limit = hub_body_limit
+
+    #: ``Strict-Transport-Security`` for responses over TLS (None: none); :meth:`use_hsts`.
+    hsts: bytes | None = None
+
+    def use_hsts(self, value: bytes) -> None:
+        """Send HSTS ``value`` on every response over TLS, from either front end."""
+        self.hsts = value
+        self.requestFactory = with_hsts(self.requestFactory, value)
+
+    def twisted_channel(self) -> DrainingChannel:
+        """A strict twisted.web channel of this site, as ``buildProtocol`` makes one (the
+        lean front end hands it the connections it does not serve)."""
+        channel = self._strict_channel()
+        channel.factory = self
+        channel.callLater = self.reactor.callLater
+        channel.timeOut = self.timeOut
+        channel.requestFactory = self.requestFactory
+        channel.site = self
+        return channel
 
     def acceptableProtocols(self) -> list[bytes]:
         """HTTP/1.1 only: the streaming request relies on ``HTTPChannel``."""
@@ -258,6 +299,7 @@ class ProxySite(server.Site):
             self.connections.when_empty(self.stopFactory)
             return
         self.refusals.stop()  # what is still counted goes to the log
+        self.lean_clock.stop()
         if self._stamp_call is not None and self._stamp_call.active():
             self._stamp_call.cancel()
         self._stamp_call = None
@@ -311,6 +353,7 @@ def make_site(
     limits: RequestLimits | None = None,
     access_log: str = "daemon",
     forwarding: Forwarding | None = None,
+    front_end: str = "lean",
 ) -> ProxySite:
     """The site to listen with; call ``site.proxy.close()`` on shutdown."""
     proxy = Proxy(
@@ -319,7 +362,7 @@ def make_site(
     )
     site = ProxySite(
         make_root(hub_resource), gate, proxy, reactor=reactor, hub_body_limit=hub_body_limit,
-        limits=limits, access=access_log,
+        limits=limits, access=access_log, front_end=front_end,
     )
     if forwarding is not None:
         site.forwarding = forwarding

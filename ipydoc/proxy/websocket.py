@@ -16,7 +16,10 @@ closes, so revoking its session or token closes it at once.
 
 Latency: both sockets get ``TCP_NODELAY`` and both re-arm ``TCP_QUICKACK`` after every
 read (:func:`~ipydoc.proxy.backend.ack_now` explains the 40 ms this saves per message
-with a stock jupyter_server, which writes its frames with Nagle's algorithm on).
+with a stock jupyter_server, which writes its frames with Nagle's algorithm on).  What
+one side sends is passed on with :func:`~ipydoc.proxy.sendnow.send_now`: in the same
+turn of the reactor when nothing is queued, instead of on the next one (backpressure
+is unchanged: what the kernel does not take is queued and pauses the other side).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from ipydoc.proxy.http import keep_response_header
 from ipydoc.proxy.live import OpenExchanges
 from ipydoc.proxy.replies import error_reply, write_reply
 from ipydoc.proxy.scrub import Scrubber, is_textual
+from ipydoc.proxy.sendnow import send_now
 
 MAX_HEAD = 64 * 1024
 MAX_REFUSAL_BODY = 1024 * 1024
@@ -254,7 +258,7 @@ class _ClientEnd(Protocol):
         ack_now(_socket_transport(self.transport))
         self._activity.touch()
         metrics.TO_SERVER.inc(len(data))
-        self._backend.write(data)
+        send_now(self._backend, data)
 
     def connectionLost(self, reason: Failure = Failure(error.ConnectionDone())) -> None:
         self._backend.unregisterProducer()
@@ -284,7 +288,7 @@ def _splice(request: IRequest, backend: _Backend, head: bytes, activity: _Activi
     def to_client(data: bytes) -> None:
         activity.touch()
         metrics.TO_CLIENT.inc(len(data))
-        client.write(data)
+        send_now(client, data)
 
     def backend_closed(_: None) -> None:
         client.unregisterProducer()

@@ -160,7 +160,7 @@ class Culler(Service):
         servers = await store.get_servers(names)
         admins: set[str] = set()
         if s.exempt_admins:
-            admins = {u.name for u in await store.get_users(names) if u.admin}
+            admins = await store.admins_among(names)  # the one admin rule (groups too)
         checks = [defer.Deferred.fromCoroutine(self._judge_safely(n, servers.get(n), stored))
                   for n in names if n not in admins]
         verdicts = await defer.gatherResults(checks, consumeErrors=True) if checks else []

@@ -18,9 +18,12 @@ Lifecycle rules (issue 6):
   clear message (kind ``limit``) instead of queueing forever.  Paused servers count; when
   one exists, the oldest paused server is stopped to make room instead
   (:mod:`ipydoc.servers.pausing`).
-* **Limits and images** — memory/CPU/pids come from the config unless an admin stored
-  per-user overrides (``ipydoc user set-limits``); the image is the user's choice among
-  ``spawn.images`` (the allow-list), else ``spawn.image``.
+* **Profiles, limits and images** — a start uses a profile (:mod:`ipydoc.servers.profiles`:
+  which the user may pick, refused otherwise; recorded on the server record).  Limits: an
+  admin's per-user overrides (``ipydoc user set-limits``), else the profile's, else the
+  user's groups' defaults, else the config's.  The image is the profile's; a profile
+  without one (the implicit ``default``) uses the user's choice among ``spawn.images``
+  (the allow-list), else ``spawn.image``.
 * **Crashes and engine outages** — see :mod:`ipydoc.servers.reconcile`.
 
 Hostile servers (issue 12): the user controls what answers on the server's port, so
@@ -40,7 +43,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.application.service import Service
@@ -54,6 +57,7 @@ from ipydoc.proxy.fetch import Fetcher, FetchError
 from ipydoc.servers import metrics
 from ipydoc.servers.pausing import Pausing
 from ipydoc.servers.peers import SiteDaemons
+from ipydoc.servers.profiles import Catalogue, Profile, ProfileChooser
 from ipydoc.servers.progress import Progress, Step
 from ipydoc.servers.queue import OnePerUser, SpawnQueue
 from ipydoc.servers.reconcile import Reconciler
@@ -79,13 +83,14 @@ class Limits:
     concurrency: int = 4            # spawn.concurrency: starts running at once
     max_running: int = 0            # spawn.max_running: 0 = no cap
     images: tuple[str, ...] = ()    # spawn.images: allow-list; empty = just ``image``
+    catalogue: Catalogue = field(default_factory=Catalogue)  # [[profiles]], [groups]
 
     @property
     def allowed_images(self) -> tuple[str, ...]:
         return self.images or (self.image,)
 
 
-class ServerManager(Pausing, SiteDaemons, Service):
+class ServerManager(ProfileChooser, Pausing, SiteDaemons, Service):
     name = "servers"
     log = Logger()
 
@@ -145,35 +150,52 @@ class ServerManager(Pausing, SiteDaemons, Service):
     def is_busy(self, name: str) -> bool:
         return self._starts.busy(name) or self._stops.busy(name)
 
-    async def start(self, name: str, image: str | None = None) -> Server:
+    async def start(self, name: str, image: str | None = None,
+                    profile: str | Profile | None = None) -> Server:
         """Start ``name``'s server unless it runs; concurrent callers share one start.
 
-        ``image`` is the user's choice (``user_options``); it must be on the allow-list.
+        ``profile`` is the user's pick (a name, or one :meth:`choose_profile` returned;
+        None: their last, else the default); one not offered to them fails the start
+        with :class:`~ipydoc.servers.profiles.ProfileRefused`.  ``image`` is the user's
+        choice (``user_options``); it must be on the allow-list, and only a profile
+        without its own image takes one.
+
+        Synchronous up to the start's registration (``is_starting`` is true when this
+        returns its first wait), so a page or command that starts in the background
+        sees the start at once.
         """
         if image and image not in self.limits.allowed_images:
             raise StartFailed("bad_image", f"the image {image} is not offered here "
                               f"(spawn.images: {', '.join(self.limits.allowed_images)})")
-        return await self._starts.run(name, lambda: self._start_unless_running(name, image))
+        return await self._starts.run(
+            name, lambda: self._start_unless_running(name, image, profile))
 
     def running_count(self) -> int:
         """Servers that run or are admitted to start (for ``spawn.max_running``)."""
         return len(set(self.routes) | self._admitted)
 
-    async def _start_unless_running(self, name: str, image: str | None = None) -> Server:
+    async def _start_unless_running(self, name: str, image: str | None,
+                                    profile: str | Profile | None) -> Server:
         # Runs synchronously up to its first await, so a progress page opened right after
         # the request that started it already sees this start, not the previous one (and
         # a stop right after it finds its handle).
         handle = self._handles[name] = StartHandle()
         try:
-            return await self._start_with(name, image, handle)
+            return await self._start_with(name, image, handle, profile)
         finally:
             if self._handles.get(name) is handle:
                 del self._handles[name]
 
-    async def _start_with(self, name: str, image: str | None, handle: StartHandle) -> Server:
+    async def _start_with(self, name: str, image: str | None, handle: StartHandle,
+                          requested: str | Profile | None) -> Server:
         progress = Progress()
         self.progress[name] = progress
         progress.add(Step("queued", "Starting your server", 5))
+        try:  # the one profile rule, on every path
+            profile = await self._chosen(name, image, requested)
+        except StartFailed as e:
+            progress.add(Step("failed", e.message, 100, error_kind=e.kind))
+            raise
         await self._stops.wait(name)
         current = await self.store.get_server(name)
         if current and current.state in ("running", "paused") and (
@@ -197,16 +219,17 @@ class ServerManager(Pausing, SiteDaemons, Service):
         keeper = LeaseKeeper(self.store, lease, self.lease_ttl, self.reactor,
                              on_lost=handle.lose_lease)
         try:
-            return await self._start_leased(name, image, handle, progress, lease.fence)
+            return await self._start_leased(name, image, handle, progress, lease.fence,
+                                            profile)
         finally:
             await keeper.release()
 
     async def _start_leased(self, name: str, image: str | None, handle: StartHandle,
-                            progress: Progress, fence: int) -> Server:
+                            progress: Progress, fence: int, profile: Profile) -> Server:
         t0 = time.monotonic()
         outcome = "failed"
         try:
-            server = await self._start_limited(name, image, handle, progress, fence)
+            server = await self._start_limited(name, image, handle, progress, fence, profile)
             outcome = "started"
             return server
         except StartFailed as e:
@@ -216,7 +239,7 @@ class ServerManager(Pausing, SiteDaemons, Service):
             metrics.spawn_finished(outcome, time.monotonic() - t0)
 
     async def _start_limited(self, name: str, image: str | None, handle: StartHandle,
-                             progress: Progress, fence: int) -> Server:
+                             progress: Progress, fence: int, profile: Profile) -> Server:
         cap = self.limits.max_running
         if cap and self.running_count() >= cap:
             await self.make_room(name, cap, self.running_count)
@@ -240,35 +263,41 @@ class ServerManager(Pausing, SiteDaemons, Service):
                 progress.add(Step("failed", e.message, 100, error_kind=e.kind))
                 raise
             try:
-                return await self._start(name, progress, image, handle, fence)
+                return await self._start(name, progress, image, handle, fence, profile)
             finally:
                 self.queue.release()
         finally:
             self._admitted.discard(name)
 
-    async def _spec(self, name: str, image: str | None, token: str) -> ServerSpec:
+    async def _spec(self, name: str, image: str | None, token: str,
+                    profile: Profile | None = None) -> ServerSpec:
         lim = self.limits
-        own = await self.store.get_limits(name)
-        if not image:
+        profile = profile or Profile("default")
+        if profile.image:
+            image = profile.image
+        elif not image:
             chosen = await self.store.get_image_choice(name)
             image = chosen if chosen in lim.allowed_images else lim.allowed_images[0]
         elif image != await self.store.get_image_choice(name):
             await self.store.set_image_choice(name, image)
+        limits = await self.limits_for(name, profile)
         return ServerSpec(name=name, image=image, base_url=self.base_url(name), token=token,
                           hub_host=self.routing.hub_host_for_jupyter(),
-                          mem_limit=own.get("mem", lim.mem_limit),
-                          cpu_limit=own.get("cpu", lim.cpu_limit),
-                          pids_limit=own.get("pids", lim.pids_limit))
+                          mem_limit=limits["mem"], cpu_limit=limits["cpu"],
+                          pids_limit=limits["pids"], env=dict(profile.env),
+                          volumes=profile.volumes, gpus=profile.gpus)
 
     async def _start(self, name: str, progress: Progress, image: str | None = None,
-                     handle: StartHandle | None = None, fence: int = 0) -> Server:
+                     handle: StartHandle | None = None, fence: int = 0,
+                     profile: Profile | None = None) -> Server:
         handle = handle or StartHandle()
         step = lambda phase, msg, pct, **kw: progress.add(Step(phase, msg, pct, **kw))  # noqa: E731
         token = secrets.token_hex(32)
         lim = self.limits
         t0 = time.monotonic()
-        spec = await self._spec(name, image, token)
-        await self._write(name, fence, handle, "starting", image=spec.image, error="", id="")
+        spec = await self._spec(name, image, token, profile)
+        await self._write(name, fence, handle, "starting", image=spec.image, error="", id="",
+                          profile=profile.name if profile else "default")
         step("creating", f"Creating your server from {spec.image}", 10)
         try:
             handle.check()
@@ -300,7 +329,8 @@ class ServerManager(Pausing, SiteDaemons, Service):
         await self.store.add_event("spawn", name, f"ready in {time.monotonic() - t0:.2f}s")
         self.log.info("server for {name} ready in {s:.2f}s", name=name, s=time.monotonic() - t0)
         step("ready", "Your server is ready", 100, url=f"{self.base_url(name)}lab")
-        return Server(name, "running", info.id, info.url, token, spec.image, now)
+        return Server(name, "running", info.id, info.url, token, spec.image, now,
+                      profile=profile.name if profile else "default")
 
     async def _write(self, name: str, fence: int, handle: StartHandle, state: str, *,
                      route: bool = False, **fields: Any) -> None:

@@ -75,10 +75,10 @@ async def refresh_servers(store: Any, queue: Any, per_user: bool = False,
     (:class:`ipydoc.state.store.Store`) and the manager's ``queue``."""
     START_QUEUE.set(len(queue))
     STARTS_ACTIVE.set(queue.active)
-    servers = await store.list_servers()
+    states = await store.server_states()  # one reply: this runs every few seconds
     activity = await store.activity()
     now = time.time() if now is None else now
-    by_state = Tally(s.state for s in servers)
+    by_state = Tally(states.values())
     for state in SERVER_STATES:
         SERVERS.labels(state).set(by_state.get(state, 0))
     for label, seconds in WINDOWS:
@@ -86,7 +86,7 @@ async def refresh_servers(store: Any, queue: Any, per_user: bool = False,
     USER_UP.clear()
     USER_IDLE.clear()
     if per_user:
-        for s in servers:
-            USER_UP.labels(s.name).set(1 if s.state == "running" else 0)
-            if s.state == "running" and s.name in activity:
-                USER_IDLE.labels(s.name).set(max(0.0, now - activity[s.name]))
+        for name, state in states.items():
+            USER_UP.labels(name).set(1 if state == "running" else 0)
+            if state == "running" and name in activity:
+                USER_IDLE.labels(name).set(max(0.0, now - activity[name]))

@@ -124,6 +124,10 @@ class Pausing:
         if self.routes.get(name) is None or self._stops.busy(name):
             return  # stopped meanwhile: its stop writes the record (a start asking for
             # this resume is no reason to skip it: the record would stay "paused")
+        # A resume is activity: someone asked for the server.  Without it a resume by a
+        # login or the CLI (no request through the proxy yet) was paused again by the
+        # culler's next pass, before the browser's first request arrived.
+        await self.store.record_activity({name: time.time()})
         await self.store.set_server(name, "running", route=True, url=route.url)
         self._tell("server-up", name)
         await self.store.add_event("resume", name, detail)

@@ -21,6 +21,7 @@ key                                    type    contents
                                                ``paused_since``, ``idle_since`` (unix times,
                                                only while paused: since when, and the last
                                                activity before the pause)
+                                               ``profile``: the profile it was started with
 ``ipydoc:servers``                     set     names that have a server record
 ``ipydoc:routes``                      hash    name → backend URL, only for servers that answer
                                                (running, or paused: resumed on first request)
@@ -31,8 +32,11 @@ key                                    type    contents
                                                resumed it: proxy, token, page, cli)
 ``ipydoc:token:{sha256(token)}``       hash    a personal API token: ``user``, ``note``,
                                                ``created``, ``expires`` (unix time, empty:
-                                               never), ``last_used``; the key expires with the
-                                               token. Only a hash of the token is stored.
+                                               never), ``last_used``, ``scopes`` (space
+                                               separated: read, servers, admin; absent on
+                                               older tokens: read servers); the key expires
+                                               with the token. Only a hash of the token is
+                                               stored.
 ``ipydoc:user-tokens:{name}``          set     the token hashes of a user (list, revoke all)
 ``ipydoc:limits:{name}``               hash    an admin's per-user overrides of the spawn
                                                limits: ``mem`` (bytes), ``cpu`` (CPUs),
@@ -101,6 +105,18 @@ key                                    type    contents
                                                account's ``password``, ``admin``, ``disabled``,
                                                ``created`` for ``ipydoc user restore``
                                                (:mod:`ipydoc.state.reservations`)
+``ipydoc:groups``                      set     every group name (:mod:`ipydoc.state.groups`)
+``ipydoc:group:{group}``               hash    a group's properties: ``admin`` (0/1: members
+                                               are admins), ``profiles`` (comma-separated
+                                               profile names members may pick), ``mem``
+                                               (bytes), ``cpu``, ``pids`` (default limits when
+                                               the profile sets none; missing: [spawn]'s),
+                                               ``created``
+``ipydoc:group-members:{group}``       hash    member name → where the membership comes from:
+                                               ``manual`` (CLI, admin page) or a provider id
+                                               (``github``, an OIDC id: synced at each login)
+``ipydoc:user-groups:{name}``          hash    the same memberships seen from the user: group →
+                                               source (kept in step with ``group-members``)
 ``ipydoc:placement:{name}``            hash    swarm backend: the node holding NAME's files
                                                (``node`` id, ``hostname``, ``placed`` unix
                                                time); the user's server is pinned there
@@ -224,6 +240,22 @@ def token_key(token_hash: str) -> str:
 
 def user_tokens_key(name: str) -> str:
     return f"{P}user-tokens:{name}"
+
+
+# -- groups ---------------------------------------------------------------------------------
+GROUPS = P + "groups"
+
+
+def group_key(group: str) -> str:
+    return f"{P}group:{group}"
+
+
+def group_members_key(group: str) -> str:
+    return f"{P}group-members:{group}"
+
+
+def user_groups_key(name: str) -> str:
+    return f"{P}user-groups:{name}"
 
 
 # -- servers -------------------------------------------------------------------------------

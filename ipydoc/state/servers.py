@@ -3,6 +3,10 @@
 A server's record and its route change together in one MULTI/EXEC, so a reader never sees
 a route without a running server or the other way round.  ``activity`` (last proxied
 traffic per user) is what the culler reads to stop idle servers.
+
+Reads of many records (:meth:`Servers.list_servers`, :meth:`Servers.get_servers`: the
+reconcile at start-up, the metrics snapshot every few seconds, admin listings) go in one
+pipeline per ``PIPELINE_BATCH`` names: one round trip, not one per server.
 """
 
 from __future__ import annotations
@@ -10,12 +14,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ipydoc.state.connection import StoreBase, as_float, gather
+from twisted.internet import defer
+
+from ipydoc.state.connection import StoreBase, as_float
 from ipydoc.state.keys import ACTIVITY, ROUTES, SERVERS, server_key
 
 SERVER_STATES = ("starting", "running", "paused", "stopping", "stopped", "failed")
 #: States in which the server has a route (``paused``: frozen, resumed by its first request).
 ROUTED_STATES = ("running", "paused")
+#: Records read per pipeline (one write, one round trip) in the many-record reads.
+PIPELINE_BATCH = 500
+#: name, state, name, state, ... of every record in ``servers`` (ARGV[1]: the key prefix).
+STATES_SCRIPT = """
+local out = {}
+for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local state = redis.call('HGET', ARGV[1] .. name, 'state')
+  if state then out[#out + 1] = name; out[#out + 1] = state end
+end
+return out
+"""
 
 
 @dataclass(frozen=True)
@@ -31,23 +48,34 @@ class Server:
     updated: float | None = None
     paused_since: float | None = None   # set while ``paused`` (issue 15)
     idle_since: float | None = None     # while paused: the last activity before the pause
+    profile: str = ""                   # the profile it was started with (issue 19)
 
     def public(self) -> dict[str, Any]:
         """What may be shown to people: everything but the token."""
         return {"name": self.name, "state": self.state, "id": self.id[:12], "url": self.url,
                 "image": self.image, "started": self.started, "error": self.error,
-                "updated": self.updated, "paused_since": self.paused_since}
+                "updated": self.updated, "paused_since": self.paused_since,
+                "profile": self.profile}
 
 
 class Servers(StoreBase):
     async def get_server(self, name: str) -> Server | None:
-        h = await self.redis.hgetall(server_key(name))
-        if not h:
-            return None
-        return Server(name, h.get("state", "stopped"), h.get("id", ""), h.get("url", ""),
-                      h.get("token", ""), h.get("image", ""), as_float(h.get("started")),
-                      h.get("error", ""), as_float(h.get("updated")),
-                      as_float(h.get("paused_since")), as_float(h.get("idle_since")))
+        return _server(name, await self.redis.hgetall(server_key(name)))
+
+    async def _read_many(self, names: list[str]) -> list[Server]:
+        """The records of ``names`` that have one, in order, read in pipelines."""
+        found: list[Server] = []
+        for start in range(0, len(names), PIPELINE_BATCH):
+            batch = names[start:start + PIPELINE_BATCH]
+            pipe = await self.redis.pipeline()
+            for name in batch:
+                pipe.hgetall(server_key(name))
+            try:
+                answers = await pipe.execute_pipeline()
+            except defer.FirstError as e:
+                raise e.subFailure.value from None
+            found.extend(s for s in map(_server, batch, answers) if s is not None)
+        return found
 
     async def set_server(self, name: str, state: str, *, route: bool = False,
                          **fields_: Any) -> None:
@@ -79,14 +107,17 @@ class Servers(StoreBase):
         await t.commit()
 
     async def list_servers(self) -> list[Server]:
-        names = sorted(await self.redis.smembers(SERVERS))
-        servers = [await self.get_server(n) for n in names]
-        return [s for s in servers if s is not None]
+        return await self._read_many(sorted(await self.redis.smembers(SERVERS)))
+
+    async def server_states(self) -> dict[str, str]:
+        """Every server record's state, in one Lua call (one reply, not one per record:
+        the metrics snapshot every few seconds and the reconcile's sweep need no more)."""
+        flat = await self._eval(STATES_SCRIPT, [SERVERS], server_key(""))
+        return dict(zip(flat[::2], flat[1::2]))
 
     async def get_servers(self, names: list[str]) -> dict[str, Server]:
-        """The server records of ``names`` that have one (fetched concurrently)."""
-        found = await gather(self.get_server(n) for n in names)
-        return {s.name: s for s in found if s is not None}
+        """The server records of ``names`` that have one (pipelined)."""
+        return {s.name: s for s in await self._read_many(list(names))}
 
     async def routes(self) -> dict[str, str]:
         return dict(await self.redis.hgetall(ROUTES))
@@ -101,3 +132,14 @@ class Servers(StoreBase):
 
     async def last_activity(self, name: str) -> float | None:
         return as_float(await self.redis.hget(ACTIVITY, name))
+
+
+def _server(name: str, h: dict[str, str] | None) -> Server | None:
+    """A record from its stored hash (None when there is none)."""
+    if not h:
+        return None
+    return Server(name, h.get("state", "stopped"), h.get("id", ""), h.get("url", ""),
+                  h.get("token", ""), h.get("image", ""), as_float(h.get("started")),
+                  h.get("error", ""), as_float(h.get("updated")),
+                  as_float(h.get("paused_since")), as_float(h.get("idle_since")),
+                  h.get("profile", ""))

@@ -11,6 +11,7 @@ Each concern has its module (the key schema is in :mod:`ipydoc.state.keys`):
 :mod:`ipydoc.state.servers`         server records, routes and activity
 :mod:`ipydoc.state.events`          the event log
 :mod:`ipydoc.state.spawn_settings`  per-user limit overrides and image choice
+:mod:`ipydoc.state.groups`          groups: members, admin rights, profiles, default limits
 :mod:`ipydoc.state.history_queue`   saves waiting for a commit, dead letters, mirror state
 :mod:`ipydoc.state.user_repos`      users' own history repositories (link, sealed credential)
 :mod:`ipydoc.state.login_states`    logins at a provider in progress
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # txredisapi (which the bus imports) installs the reactor
     from ipydoc.state.bus import Bus
 from ipydoc.state.events import Events
 from ipydoc.state.fenced import FencedServers
+from ipydoc.state.groups import Groups
 from ipydoc.state.handoff import Handoffs
 from ipydoc.state.history_queue import HistoryQueue
 from ipydoc.state.identities import IdentityBindings
@@ -68,7 +70,7 @@ from ipydoc.state.users import Users
 
 class Store(Users, Reservations, IdentityBindings, Sessions, Tokens, Servers, Events,
             SpawnSettings, HistoryQueue, UserRepos, LoginStates, LoginFailures, Handoffs,
-            Placements, Leases, FencedServers):
+            Placements, Leases, FencedServers, Groups):
     """Typed operations on the key schema, over a txredisapi connection pool."""
 
     def __init__(self, redis: Any, clock: Any = None, bus: Bus | None = None) -> None:
@@ -94,6 +96,7 @@ class Store(Users, Reservations, IdentityBindings, Sessions, Tokens, Servers, Ev
         False if there was no such user (records of a server are still cleaned up).
         """
         existed = await self.user_exists(name)
+        await self.leave_all_groups(name)
         await self.revoke_sessions(name)
         await self.revoke_tokens(name)
         t = await self.redis.multi()

@@ -1,7 +1,9 @@
 """Personal API tokens: ``token:{sha256(token)}`` and ``user-tokens:{name}``.
 
 Only a hash of a token is stored; outside Redis a token is named by its ``id``, the first
-16 hex digits of that hash (see :mod:`ipydoc.state.keys`).
+16 hex digits of that hash (see :mod:`ipydoc.state.keys`).  Its ``scopes`` field (space
+separated, issue 19) is stored next to the hash; a token made before scopes existed has
+none stored and reads as :data:`LEGACY_SCOPES` (what it could do then: its user's server).
 """
 
 from __future__ import annotations
@@ -11,22 +13,30 @@ from typing import Any
 from ipydoc.state.connection import StoreBase, as_float
 from ipydoc.state.keys import token_key, user_tokens_key
 
+#: The scopes of a token stored without any (made before issue 19).
+LEGACY_SCOPES = ("read", "servers")
+
 
 def _token_info(token_hash: str, h: dict[str, str]) -> dict[str, Any]:
+    scopes = h.get("scopes")
     return {"id": token_hash[:16], "user": h.get("user", ""), "note": h.get("note", ""),
             "created": as_float(h.get("created")), "expires": as_float(h.get("expires")),
-            "last_used": as_float(h.get("last_used"))}
+            "last_used": as_float(h.get("last_used")),
+            "scopes": scopes.split() if scopes is not None else list(LEGACY_SCOPES)}
 
 
 class Tokens(StoreBase):
     async def create_token(self, user: str, token_hash: str, note: str,
-                           expires: float | None) -> dict[str, Any]:
-        """Store a new token (by its hash) for ``user``; ``expires`` is a unix time or None."""
+                           expires: float | None,
+                           scopes: tuple[str, ...] = LEGACY_SCOPES) -> dict[str, Any]:
+        """Store a new token (by its hash) for ``user``; ``expires`` is a unix time or None;
+        ``scopes`` are checked by the caller (:mod:`ipydoc.access.tokens`)."""
         key = token_key(token_hash)
         now = self._now()
         t = await self.redis.multi()
         t.hmset(key, {"user": user, "note": note, "created": repr(now),
-                      "expires": repr(float(expires)) if expires else "", "last_used": ""})
+                      "expires": repr(float(expires)) if expires else "", "last_used": "",
+                      "scopes": " ".join(scopes)})
         if expires:
             t.expire(key, max(1, int(expires - now) + 1))
         t.sadd(user_tokens_key(user), token_hash)

@@ -13,7 +13,10 @@ message.
 
 A new token is shown once: create is POST → redirect → GET, and the token waits (by
 session id, a minute at most) for that one page view, so a reload cannot make another.
-Revoking asks for confirmation without JavaScript (``confirmed=1``).
+The form's ``scope`` boxes choose its scopes (:mod:`ipydoc.access.tokens`: ``read`` and
+``servers`` ticked by default; ``admin`` offered to admins only; a POST without the boxes
+gets the default, as before scopes existed).  Revoking asks for
+confirmation without JavaScript (``confirmed=1``).
 """
 
 from __future__ import annotations
@@ -134,12 +137,15 @@ class AccountPages:
     # -- /hub/token ----------------------------------------------------------------------
     async def token_page(self, request: IRequest, session: Session, *, created: str = "",
                          created_info: dict | None = None, error: str = "", note: str = "",
-                         code: int = 200) -> bytes:
+                         chosen: tuple[str, ...] | None = None, code: int = 200) -> bytes:
         return self.pages.render(
             request, "token.html", code, user=session.user, csrf=session.csrf, page="token",
             is_admin=await self.pages.is_admin(session.user),
             tokens=await self.store.list_tokens(session.user), created=created,
             created_info=created_info, error=error, note=note, choices=tokens.EXPIRY_CHOICES,
+            scopes=[s for s in tokens.SCOPES
+                    if s != "admin" or await self.pages.is_admin(session.user)],
+            chosen=chosen if chosen is not None else tokens.DEFAULT_SCOPES,
             notice=notice(request), now=time.time(), origin=request_origin(request),
             server_url=(request_origin(request) if not self.routing.subdomain else "")
             + self.routing.user_url(session.user, "", request))
@@ -174,11 +180,21 @@ class AccountPages:
             return await self.token_page(request, session, note=note[:tokens.MAX_NOTE], code=400,
                                          error=f"A note is one line of at most {tokens.MAX_NOTE} "
                                                "characters.")
+        wanted = tuple(v.decode("utf-8", "replace") for v in request.args.get(b"scope", []))
+        if not wanted and arg(request, "scopes_shown") != "1":
+            wanted = tokens.DEFAULT_SCOPES  # a form without the boxes (older pages, scripts)
+        try:
+            scopes = tokens.checked_scopes(wanted, admin=await self.pages.is_admin(session.user))
+        except tokens.BadScopes as e:
+            return await self.token_page(request, session, note=note, chosen=wanted, code=400,
+                                         error=str(e)[0].upper() + str(e)[1:] + ".")
         token = tokens.new_token()
         expires = time.time() + expires_in if expires_in else None
-        info = await self.store.create_token(session.user, tokens.token_hash(token), note, expires)
+        info = await self.store.create_token(session.user, tokens.token_hash(token), note, expires,
+                                             scopes)
         await self.store.add_event("token-created", session.user,
-                                   f"id {info['id']}, expires {when(expires) if expires else 'never'}")
+                                   f"id {info['id']}, scopes {' '.join(scopes)}, expires "
+                                   f"{when(expires) if expires else 'never'}")
         now = time.monotonic()
         self._reveal = {k: v for k, v in self._reveal.items() if v[0] > now}
         self._reveal[session.id] = (now + 60, token, info)

@@ -1,6 +1,7 @@
 """The admin dashboard (``/hub/admin``): every account with its server's state, live CPU
 and memory (``/hub/admin/api/servers``, polled by ``admin.js``), recent events, adding an
-account and start / stop / disable / enable.
+account and start / stop / disable / enable; groups (issue 19: create with admin flag and
+profiles, add and remove members, delete; default limits are set with ``ipydoc group set``).
 
 Admins only (a 403 page for others, JSON answers for the API).  Actions are form POSTs
 under the one CSRF and ``Origin`` rule of :mod:`ipydoc.web.pages`; stop and disable ask for
@@ -56,11 +57,12 @@ class AdminPages:
         servers = await self.store.get_servers(names)
         activity = await self.store.activity()
         stats = self.stats.latest()
+        admins = await self.store.admins_among(names)  # the one rule: groups count
         rows = []
         for u in users:
             server = servers.get(u.name)
             state = self.pages.server_state(u.name, server)
-            rows.append(Row(u.name, u.admin, u.disabled, u.created, state,
+            rows.append(Row(u.name, u.name in admins, u.disabled, u.created, state,
                             server.error if server and state == "failed" else "",
                             activity.get(u.name), stats.get(u.name)
                             if state in ("running", "paused") else None,
@@ -80,12 +82,16 @@ class AdminPages:
         return await self.page(request, session)
 
     async def page(self, request: IRequest, session: Session, *, error: str = "",
-                   form: dict[str, Any] | None = None, code: int = 200) -> bytes:
+                   form: dict[str, Any] | None = None, code: int = 200,
+                   group_error: str = "", group_form: dict[str, Any] | None = None) -> bytes:
         q = arg(request, "q").strip().lower()[:64]
         sort = arg(request, "sort")
         sort = sort if sort in SORTS else "name"
         order = "desc" if arg(request, "order") == "desc" else "asc"
         rows = await self.rows()
+        servers = await self.store.get_servers([r.name for r in rows])
+        groups = [(g, await self.store.group_members(g.name))
+                  for g in await self.store.list_groups()]
         total = len(rows)
         if q:
             rows = [r for r in rows if q in r.name]
@@ -97,7 +103,10 @@ class AdminPages:
             is_admin=True, rows=rows, total=total, q=q, sort=sort, order=order, sorts=SORTS,
             back=back, events=await self.store.recent_events(30), error=error,
             form=form or {}, notice=notice(request), now=time.time(),
-            stats_available=self.stats.stats is not None)
+            stats_available=self.stats.stats is not None, groups=groups,
+            profiles={n: s.profile for n, s in servers.items() if s.profile},
+            catalogue=self.pages.manager.limits.catalogue.profiles,
+            group_error=group_error, group_form=group_form or {})
 
     @app.route("/admin/api/servers", methods=["GET"])
     async def servers(self, request: IRequest) -> bytes:
@@ -204,3 +213,100 @@ class AdminPages:
             await self.store.add_event(f"user-{action}", name, f"by {session.user}")
         self.log.info("{admin}: {action} {name}", admin=session.user, action=action, name=name)
         return pages.redirect(request, with_notice(back, action, name))
+
+    # -- groups ---------------------------------------------------------------------------
+    async def _group_post(self, request: IRequest) -> Session | bytes:
+        """The admin session of a groups form POST (CSRF + Origin), else the answer."""
+        session = await self.pages.admin_session(request)
+        if isinstance(session, Session) and not self.pages.post_allowed(request, session.csrf):
+            return self.pages.expired_form(request, session)
+        return session
+
+    def _group_done(self, request: IRequest, done: str, group: str) -> bytes:
+        return self.pages.redirect(request, "/hub/admin?" + urlencode(
+            {"done": done, "user": group}) + "#groups")
+
+    @app.route("/admin/groups", methods=["POST"])
+    async def add_group(self, request: IRequest) -> bytes:
+        session = await self._group_post(request)
+        if not isinstance(session, Session):
+            return session
+        typed = arg(request, "name").strip().lower()
+        admin = arg(request, "admin") == "1"
+        chosen = [p.decode("utf-8", "replace") for p in request.args.get(b"profile", [])]
+        form = {"name": typed, "admin": admin, "profiles": chosen}
+        known = self.pages.manager.limits.catalogue.by_name
+        try:
+            name = validate_name(typed)
+        except InvalidName as e:
+            return await self.page(request, session, group_error=f"Group name: {e}.",
+                                   group_form=form, code=400)
+        unknown = [p for p in chosen if p not in known]
+        if unknown:
+            return await self.page(request, session, group_form=form, code=400,
+                                   group_error=f"No such profile: {', '.join(unknown)}.")
+        if not await self.store.add_group(name):
+            return await self.page(request, session, group_form=form, code=409,
+                                   group_error=f"The group {name} exists.")
+        await self.store.set_group(name, admin=admin, profiles=chosen)
+        await self.store.add_event("group-add", "", f"{name} by {session.user}"
+                                                    + (" (admin)" if admin else ""))
+        self.log.info("{admin} added the group {name}", admin=session.user, name=name)
+        return self._group_done(request, "group-added", name)
+
+    @app.route("/admin/groups/<group>/members", methods=["POST"])
+    async def add_member(self, request: IRequest, group: str) -> bytes:
+        session = await self._group_post(request)
+        if not isinstance(session, Session):
+            return session
+        member = arg(request, "user").strip().lower()
+        pages = self.pages
+        try:
+            validate_name(group)
+            validate_name(member)
+        except InvalidName as e:
+            return pages.error(request, 400, "Not done", f"{str(e).capitalize()}.", session)
+        if await self.store.get_group(group) is None:
+            return pages.error(request, 404, "Not found", "There is no such group.", session)
+        if not await self.store.user_exists(member):
+            return pages.error(request, 404, "Not found", f"There is no user {member}.",
+                               session)
+        if await self.store.add_member(group, member):
+            await self.store.add_event("group-member-add", member, f"{group} by {session.user}")
+        return self._group_done(request, "member-added", group)
+
+    @app.route("/admin/groups/<group>/members/<member>/remove", methods=["POST"])
+    async def remove_member(self, request: IRequest, group: str, member: str) -> bytes:
+        session = await self._group_post(request)
+        if not isinstance(session, Session):
+            return session
+        try:
+            validate_name(group)
+            validate_name(member)
+        except InvalidName:
+            return self.pages.error(request, 404, "Not found", "No such membership.", session)
+        if await self.store.remove_member(group, member):
+            await self.store.add_event("group-member-remove", member,
+                                       f"{group} by {session.user}")
+        return self._group_done(request, "member-removed", group)
+
+    @app.route("/admin/groups/<group>/remove", methods=["POST"])
+    async def remove_group(self, request: IRequest, group: str) -> bytes:
+        session = await self._group_post(request)
+        if not isinstance(session, Session):
+            return session
+        try:
+            validate_name(group)
+        except InvalidName:
+            return self.pages.error(request, 404, "Not found", "There is no such group.",
+                                    session)
+        if arg(request, "confirmed") != "1":
+            return self.pages.confirm(
+                request, session, title=f"Delete the group {group}?",
+                message="Its members keep their accounts but lose what the group gave "
+                        "them (admin rights, profiles, default limits).",
+                action=f"/hub/admin/groups/{group}/remove", button="Delete",
+                fields={}, back="/hub/admin#groups")
+        if await self.store.remove_group(group):
+            await self.store.add_event("group-remove", "", f"{group} by {session.user}")
+        return self._group_done(request, "group-removed", group)

@@ -1,6 +1,6 @@
 """The user's own server: ``/hub/`` (to home or login), ``/hub/home``, the spawn page and
-its form (``/hub/spawn/NAME``), ``/hub/stop/NAME`` and the start progress as Server-Sent
-Events (``/hub/api/users/NAME/server/progress``, read by ``spawn.js``).
+its form (``/hub/spawn/NAME``) and ``/hub/stop/NAME``.  The start progress ``spawn.js``
+reads (``/hub/api/users/NAME/server/progress``) is the API's (:mod:`ipydoc.web.api`).
 
 Only NAME's own session gets these (admins included: they do not get into other users'
 servers); the forms follow the one CSRF and ``Origin`` rule of :mod:`ipydoc.web.pages`.
@@ -8,19 +8,18 @@ servers); the forms follow the one CSRF and ``Origin`` rule of :mod:`ipydoc.web.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import quote
 
 from klein import Klein
-from twisted.internet import defer
 from twisted.web.iweb import IRequest
 
 from ipydoc.access.sessions import Session
 from ipydoc.backends.base import BackendError
 from ipydoc.edge.request_args import arg
 from ipydoc.edge.routing import Routing
-from ipydoc.servers.progress import Step
+from ipydoc.servers.profiles import ProfileRefused
+from ipydoc.servers.static_cache import StaticCache, url_for
 from ipydoc.web.pages import HubSettings, Pages, RedisDown, notice, redis_down
 
 #: States whose server answers (a paused one after its first request resumes it).
@@ -31,10 +30,12 @@ class HomePages:
     app = Klein()
     app.handle_errors(RedisDown)(redis_down)
 
-    def __init__(self, pages: Pages, settings: HubSettings, routing: Routing) -> None:
+    def __init__(self, pages: Pages, settings: HubSettings, routing: Routing,
+                 static: StaticCache | None = None) -> None:
         self.pages = pages
         self.settings = settings
         self.routing = routing
+        self.static = static  # JupyterLab's files to prefetch while a server starts
 
     @property
     def store(self) -> Any:
@@ -53,7 +54,16 @@ class HomePages:
         name = session.user
         server = await self.store.get_server(name)
         state = self.pages.server_state(name, server)
+        if self.settings.prestart_on_home and state == "stopped":
+            self.pages.start_in_background(name)  # up by the time "Open" is clicked
+            state = "starting"
         limits = self.pages.manager.limits
+        shown = {"mem": limits.mem_limit, "cpu": limits.cpu_limit, "pids": limits.pids_limit}
+        try:  # what the next start gets (its profile, groups, an admin's overrides)
+            shown = await self.pages.manager.limits_for(
+                name, await self.pages.manager.choose_profile(name))
+        except ProfileRefused:
+            pass
         return self.pages.render(
             request, "home.html", user=name, csrf=session.csrf, page="home",
             is_admin=await self.pages.is_admin(name),
@@ -64,9 +74,10 @@ class HomePages:
                     "paused_since": server.paused_since if server and state == "paused"
                     else None,
                     "image": (server.image if server and state in LIVE and server.image
-                              else self.settings.image)},
+                              else self.settings.image),
+                    "profile": server.profile if server else ""},
             last_activity=await self.store.last_activity(name),
-            limits={"mem": limits.mem_limit, "cpu": limits.cpu_limit, "pids": limits.pids_limit},
+            limits=shown,
             notice=notice(request), lab_url=self.routing.user_url(name, "lab", request))
 
     # -- spawn ---------------------------------------------------------------------------
@@ -85,12 +96,29 @@ class HomePages:
         if state == "stopping":
             state = "stopped"
         images = self.pages.manager.limits.allowed_images
+        offered = await self.pages.manager.offered_profiles(name)
+        try:
+            picked = (await self.pages.manager.choose_profile(name)).name
+        except ProfileRefused:
+            picked = ""
         return self.pages.render(request, "spawn.html", user=name, csrf=session.csrf, next=nxt,
+                                 profiles=offered if len(offered) > 1 else (),
+                                 profile=picked, no_profile=not offered,
                                  state=state if state in ("starting", "failed") else "stopped",
                                  error=server.error if server else "", steps=steps,
                                  is_admin=await self.pages.is_admin(name),
                                  images=images if len(images) > 1 else (),
-                                 chosen=await self.store.get_image_choice(name) or images[0])
+                                 chosen=await self.store.get_image_choice(name) or images[0],
+                                 prefetch=self._prefetch(name, request))
+
+    def _prefetch(self, name: str, request: IRequest) -> list[str]:
+        """JupyterLab's start-up files, for the browser to fetch while the server starts
+        (answered from the image's cache: docs/cold_login.md)."""
+        if self.static is None:
+            return []
+        self.static.refresh_soon(self.pages.manager.limits.allowed_images)
+        base = self.routing.user_url(name, "", request)
+        return [base + url_for(f) for f in self.static.startup_files()]
 
     @app.route("/spawn/<name>", methods=["POST"])
     async def spawn(self, request: IRequest, name: str) -> bytes:
@@ -106,8 +134,15 @@ class HomePages:
             return self.pages.error(request, 400, "Not offered",
                                     "That image is not offered here; choose one from the list.",
                                     session)
+        try:  # the one profile rule (servers/profiles.py), as on every other path
+            profile = await manager.choose_profile(name, arg(request, "profile") or None)
+        except ProfileRefused as e:
+            return self.pages.error(request, 403, "Not offered",
+                                    f"You cannot start that profile: {e.message}.", session)
+        if profile.image:  # the profile decides the image: the image list does not apply
+            image = None
         if name not in manager.routes:
-            self.pages.start_in_background(name, image)
+            self.pages.start_in_background(name, image, profile)
         return self.pages.redirect(request, f"/hub/spawn/{name}?next={quote(nxt, safe='/')}")
 
     @app.route("/stop/<name>", methods=["POST"])
@@ -123,52 +158,3 @@ class HomePages:
             return self.pages.error(request, 502, "Could not stop your server", e.message,
                                     session)
         return self.pages.redirect(request, "/hub/home?done=stop&user=" + name)
-
-    @app.route("/api/users/<name>/server/progress", methods=["GET"])
-    async def progress(self, request: IRequest, name: str) -> Any:
-        session = await self.pages.sessions.from_request(request)
-        if session is None or session.user != name:
-            return self.pages.json(request, {"message": "not allowed"},
-                                   401 if session is None else 403)
-        request.setHeader(b"Content-Type", b"text/event-stream")
-        request.setHeader(b"Cache-Control", b"no-store")
-        request.setHeader(b"X-Accel-Buffering", b"no")
-        manager = self.pages.manager
-        progress = manager.progress.get(name)
-        done: defer.Deferred[None] = defer.Deferred()
-
-        def send(step: Step) -> None:
-            if done.called:
-                return
-            shown = step.as_dict()
-            if shown.get("url"):  # the manager's path is inside the server; browsers need this
-                shown["url"] = self.routing.user_url(name, "lab", request)
-            request.write(f"data: {json.dumps(shown)}\n\n".encode())
-            if step.final:
-                done.callback(None)
-
-        if progress is None or (progress.last and progress.last.final
-                                and not manager.is_starting(name)):
-            server = await self.store.get_server(name)
-            state = self.pages.server_state(name, server)
-            if state in LIVE:
-                send(Step("ready", "Your server is ready", 100,
-                          url=self.routing.user_url(name, "lab", request)))
-            elif state == "failed" and progress and progress.last and progress.last.failed:
-                send(progress.last)  # with its error_kind (e.g. "limit")
-            elif state == "failed":
-                send(Step("failed", server.error if server else "failed", 100))
-            else:
-                send(Step("stopped", "Your server is not running", 0))
-            return b""
-        unsubscribe = progress.listen(send)
-        request.notifyFinish().addBoth(lambda _: done.called or done.callback(None))
-        # The daemon stopping ends the stream; EventSource reconnects to the next process.
-        when_draining = getattr(request, "when_draining", None)
-        forget = when_draining(lambda: done.called or done.callback(None)) \
-            if when_draining is not None else None
-        await done
-        unsubscribe()
-        if forget is not None:
-            forget()
-        return b""

@@ -10,8 +10,10 @@ Klein branch route, so this module is the one place that lists every URL of the 
 ``/hub/login``, ``/hub/logout``      local login, logout          :mod:`.login_pages`
 ``/hub/oauth/<id>/start|callback``   login providers              :mod:`.provider_pages`
 ``/hub/home``, ``/hub/spawn/<n>``,   the user's server: home,    :mod:`.home_pages`
-``/hub/stop/<n>``,                   spawn page and form, stop,
-``/hub/api/users/<n>/server/…``      start progress (events)
+``/hub/stop/<n>``                    spawn page and form, stop
+``/hub/api/…``                       the REST API (tokens,        :mod:`.api.app`
+                                     OpenAPI), the start progress
+                                     (events) ``spawn.js`` reads
 ``/hub/password``, ``/hub/token…``   own password, API tokens     :mod:`.account_pages`
 ``/hub/admin…``                      admin dashboard and actions  :mod:`.admin_pages`
 ``/hub/history/<n>…``                versions, diff, restore      :mod:`.history_pages`
@@ -50,8 +52,10 @@ from ipydoc.auth.base import Provider
 from ipydoc.auth.login_state import Limits as ProviderLimits
 from ipydoc.edge.routing import Routing
 from ipydoc.servers.manager import ServerManager
+from ipydoc.servers.static_cache import StaticCache
 from ipydoc.web.account_pages import AccountPages
 from ipydoc.web.admin_pages import AdminPages
+from ipydoc.web.api.app import ApiPages
 from ipydoc.web.handoff_page import HandoffPage, HandoffTokens
 from ipydoc.web.history_pages import HistoryPages, HistoryReader
 from ipydoc.web.history_repo_pages import HistoryRepoPages
@@ -66,7 +70,8 @@ from ipydoc.web.provider_pages import ProviderPages
 URL_MAP: tuple[tuple[str, str], ...] = (
     ("/login", "login"), ("/logout", "login"),
     ("/oauth", "providers"),
-    ("/home", "home"), ("/spawn", "home"), ("/stop", "home"), ("/api/users", "home"),
+    ("/home", "home"), ("/spawn", "home"), ("/stop", "home"),
+    ("/api", "api"),
     ("/password", "account"), ("/token", "account"),
     ("/admin", "admin"),
     ("/history", "history"),
@@ -120,7 +125,8 @@ def make_hub(*, sessions: Sessions, manager: ServerManager, gate: Gate, routing:
              history: HistoryReader | None = None, stats: StatsFn | None = None,
              providers: Mapping[str, Provider] | None = None, local_login: bool = True,
              provider_limits: ProviderLimits = ProviderLimits(),
-             public_url: str = "", metrics_token: str | None = None) -> HubSite:
+             public_url: str = "", metrics_token: str | None = None,
+             static: StaticCache | None = None) -> HubSite:
     """The hub with its page groups, from the daemon's parts (:mod:`ipydoc.tap`)."""
     providers = dict(providers or {})
     pages = Pages(sessions, manager, gate)
@@ -131,7 +137,7 @@ def make_hub(*, sessions: Sessions, manager: ServerManager, gate: Gate, routing:
         "login": login,
         "providers": ProviderPages(pages, login, providers, limits=provider_limits,
                                    base_url=public_url),
-        "home": HomePages(pages, settings, routing),
+        "home": HomePages(pages, settings, routing, static),
         "account": AccountPages(pages, limits, routing),
         "admin": AdminPages(pages, StatsCache(stats)),
         "history": HistoryPages(pages, history),
@@ -139,4 +145,5 @@ def make_hub(*, sessions: Sessions, manager: ServerManager, gate: Gate, routing:
                                        limits=provider_limits, base_url=public_url),
         "handoff": HandoffPage(pages, routing, hosts),
         "metrics": MetricsPage(metrics_token),  # metrics.token_file; None: 404
+        "api": ApiPages(pages, routing, history),
     })

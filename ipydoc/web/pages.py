@@ -32,6 +32,7 @@ from ipydoc.access.sessions import Session, Sessions
 from ipydoc.edge.request_args import arg
 from ipydoc.names import InvalidName, validate_name
 from ipydoc.servers.manager import ServerManager, StartFailed
+from ipydoc.servers.profiles import Profile
 from ipydoc.state.redis_service import UNAVAILABLE, StoreUnavailable
 from ipydoc.web.present import FILTERS
 
@@ -51,6 +52,10 @@ NOTICES = {  # ?done=… after an action: fixed texts, so a link cannot put word
     "enable": "Enabled {user}.",
     "revoked": "The token was revoked.",
     "password": "Your password was changed; your other sessions were logged out.",
+    "group-added": "Added the group {user}.",
+    "group-removed": "Deleted the group {user}.",
+    "member-added": "Added a member to the group {user}.",
+    "member-removed": "Removed a member from the group {user}.",
 }
 
 #: What a Redis outage (or hang: ``TimeoutError`` is one too) raises into a page handler.
@@ -63,6 +68,8 @@ class HubSettings:
     stop_on_logout: bool = True
     start_on_login: bool = True
     login_limits: LimitSettings = field(default_factory=LimitSettings)
+    #: Opening the home page starts a stopped server (issue 15 §2: docs/cold_login.md).
+    prestart_on_home: bool = False
 
 
 class Gate(Protocol):
@@ -182,8 +189,9 @@ class Pages:
         return session
 
     async def is_admin(self, name: str) -> bool:
-        user = await self.store.get_user(name)
-        return bool(user and user.admin and not user.disabled)
+        """The one admin rule (:meth:`ipydoc.state.groups.Groups.is_admin`): the account's
+        own flag or an admin group."""
+        return bool(await self.store.is_admin(name))
 
     async def admin_session(self, request: IRequest, api: bool = False) -> Session | bytes:
         """The session if its user is an admin; else 403 (or login for no session)."""
@@ -210,9 +218,10 @@ class Pages:
             return "stopped"
         return server.state
 
-    def start_in_background(self, name: str, image: str | None = None) -> None:
+    def start_in_background(self, name: str, image: str | None = None,
+                            profile: str | Profile | None = None) -> None:
         """Start ``name``'s server; the spawn page shows how it goes."""
-        d = defer.Deferred.fromCoroutine(self.manager.start(name, image))
+        d = defer.Deferred.fromCoroutine(self.manager.start(name, image, profile))
         d.addErrback(lambda f: f.trap(StartFailed))  # shown on the spawn page
         d.addErrback(lambda f: self.log.failure("start of {name}", f, name=name))
 

@@ -170,6 +170,12 @@ class ProviderPages:
             await store.add_event("user-admin", name,
                                   f"{'granted' if identity.admin else 'revoked'}"
                                   f" by {provider_id} at login")
+        if identity.groups is not None:  # the provider's memberships (manual ones stay)
+            joined, left = await store.sync_provider_groups(name, provider_id,
+                                                            list(identity.groups))
+            if joined or left:
+                await store.add_event("user-groups", name, f"{provider_id} at login: joined "
+                                      f"{','.join(joined) or '-'}, left {','.join(left) or '-'}")
         if resolved.created:
             await store.add_event("user-add", name, f"first login via {provider_id}")
         previous = await pages.sessions.from_request(request)

@@ -54,7 +54,7 @@ def test_example_config_is_valid_and_documents_every_key():
     text = open("etc/ipydoc.toml").read()
     defaults = Config()
     for section in fields(Config):
-        if section.name == "path":
+        if section.name in ("path", "profiles"):  # [[profiles]]: test_profiles_example
             continue
         assert f"[{section.name}]" in text
         for key in fields(getattr(defaults, section.name)):
@@ -188,3 +188,25 @@ def test_history_user_repo_keys_default_and_are_checked():
     for key in ("user_repos", "user_repo_allow_http"):
         with pytest.raises(ConfigError, match=f"history.{key} must be true or false"):
             from_dict({"history": {key: "yes"}})
+
+
+def test_proxy_front_end_defaults_and_is_checked():
+    """``proxy.front_end``: "lean" or "twisted" (docs/front_end.md, issue 16)."""
+    assert from_dict({}).proxy.front_end == "lean"
+    assert from_dict({"proxy": {"front_end": "twisted"}}).proxy.front_end == "twisted"
+    with pytest.raises(ConfigError, match="proxy.front_end must be one of 'lean', 'twisted'"):
+        from_dict({"proxy": {"front_end": "nginx"}})
+
+
+def test_spawn_cold_login_keys_default_and_are_checked():
+    """``spawn.static_cache``, ``start_wait``, ``prestart_on_home`` (docs/cold_login.md)."""
+    spawn = from_dict({}).spawn
+    assert (spawn.static_cache, spawn.start_wait, spawn.prestart_on_home) == (True, 30.0, False)
+    spawn = from_dict({"spawn": {"static_cache": False, "start_wait": 0,
+                                 "prestart_on_home": True}}).spawn
+    assert (spawn.static_cache, spawn.start_wait, spawn.prestart_on_home) == (False, 0, True)
+    with pytest.raises(ConfigError, match="spawn.start_wait must be 0"):
+        from_dict({"spawn": {"start_wait": -1}})
+    for key in ("static_cache", "prestart_on_home"):
+        with pytest.raises(ConfigError, match=f"spawn.{key} must be true or false"):
+            from_dict({"spawn": {key: "yes"}})

@@ -10,6 +10,7 @@ from twisted.web.resource import Resource
 
 from ipydoc.web.account_pages import AccountPages
 from ipydoc.web.admin_pages import AdminPages
+from ipydoc.web.api.app import ApiPages
 from ipydoc.web.handoff_page import HandoffPage
 from ipydoc.web.history_pages import HistoryPages
 from ipydoc.web.home_pages import HomePages
@@ -20,7 +21,7 @@ from ipydoc.web.provider_pages import ProviderPages
 
 GROUPS = {"login": LoginPages, "providers": ProviderPages, "home": HomePages,
           "account": AccountPages, "admin": AdminPages, "history": HistoryPages,
-          "handoff": HandoffPage, "metrics": MetricsPage}
+          "handoff": HandoffPage, "metrics": MetricsPage, "api": ApiPages}
 
 
 class Echo:
@@ -62,7 +63,7 @@ async def test_each_prefix_reaches_its_group_with_the_whole_path():
              "/spawn/alice", "/stop/alice", "/api/users/alice/server/progress", "/password",
              "/token", "/token/abc/revoke", "/admin", "/admin/api/servers", "/admin/users",
              "/admin/users/bob/stop", "/history/alice", "/history/alice/file",
-             "/handoff", "/metrics"]
+             "/handoff", "/metrics", "/api", "/api/users", "/api/openapi.json"]
     for path in paths:
         for method in ("GET", "POST"):
             response = await treq.request(method, "http://hub.test/hub" + path)
@@ -73,7 +74,7 @@ async def test_each_prefix_reaches_its_group_with_the_whole_path():
 @pytest_twisted.ensureDeferred
 async def test_unknown_prefixes_are_not_found():
     treq = client()
-    for path in ("/nothing", "/homes", "/adminx", "/api/other", "/login2"):
+    for path in ("/nothing", "/homes", "/adminx", "/apis", "/login2"):
         response = await treq.get("http://hub.test/hub" + path)
         assert response.code == 404, path
 

@@ -1,0 +1,97 @@
+"""The per-image cache of JupyterLab's static files, against the real Docker engine.
+
+The files come from the image (a never-started helper, removed afterwards), only
+versioned names are held, and an image change (the same name, a new id) gives the new
+files and drops the old ones.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+
+from ipydoc.backends.docker_api import DockerAPI
+from ipydoc.backends.image_static import ImageStaticReader, versioned_hash
+from ipydoc.servers.static_cache import StaticCache, url_for
+
+from support import TEST_IMAGE, docker
+
+EXTRA = "zz.0123456789abcdef.js"
+
+
+def test_versioned_names():
+    assert versioned_hash("main.efd36b46f3b45eb8.js") == "efd36b46f3b45eb8"
+    assert versioned_hash("0031b1860ea4ad75.woff") == "0031b1860ea4ad75"
+    assert versioned_hash("jlab_core.8811dd2733d03721.js") == "8811dd2733d03721"
+    for plain in ("index.html", "package.json", "main.js", "build_log.json",
+                  "main.efd36b46f3b45eb8.js.map", "../main.efd36b46f3b45eb8.js"):
+        assert versioned_hash(plain) is None, plain
+    assert url_for("main.efd36b46f3b45eb8.js") == \
+        "static/lab/main.efd36b46f3b45eb8.js?v=efd36b46f3b45eb8"
+
+
+@pytest.fixture
+def instance():
+    name = "t" + secrets.token_hex(3)
+    yield name
+    left = docker("ps", "-aq", "--filter", f"label=ipydoc.instance={name}").split()
+    if left:
+        docker("rm", "-f", *left, check=False)
+    assert not left, "the helper container was not removed"
+
+
+@pytest.fixture
+def own_image(tmp_path, instance):
+    """A tag of the test image that the test may change."""
+    tag = f"{instance}-static:latest"
+    docker("tag", TEST_IMAGE, tag)
+    yield tag
+    docker("rmi", "-f", tag, check=False)
+
+
+def lab_static_listing() -> dict[str, int]:
+    out = docker("run", "--rm", "--entrypoint", "sh", TEST_IMAGE, "-c",
+                 "cd /opt/conda/share/jupyter/lab/static && for f in *; do "
+                 "echo \"$f $(wc -c < $f)\"; done")
+    return {n: int(s) for n, s in (line.split() for line in out.splitlines())}
+
+
+@pytest_twisted.ensureDeferred
+async def test_cache_reads_the_image_and_follows_a_change(own_image, instance, tmp_path):
+    api = DockerAPI(reactor)
+    reader = ImageStaticReader(reactor, api, instance=instance)
+    cache = StaticCache(reader)
+    try:
+        await cache.refresh(own_image)
+        first_id = cache.images()[own_image]
+        listing = lab_static_listing()
+        versioned = {n: s for n, s in listing.items() if versioned_hash(n)}
+        held = {n: len(cache.get(n)[0]) for n in versioned if cache.get(n)}
+        assert held == versioned and len(held) > 100   # every versioned file, same sizes
+        assert cache.get("index.html") is None and cache.get("package.json") is None
+        main = next(n for n in versioned if n.startswith("main."))
+        assert cache.get(main, version=versioned_hash(main)) is not None
+        assert cache.get(main, version="0" * 16) is None   # a ?v= naming another version
+        assert cache.get(EXTRA) is None
+        assert cache.startup_files() == [main]             # nothing learned yet: the entry
+        # Learning keeps only names the cache holds (a user cannot add others).
+        cache.saw("not-held.0123456789abcdef.js")
+        cache.saw(main)
+        assert cache.startup_files() == [main]
+
+        # The image changes under the same name: the new id's files replace the old.
+        (tmp_path / EXTRA).write_text("// new build\n")
+        (tmp_path / "Dockerfile").write_text(
+            f"FROM {own_image}\nCOPY {EXTRA} /opt/conda/share/jupyter/lab/static/{EXTRA}\n")
+        docker("build", "-q", "-t", own_image, str(tmp_path))
+        await cache.refresh(own_image)
+        assert cache.images()[own_image] != first_id
+        assert cache.get(EXTRA) == (b"// new build\n", "application/javascript")
+        assert cache.get(main) is not None
+    finally:
+        await reader.close()
+        await api.close()
+    # (the instance fixture checks that no helper container is left)
