@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/front_end.py [--reps 5] [--dur 5] [--conns 10 50]
 
-No daemon, no gate, no container: the real site and proxy (``tests/edge/front_end_site.py``,
+No daemon, no gate, no container: the real site and proxy (``tests/proxy_in_a_process.py``,
 a gate that forwards everything) on each front end, in front of one small echo server
 (``tests/edge/test_front_end_differential.py``'s, in a process of its own), loaded with
 ``wrk -t1`` on ``GET /user/alice/x``.  Each repetition runs both front ends in turn
@@ -22,7 +22,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-SITE = os.path.join(ROOT, "tests", "edge", "front_end_site.py")
+SITE = os.path.join(ROOT, "tests", "proxy_in_a_process.py")
 ECHO = ("import sys, time; sys.path.insert(0, %r); import test_front_end_differential as t; "
         "b = t.EchoBackend(); print(b.url, flush=True); time.sleep(1e6)"
         % os.path.join(ROOT, "tests", "edge"))
@@ -61,7 +61,7 @@ def main() -> None:
         backend = echo.stdout.readline().strip()
         sites = {}
         for fe in FRONT_ENDS:
-            p = subprocess.Popen([sys.executable, SITE, backend, fe], stdout=subprocess.PIPE,
+            p = subprocess.Popen([sys.executable, SITE, backend, "", fe], stdout=subprocess.PIPE,
                                  stderr=subprocess.DEVNULL, text=True)
             procs.append(p)
             sites[fe] = (p.pid, int(p.stdout.readline()))

@@ -1,9 +1,14 @@
-"""The real site and proxy in a process of their own, so a test can read its memory.
+"""The real site and proxy in a process of their own, so a test can read its memory or
+compare two front ends.
 
-    python3 tests/proxy_in_a_process.py BACKEND_URL [LIMITS_JSON]   # prints the port, serves
+    python3 tests/proxy_in_a_process.py BACKEND_URL [LIMITS_JSON [FRONT_END]]
+    # prints the port, serves
 
-Every ``/user/...`` request is forwarded to BACKEND_URL (the gate is not under test).
-LIMITS_JSON sets :class:`ipydoc.edge.limits.RequestLimits` fields, e.g. '{"header_timeout": 1}'.
+Every ``/user/...`` request is forwarded to BACKEND_URL (the gate is not under test); the
+hub answers ``/page``.  LIMITS_JSON sets :class:`ipydoc.edge.limits.RequestLimits`
+fields, e.g. '{"header_timeout": 1}' ('' for the defaults).  FRONT_END is
+``proxy.front_end`` (``lean`` or ``twisted``; default: the config's default); with it the
+access log is off, so two processes answer byte for byte alike.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 def main() -> None:
     from twisted.internet import reactor
     from twisted.web.resource import Resource
+    from twisted.web.static import Data
 
     from ipydoc.edge.limits import RequestLimits
     from ipydoc.edge.site import make_site
@@ -36,8 +42,12 @@ def main() -> None:
         def saw_response(self, user, method, path, code) -> None:
             pass
 
-    limits = RequestLimits(**json.loads(sys.argv[2])) if len(sys.argv) > 2 else None
-    site = make_site(Resource(), ForwardAll(), reactor, limits=limits)
+    hub = Resource()
+    hub.putChild(b"page", Data(b"hub page\n", "text/plain"))
+    limits_json = sys.argv[2] if len(sys.argv) > 2 else ""
+    limits = RequestLimits(**json.loads(limits_json)) if limits_json else None
+    options = {"front_end": sys.argv[3], "access_log": "off"} if len(sys.argv) > 3 else {}
+    site = make_site(hub, ForwardAll(), reactor, limits=limits, **options)
     port = reactor.listenTCP(0, site, interface="127.0.0.1")
     print(port.getHost().port, flush=True)
     reactor.run()

@@ -3,7 +3,7 @@
 A few hundred seeded random and malformed requests (random methods, targets and headers;
 ``Content-Length``/``Transfer-Encoding`` combinations, obs-fold, bare LF and CR, over-long
 lines and heads, too many headers, pipelined pairs, truncated bodies, heads sent in
-pieces) go to two copies of the real site and proxy (tests/edge/front_end_site.py), one
+pieces) go to two copies of the real site and proxy (tests/proxy_in_a_process.py), one
 with ``front_end = "lean"`` and one with ``"twisted"``, each forwarding to its own echo
 server.  For every case the bytes the client got back (every response, whole) and what
 reached the echo server (each request's head and body) must be identical.
@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SITE = os.path.join(HERE, "front_end_site.py")
+SITE = os.path.join(HERE, "..", "proxy_in_a_process.py")
 LIMITS = '{"header_timeout": 30, "body_timeout": 30, "max_header_size": 4096, "max_headers": 30}'
 CASES = 400
 SEED = 16
@@ -100,7 +100,7 @@ class EchoBackend:
 
 
 def start_site(backend: str, front_end: str) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen([sys.executable, SITE, backend, front_end, LIMITS],
+    proc = subprocess.Popen([sys.executable, SITE, backend, LIMITS, front_end],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     port = int(proc.stdout.readline())
     return proc, port
