@@ -51,7 +51,7 @@ def test_read_head_takes_only_the_plain_case(raw, verdict):
 
 
 def site(backend: str, limits: dict) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen([sys.executable, SITE, backend, "lean", json.dumps(limits)],
+    proc = subprocess.Popen([sys.executable, SITE, backend, json.dumps(limits), "lean"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     return proc, int(proc.stdout.readline())
 
