@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet import defer
-from twisted.web.client import readBody
 from twisted.web.http_headers import Headers
 
 from ipydoc.backends.base import BackendError
+from ipydoc.backends.capped_body import BodyTooLarge, read_capped
 from ipydoc.backends.docker_api import API_VERSION, DockerAPI
 from ipydoc.backends.docker_transport import CONNECTION_ERRORS, engine_agent, reason
 from ipydoc.backends.httppool import quiet_pool
@@ -106,15 +106,15 @@ class ImageStaticReader:
         try:
             response = await d
             if response.code == 404:
-                await readBody(response)
+                await read_capped(response, 65536)  # the engine's short error message
                 return None
             if response.code != 200:
                 raise BackendError("failed", f"reading {path} from the image failed "
                                              f"({response.code})")
-            if isinstance(response.length, int) and response.length > self.max_bytes:
-                raise BackendError("failed", f"{path} in the image is over "
-                                             f"{self.max_bytes} bytes")
-            return await readBody(response)
+            return await read_capped(response, self.max_bytes)  # the cap holds while it streams
+        except BodyTooLarge:
+            raise BackendError("failed", f"{path} in the image is over "
+                                         f"{self.max_bytes} bytes") from None
         except defer.CancelledError:
             raise BackendError("unreachable", f"reading {path} from the image took over "
                                               f"{self.timeout:g} s") from None
