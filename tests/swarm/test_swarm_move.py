@@ -161,8 +161,17 @@ def test_a_start_asked_during_the_copy_waits_for_the_move(swarm_daemon, two_node
                                "alice"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True)
     # While the move runs, alice has no service (nothing runs on her files being copied).
+    # A service seen then is the re-pinned one: pinned to the target, and its task (still
+    # pending, so maybe not yet on a node) on the target once assigned.
     while mover.poll() is None:
-        assert service(d, "alice") is None or task_of(d, "alice")["NodeID"] == target
+        found = service(d, "alice")
+        if found is not None:
+            pinned = found["Spec"]["TaskTemplate"].get("Placement", {}).get("Constraints", [])
+            assert f"node.id=={target}" in pinned, pinned
+            for task_id in engine(None, "service", "ps", "-q", f"{d.instance}-alice",
+                                  check=False).split():
+                task = json.loads(engine(None, "inspect", task_id))[0]
+                assert task.get("NodeID") in (None, "", target), task
     out, err = mover.communicate(timeout=600)
     assert mover.returncode == 0, out + err
     report = json.loads(out)
