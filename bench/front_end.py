@@ -9,15 +9,21 @@ a gate that forwards everything) on each front end, in front of one small echo s
 (the order rotates); the site process's CPU time (``/proc/PID/stat``) over the requests
 wrk completed gives µs per request, the part of the cost the front end decides.  The
 machine may be shared: the table gives medians and the lean ÷ twisted ratio per rep.
+
+``--baseline DIR`` adds a third site, the lean front end of the ``ipydoc`` package in
+DIR (e.g. a copy of the tree before a change), measured in the same rotation: the
+table then also gives lean ÷ baseline per rep, a before/after taken in one run.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -53,23 +59,36 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--dur", type=int, default=5, help="seconds of wrk per run")
     ap.add_argument("--conns", type=int, nargs="+", default=[10, 50])
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="a directory holding an ipydoc package to compare with (lean)")
     a = ap.parse_args()
+    front_ends = FRONT_ENDS + (("baseline",) if a.baseline else ())
     procs = []
+    base_root = None
     try:
         echo = subprocess.Popen([sys.executable, "-c", ECHO], stdout=subprocess.PIPE, text=True)
         procs.append(echo)
         backend = echo.stdout.readline().strip()
         sites = {}
-        for fe in FRONT_ENDS:
-            p = subprocess.Popen([sys.executable, SITE, backend, "", fe], stdout=subprocess.PIPE,
+        for fe in front_ends:
+            script = SITE
+            if fe == "baseline":  # the same script beside the other package
+                base_root = tempfile.mkdtemp(prefix="ipydoc-fe-baseline-")
+                os.symlink(os.path.join(os.path.abspath(a.baseline), "ipydoc"),
+                           os.path.join(base_root, "ipydoc"))
+                os.mkdir(os.path.join(base_root, "tests"))
+                script = shutil.copy(SITE, os.path.join(base_root, "tests"))
+            p = subprocess.Popen([sys.executable, script, backend, "",
+                                  "lean" if fe == "baseline" else fe], stdout=subprocess.PIPE,
                                  stderr=subprocess.DEVNULL, text=True)
             procs.append(p)
             sites[fe] = (p.pid, int(p.stdout.readline()))
-        for fe in FRONT_ENDS:  # warm-up
+        for fe in front_ends:  # warm-up
             run_wrk(sites[fe][1], 10, 1)
         rows: dict[tuple[int, str], list[tuple[float, float, float]]] = {}
+        n = len(front_ends)
         for r in range(a.reps):
-            order = FRONT_ENDS[r % 2:] + FRONT_ENDS[:r % 2]
+            order = front_ends[r % n:] + front_ends[:r % n]
             for c in a.conns:
                 for fe in order:
                     pid, port = sites[fe]
@@ -80,19 +99,25 @@ def main() -> None:
                     print(f"rep{r + 1} c{c} {fe}: {rps:.0f} req/s, {us:.0f} µs/req, "
                           f"p99 {p99:.2f} ms", flush=True)
                     time.sleep(0.5)
-        print("\n| conns | front end | req/s | CPU µs/req | p99 ms | µs/req lean ÷ twisted, per rep |")
-        print("|---|---|---|---|---|---|")
+        others = [fe for fe in front_ends if fe != "lean"]
+        print("\n| conns | front end | req/s | CPU µs/req | p99 ms | "
+              + " | ".join(f"µs/req lean ÷ {fe}, per rep" for fe in others) + " |")
+        print("|---|---|---|---|---|" + "---|" * len(others))
         for c in a.conns:
-            ratios = [lean[1] / tw[1] for lean, tw in zip(rows[(c, "lean")], rows[(c, "twisted")])]
-            for fe in FRONT_ENDS:
+            for fe in front_ends:
                 rs = rows[(c, fe)]
                 med = [statistics.median(x[i] for x in rs) for i in range(3)]
-                extra = ", ".join(f"{x:.2f}" for x in ratios) if fe == "lean" else ""
-                print(f"| {c} | {fe} | {med[0]:.0f} | {med[1]:.0f} | {med[2]:.2f} | {extra} |")
+                extra = [", ".join(f"{lean[1] / o[1]:.2f}"
+                                   for lean, o in zip(rows[(c, "lean")], rows[(c, other)]))
+                         if fe == "lean" else "" for other in others]
+                print(f"| {c} | {fe} | {med[0]:.0f} | {med[1]:.0f} | {med[2]:.2f} | "
+                      + " | ".join(extra) + " |")
     finally:
         for p in procs:
             p.terminate()
             p.wait(10)
+        if base_root is not None:
+            shutil.rmtree(base_root, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,10 @@ for the document chain, the lab page's ``performance.getEntries()``):
 - ``login``: the login POST → its response (password check, session, 303);
 - ``to_lab_request``: the login POST's response → the request for the lab page (the
   redirects and the time on the spawn page, waiting for the server);
-- ``lab_ttfb``: that request → first byte of the lab HTML;
+- ``lab_ttfb``: that request → first byte of the lab HTML (a cold login goes straight to
+  the lab page: held until the start ends, or the server's kept page sent at once);
+- ``kept page``: the lab HTML was the daemon's kept copy of the server's page
+  (``Cache-Control: no-store``; docs/cold_login.md), median of 0/100 %;
 - ``assets``: static files of the lab page (``/static/``): count, bytes over the wire
   (``transferSize``, 0 when the cache served them), from the lab request → end of the last;
 - ``api``: API calls of the lab page (``/api/``, ``/lab/api/``): count, → end of the last;
@@ -200,6 +203,7 @@ def breakdown(t0_ms: float, reqs: list[Any], entries: dict, via_login: bool) -> 
     if lab:
         ttfb = timing_of(lab[-1])["ttfb"]
         out["lab_ttfb"] = ttfb - lab_start if ttfb else None
+        out["early_page"] = 1 if kept_page(lab[-1]) else 0
     origin = entries["origin"]
     res = entries["resources"]
     static = [e for e in res if "/static/" in e["name"]]
@@ -220,6 +224,16 @@ def breakdown(t0_ms: float, reqs: list[Any], entries: dict, via_login: bool) -> 
     out["wire_bytes"] = sum(wire_bytes(r) for r in reqs)
     out["total"] = launcher - t0_ms
     return out
+
+
+def kept_page(req: Any) -> bool:
+    """The lab page was the daemon's kept copy, sent while the server started
+    (``Cache-Control: no-store``; the server's own page has none)."""
+    try:
+        response = req.response()
+        return response is not None and response.headers.get("cache-control") == "no-store"
+    except Exception:  # noqa: BLE001  a request of a closed document
+        return False
 
 
 def wire_bytes(req: Any) -> int:
@@ -354,7 +368,8 @@ def pick(sample: dict, path: str) -> float | None:
     return v
 
 
-PARTS = ["click", "login", "to_lab_request", "lab_ttfb", "assets.count", "assets.bytes",
+PARTS = ["click", "login", "to_lab_request", "lab_ttfb", "early_page", "assets.count",
+         "assets.bytes",
          "assets.to_last", "pre_lab_static", "api.count", "api.to_last", "boot",
          "wire_bytes", "total"]
 
@@ -383,8 +398,9 @@ def num(v: float | None, scale: float = 1) -> str:
 
 def report(result: dict) -> str:
     summ = result["summary"]
-    lines = ["| scenario | n | median s | min s | max s | Δ floor s | × floor | cold − warm s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| scenario | n | median s | min s | max s | Δ floor s | × floor | cold − warm s "
+             "| × warm |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for key, s in summ.items():
         server, cache = key.split(":")
         floor = summ.get(f"direct:{cache}", {}).get("median_ms")
@@ -393,20 +409,21 @@ def report(result: dict) -> str:
         delta = fmt_s(med - floor) if floor and med and server != "direct" else ""
         ratio = f"{med / floor:.2f}" if floor and med and server != "direct" else ""
         cw = fmt_s(med - warm) if server == "cold" and warm and med else ""
+        xw = f"{med / warm:.2f}" if server == "cold" and warm and med else ""
         lines.append(f"| {key} | {s['n']} | {fmt_s(med)} | {fmt_s(s['min_ms'])} | "
-                     f"{fmt_s(s['max_ms'])} | {delta} | {ratio} | {cw} |")
+                     f"{fmt_s(s['max_ms'])} | {delta} | {ratio} | {cw} | {xw} |")
     lines += ["", "breakdown (medians; times in s, bytes in KiB):", "",
-              "| scenario | click | login | → lab req | lab TTFB | assets n | assets KiB | "
-              "assets → last | pre-lab static | api n | api → last | boot | wire KiB | "
-              "total |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| scenario | click | login | → lab req | lab TTFB | kept page | assets n | "
+              "assets KiB | assets → last | pre-lab static | api n | api → last | boot | "
+              "wire KiB | total |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, s in summ.items():
         p = s["parts_median"]
         kib = "" if p["assets.bytes"] is None else f"{p['assets.bytes'] / 1024:.0f}"
         n = "" if p["assets.count"] is None else f"{p['assets.count']:.0f}"
         an = "" if p["api.count"] is None else f"{p['api.count']:.0f}"
         lines.append(f"| {key} | {fmt_s(p['click'])} | {fmt_s(p['login'])} | {fmt_s(p['to_lab_request'])} | "
-                     f"{fmt_s(p['lab_ttfb'])} | {n} | {kib} | {fmt_s(p['assets.to_last'])} | "
+                     f"{fmt_s(p['lab_ttfb'])} | {num(p['early_page'], 0.01)}% | {n} | {kib} | {fmt_s(p['assets.to_last'])} | "
                      f"{num(p['pre_lab_static'])} | {an} | {fmt_s(p['api.to_last'])} | "
                      f"{fmt_s(p['boot'])} | {num(p['wire_bytes'], 1024)} | "
                      f"{fmt_s(p['total'])} |")

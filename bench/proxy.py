@@ -48,6 +48,7 @@ import requests
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import nginx_conf  # noqa: E402
 import spawn  # noqa: E402  (Daemon, login, free_port, docker)
 
 CHP = "/tmp/peer-chp/node_modules/.bin/configurable-http-proxy"
@@ -56,36 +57,8 @@ USER = "p00"
 UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 LABEL = {"direct": "direct", "ipydoc": "ipydoc", "chp": "configurable-http-proxy",
          "nginx": "nginx (keepalive upstream)", "direct-ip": "direct, container IP (no docker-proxy)",
-         "ipydoc-lean": "ipydoc, lean front end", "ipydoc-twisted": "ipydoc, twisted.web front end"}
-
-NGINX_CONF = """
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {root}/body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
-    map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
-    upstream jupyter {{ server {upstream}; keepalive 64; }}
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{
-            proxy_pass http://jupyter;
-            proxy_http_version 1.1;
-            proxy_set_header Host $host;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_read_timeout 3600s;
-        }}
-    }}
-}}
-"""
-
+         "ipydoc-lean": "ipydoc, lean front end", "ipydoc-twisted": "ipydoc, twisted.web front end",
+         "ipydoc-baseline": "ipydoc, baseline code (--baseline)"}
 
 def ms(v: str) -> float:
     m = re.match(r"([\d.]+)(us|ms|s)$", v)
@@ -204,6 +177,9 @@ def main() -> None:
     ap.add_argument("--front-ends", nargs="+", choices=["lean", "twisted"], default=[],
                     help="proxy.front_end of the daemon; two: a second daemon of the same site "
                          "(same Redis, same container) runs the other, both measured in turn")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="also a daemon of the ipydoc package in DIR (e.g. the tree before a "
+                         "change; same front end as the first), measured in the same rotation")
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
 
@@ -219,7 +195,7 @@ def main() -> None:
     fronts = a.front_ends
     d = spawn.Daemon(a.image, root, "cpu_limit = 0",
                      access + (f'\n[proxy]\nfront_end = "{fronts[0]}"\n' if fronts else ""))
-    d2: spawn.Daemon | None = None
+    extra: list[spawn.Daemon] = []  # second daemons: the other front end, the baseline
     procs: list[subprocess.Popen] = []
     nginx_root = root / "nginx"
     result: dict = {"tool": "ipydoc-proxy", "date": stamp, "tag": a.tag, "image": a.image,
@@ -245,22 +221,39 @@ def main() -> None:
                 pin(p, "1")
         base = f"/user/{USER}"
         tok_h = {"Authorization": f"token {token}"}
-        daemons = [d]
-        if len(fronts) > 1:
-            # A second daemon of the same site (docs/several-daemons.md): the first one's
-            # Redis, the same signing secret and docker.instance, the other front end.
-            root2 = root / "second"
+        daemons = [(d, f"ipydoc-{fronts[0]}" if fronts else "ipydoc")]
+
+        def second(label: str, front_end: str, pythonpath: str = "") -> None:
+            """A second daemon of the same site (docs/several-daemons.md): the first one's
+            Redis, the same signing secret and docker.instance; ``pythonpath``: another
+            copy of the code (the baseline)."""
+            root2 = root / label
             (root2 / "state").mkdir(parents=True)
             shutil.copy(root / "state" / "secret", root2 / "state" / "secret")
-            d2 = spawn.Daemon(a.image, root2, "cpu_limit = 0",
-                              access + f'\n[proxy]\nfront_end = "{fronts[1]}"\n'
+            fe = f'\n[proxy]\nfront_end = "{front_end}"\n' if front_end else "\n"
+            d2 = spawn.Daemon(a.image, root2, "cpu_limit = 0", access + fe +
                               f'[redis]\nurl = "unix://{sock}"\n[history]\nenabled = false\n')
             d2.instance = d.instance
-            d2.start()
-            daemons.append(d2)
+            old = os.environ.get("PYTHONPATH")
+            if pythonpath:
+                os.environ["PYTHONPATH"] = pythonpath
+            try:
+                d2.start()
+            finally:
+                if pythonpath:
+                    os.environ.pop("PYTHONPATH")
+                    if old is not None:
+                        os.environ["PYTHONPATH"] = old
+            extra.append(d2)
+            daemons.append((d2, label))
+
+        if len(fronts) > 1:
+            second(f"ipydoc-{fronts[1]}", fronts[1])
+        if a.baseline:
+            second("ipydoc-baseline", fronts[0] if fronts else "", str(Path(a.baseline).resolve()))
         targets: dict[str, dict] = {"direct": {"url": backend, "headers": tok_h}}
-        for dn, fe in zip(daemons, fronts or [""]):
-            targets[f"ipydoc-{fe}" if fe else "ipydoc"] = {
+        for dn, label in daemons:
+            targets[label] = {
                 "url": dn.url, "headers": {"Cookie": f"ipydoc-session={cookie}"},
                 "ws_headers": {"Cookie": f"ipydoc-session={cookie}", "Origin": dn.url}}
         if not a.no_peers and not os.path.exists(CHP):
@@ -275,11 +268,8 @@ def main() -> None:
             targets["chp"] = {"url": f"http://127.0.0.1:{chp_port}", "headers": tok_h}
         if not a.no_peers:
             nginx_port = spawn.free_port()
-            nginx_root.mkdir()
-            conf = nginx_root / "nginx.conf"
-            conf.write_text(NGINX_CONF.format(root=nginx_root, upstream=backend.split("//", 1)[1],
-                                              port=nginx_port))
-            subprocess.run(srv + ["nginx", "-p", str(nginx_root), "-c", str(conf)], check=True)
+            nginx_conf.start(nginx_root, nginx_conf.proxy_conf(
+                nginx_root, nginx_port, backend.split("//", 1)[1]), prefix=srv)
             targets["nginx"] = {"url": f"http://127.0.0.1:{nginx_port}", "headers": tok_h}
         if a.direct_ip:
             targets["direct-ip"] = {"url": f"http://{cip}:8888", "headers": tok_h}
@@ -309,9 +299,10 @@ def main() -> None:
         result["env"] = env
         print(json.dumps(env, indent=1), flush=True)
 
-        nginx_pids = [int((nginx_root / "nginx.pid").read_text())] if not a.no_peers else []
+        nginx_pids = [nginx_conf.pid(nginx_root)] if not a.no_peers else []
         nginx_pids += [c for p in nginx_pids for c in spawn.children(p)]
-        meter = CpuMeter({"daemon": [x.proc.pid for x in daemons], "redis": [d.redis_pid()],
+        meter = CpuMeter({"daemon": [x.proc.pid for x, _ in daemons],
+                          **{f"daemon:{label}": [x.proc.pid] for x, label in daemons}, "redis": [d.redis_pid()],
                           "docker-proxy": dproxy,
                           "chp": [p.pid for p in procs], "nginx": nginx_pids},
                          Path(f"/sys/fs/cgroup/cpuacct/docker/{info['Id']}/cpuacct.usage"))
@@ -370,12 +361,11 @@ def main() -> None:
             ["ss", "-tan", "state", "time-wait", f"( dport = :{host_port} )"],
             capture_output=True, text=True).stdout.count("\n") - 1
     finally:
-        if d2 is not None:
+        for d2 in extra:
             d2.stop()
         for p in procs:
             p.send_signal(signal.SIGTERM)
-        if (nginx_root / "nginx.pid").exists():
-            subprocess.run(["nginx", "-p", str(nginx_root), "-c", str(nginx_root / "nginx.conf"), "-s", "quit"])
+        nginx_conf.stop(nginx_root)
         for p in procs:
             try:
                 p.wait(10)
@@ -419,11 +409,17 @@ def summarize(rows: dict, ws: dict | None, names: list[str]) -> dict:
             errs = ";".join(r["errors"] for r in rs if r["errors"]) or "none"
             cpu = {k: statistics.median([r["cpu_cores"].get(k, 0) for r in rs]) for k in rs[0].get("cpu_cores", {})}
             med["cpu_cores"] = cpu
-            cpu_txt = ", ".join(f"{k} {v:.2f}" for k, v in cpu.items() if v >= 0.02 and k != "tcp-connects")
+            cpu_txt = ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()
+                                if v >= 0.02 and k != "tcp-connects" and not k.startswith("daemon:"))
             cpu_txt += f"; {cpu.get('tcp-connects', 0):.0f} TCP connects"
             if t.startswith("ipydoc") and med["rps"]:  # the daemon's CPU per proxied request
-                med["daemon_us_per_req"] = cpu.get("daemon", 0) * 1e6 / med["rps"]
-                cpu_txt += f"; daemon {med['daemon_us_per_req']:.0f} µs/req"
+                # the target's own daemon (the others idle meanwhile), per rep, then the
+                # median: cores and req/s of the same run belong together
+                per_rep = [r["cpu_cores"].get(f"daemon:{t}", r["cpu_cores"].get("daemon", 0))
+                           * 1e6 / r["rps"] for r in rs if r["rps"]]
+                med["daemon_us_per_req"] = statistics.median(per_rep)
+                cpu_txt += (f"; daemon {med['daemon_us_per_req']:.0f} µs/req (each rep "
+                            + ", ".join(f"{x:.0f}" for x in per_rep) + ")")
             lines.append(f"| {c} | {LABEL[t]} | {med['rps']:.0f} | {', '.join('%.0f' % r['rps'] for r in rs)} | "
                          f"{med['p50_ms']:.2f} | {med['p90_ms']:.2f} | {med['p99_ms']:.2f} | "
                          + " | ".join(f"{med[f'vs_{b}']:.2f}" for b in ref) + f" | {cpu_txt} | {errs} |")

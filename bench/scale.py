@@ -43,6 +43,8 @@ import requests
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent))
+import nginx_conf  # noqa: E402
+
 from ipydoc.access.cookies import SESSION_COOKIE, Signer, load_secret  # noqa: E402
 from ipydoc.state.keys import (  # noqa: E402
     ROUTES,
@@ -56,26 +58,6 @@ from ipydoc.state.keys import (  # noqa: E402
 
 import support  # noqa: E402
 from support import Daemon, free_port  # noqa: E402
-
-STAND_IN_CONF = """
-worker_processes 1;
-pid {root}/nginx.pid;
-error_log {root}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {root}/body;
-    proxy_temp_path {root}/proxy;
-    fastcgi_temp_path {root}/fastcgi;
-    uwsgi_temp_path {root}/uwsgi;
-    scgi_temp_path {root}/scgi;
-    keepalive_requests 100000;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{ default_type application/json; return 200 '{{"stand_in":true}}'; }}
-    }}
-}}
-"""
 
 
 def user_name(i: int) -> str:
@@ -177,7 +159,6 @@ def main() -> int:
     stand_in = root / "stand-in"
     stand_in.mkdir()
     port = free_port()
-    (stand_in / "nginx.conf").write_text(STAND_IN_CONF.format(root=stand_in, port=port))
     backend = f"http://127.0.0.1:{port}"
     overrides = {"spawn": {"cpu_limit": 0}}
     daemons = {"one": Daemon(root / "one", overrides), "many": Daemon(root / "many", overrides)}
@@ -186,8 +167,7 @@ def main() -> int:
                     "date": time.strftime("%Y%m%dT%H%M%S")}
     rows: dict[tuple[int, str], list[dict]] = {}
     try:
-        subprocess.run(["nginx", "-p", str(stand_in), "-c", str(stand_in / "nginx.conf")],
-                       check=True)
+        nginx_conf.start(stand_in, nginx_conf.stand_in_conf(stand_in, port))
         for d in daemons.values():
             d.start()
         rss_empty = {k: rss_mib(d.proc.pid) for k, d in daemons.items()}
@@ -232,10 +212,7 @@ def main() -> int:
                     d.cleanup_docker()
                 except RuntimeError as e:  # dockerd away: say so, stop the rest anyway
                     print(f"cleanup of {d.instance}: {e}", file=sys.stderr)
-        pid_file = stand_in / "nginx.pid"
-        if pid_file.exists():
-            subprocess.run(["kill", pid_file.read_text().strip()], check=False)
-            time.sleep(0.2)
+        nginx_conf.stop(stand_in)
 
     print("\n| conns | routes | req/s (median) | req/s each rep | p50 ms | p99 ms | "
           "req/s vs 1 route | daemon CPU µs/request (median) | CPU vs 1 route |")

@@ -125,6 +125,7 @@ class IpydocDaemon(MultiService):
         from ipydoc.access.gate import UserGate
         from ipydoc.access.login_limits import LimitSettings
         from ipydoc.access.sessions import Sessions
+        from ipydoc.access.shares import ShareRule
         from ipydoc.access.user_hosts import HostSessions
         from ipydoc.auth.login_state import Limits as ProviderLimits
         from ipydoc.auth.registry import build as build_providers
@@ -176,6 +177,7 @@ class IpydocDaemon(MultiService):
         limits = Limits(cfg.spawn.image, cfg.mem_limit_bytes, cfg.spawn.cpu_limit or None,
                         cfg.spawn.pids_limit or None, cfg.spawn.start_timeout,
                         concurrency=cfg.spawn.concurrency, max_running=cfg.spawn.max_running,
+                        max_named=cfg.spawn.max_named_servers,
                         images=tuple(cfg.spawn.images),
                         catalogue=Catalogue.build(cfg.profiles, cfg.groups))
         routing = Routing(cfg.server.routing, cfg.server.domain.lower(), cfg.server.public_url)
@@ -196,11 +198,14 @@ class IpydocDaemon(MultiService):
                                    secret=secret, lease_ttl=cfg.cluster.lease_ttl,
                                    sweep_interval=cfg.cluster.sweep_interval)
             self.history.setServiceParent(self)
-        hosts = HostSessions(self.redis, load_secret(state / "secret"))
+        shares = ShareRule(self.redis)  # guests: on every request, and at a host's sign-in
+        hosts = HostSessions(self.redis, load_secret(state / "secret"),
+                             guest_may_enter=shares.may_enter)
         self.static_cache = self._static_cache(cfg, limits, reactor)
         self.gate = UserGate(sessions, self.manager, routing, hosts, self.activity,
                              saves=self.history, public_url=cfg.server.public_url,
-                             static=self.static_cache, start_wait=cfg.spawn.start_wait)
+                             static=self.static_cache, start_wait=cfg.spawn.start_wait,
+                             shares=shares)
 
         from ipydoc.servers.culler import Culler, CullSettings
         cull = CullSettings(cfg.cull.idle_timeout, cfg.cull.max_age, cfg.cull.interval,
@@ -214,6 +219,9 @@ class IpydocDaemon(MultiService):
             self.culler.setServiceParent(self)
         self._metrics_refresher(cfg.metrics.per_user).setServiceParent(self)
 
+        # Account removal: the control channel's and the REST API's (DELETE /users/NAME)
+        self.removal = Removal(self.redis, self.backend, self.history, reactor, state,
+                               mirror=cfg.history.remote, git=cfg.history.git)
         hub = make_hub(
             sessions=sessions, manager=self.manager, gate=self.gate, routing=routing,
             hosts=hosts, history=self.history, stats=self.backend.stats,
@@ -225,7 +233,7 @@ class IpydocDaemon(MultiService):
             providers=build_providers(cfg.auth, reactor), local_login=cfg.auth.local,
             provider_limits=ProviderLimits.from_auth(cfg.auth), public_url=cfg.server.public_url,
             metrics_token=read_token(cfg.metrics.token_file) if cfg.metrics.token_file else None,
-            static=self.static_cache)
+            static=self.static_cache, removal=self.removal)
         site = make_site(hub.resource(), self.gate, reactor, limits=RequestLimits(
             header_timeout=cfg.server.client_header_timeout,
             body_timeout=cfg.server.client_body_timeout,
@@ -259,8 +267,6 @@ class IpydocDaemon(MultiService):
             ListenService("metrics-listen", listen_endpoint(reactor, cfg.metrics.listen),
                           MetricsSite(), f"{cfg.metrics.listen} (metrics)").setServiceParent(self)
 
-        self.removal = Removal(self.redis, self.backend, self.history, reactor, state,
-                               mirror=cfg.history.remote, git=cfg.history.git)
         context = ControlContext(
             reactor=reactor, state=self.redis, manager=self.manager, backend=self.backend,
             exchanges=self.gate, removal=self.removal, history=self.history,

@@ -16,6 +16,10 @@ change, a new login replacing an old session) and after a token is revoked,
 holds and cuts the exchanges of those that do not: one round of Redis reads per
 revocation, nothing per request.
 
+A share revoked (issue 19 §3: :mod:`ipydoc.access.shares`) cuts the guest's exchanges
+to that server only (:meth:`UserGate.recheck_server`), on every daemon (``shares-changed``
+on the bus).
+
 Several daemons: a revocation on one daemon reaches the others over the pub/sub bus
 (:mod:`ipydoc.state.bus`): ending sessions is told by the store itself
 (``sessions-ended``: caches emptied, then this recheck), a token revoked is told by
@@ -31,11 +35,13 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
+from ipydoc.access import metrics
 from ipydoc.access.collaborators import SaveObserver
 from ipydoc.access.ladder import Ladder
 from ipydoc.access.origin import origin_allowed, request_origin
 from ipydoc.access.path_mode import PREFIX, PathMode
 from ipydoc.access.sessions import Sessions
+from ipydoc.access.shares import OWNER, RW, VIEW, ShareRule
 from ipydoc.access.subdomain import SubdomainMode
 from ipydoc.access.tokens import TokenCheck
 from ipydoc.access.user_hosts import HostSessions
@@ -58,16 +64,22 @@ class UserGate:
     def __init__(self, sessions: Sessions, manager: ServerManager, routing: Routing,
                  hosts: HostSessions, activity: Activity, *,
                  saves: SaveObserver | None = None, public_url: str = "",
-                 static: StaticCache | None = None, start_wait: float = 0.0) -> None:
+                 static: StaticCache | None = None, start_wait: float = 0.0,
+                 shares: ShareRule | None = None) -> None:
         self.sessions = sessions
         self.manager = manager
         self.routing = routing
         self._activity = activity
         self._saves = saves  # the history service, when versioning is on
         self.extra_origins = frozenset({public_url.rstrip("/").lower()} if public_url else ())
-        mode = (SubdomainMode(routing, hosts) if routing.subdomain
-                else PathMode(sessions, self.extra_origins))
-        self.ladder = Ladder(mode, TokenCheck(sessions), manager, routing, static, start_wait)
+        mode = (SubdomainMode(routing, hosts, manager) if routing.subdomain
+                else PathMode(sessions, self.extra_origins, manager))
+        #: Who may use a server besides its owner (issue 19 §3); a change cuts what a
+        #: guest who lost their share has open to that server.
+        self.shares = shares if shares is not None else ShareRule(sessions)
+        self.shares.on_change(self.recheck_server)
+        self.ladder = Ladder(mode, TokenCheck(sessions), manager, routing, static, start_wait,
+                             shares=self.shares)
         #: Open exchanges by credential and user (the proxy fills it; see the module doc).
         self.exchanges = OpenExchanges()
         self._watched: Store | None = None
@@ -165,6 +177,37 @@ class UserGate:
                     kind = "token" if credential.startswith(TOKEN_PREFIX) else "session"
                     self.log.info("closed {n} open connection(s) of {users}: {kind} revoked",
                                   n=n, users=", ".join(sorted(users)), kind=kind)
+
+    def recheck_server(self, key: str) -> Deferred[None]:
+        """Server ``key``'s shares changed (here or on another daemon): cut what each
+        credential open to it may no longer have (no share: everything; view-only: its
+        WebSockets).  One read per guest credential open to ``key``, nothing otherwise."""
+        return Deferred.fromCoroutine(self._recheck_server(key))
+
+    async def _recheck_server(self, key: str) -> None:
+        for _ in range(RECHECK_ROUNDS):  # again if an exchange opened meanwhile
+            added = self.exchanges.added
+            await self._recheck_server_once(key)
+            if self.exchanges.added == added:
+                break
+
+    async def _recheck_server_once(self, key: str) -> None:
+        store = self.sessions.store
+        for credential in sorted(self.exchanges.credentials_on(key)):
+            try:
+                user = await store.credential_user(credential)
+                mode = await self.shares.access(user, key) if user else None
+            except Exception as e:  # noqa: BLE001 - the next one may still be checked
+                self.log.warn("cannot check a guest's open connections: {e}", e=e)
+                continue
+            if mode in (OWNER, RW):
+                continue
+            n = self.exchanges.close_on(credential, key, websockets_only=mode == VIEW)
+            if n:
+                metrics.SHARE_CUTS.inc(n)
+                self.log.info("closed {n} open connection(s) of {user} to {key}: share "
+                              "{what}", n=n, user=user or "?", key=key,
+                              what="now view-only" if mode == VIEW else "revoked")
 
     @staticmethod
     async def _holds(store: Store, credential: str) -> bool:

@@ -7,12 +7,20 @@ only the last lets a byte through to the server:
 1. **name** -- the path (:class:`~ipydoc.access.path_mode.PathMode`) or the host
    (:class:`~ipydoc.access.subdomain.SubdomainMode`) names a valid user; else 404.
    (Subdomain mode also answers ``/_ipydoc/handoff`` here: :mod:`ipydoc.access.handoff`.)
+   Which of the user's servers (issue 19 §1: the default one, or a named one, whose
+   *server key* is ``USER--SERVER``) is settled once the request holds a credential
+   (:meth:`Mode.server`: the host says it in subdomain mode; in path mode a second path
+   segment naming one of the user's named servers), so a look-up is never made for a
+   request without one.  Every step below works on that key.
 2. **credential** -- a personal token in ``Authorization: token ipd_...``
    (:class:`~ipydoc.access.tokens.TokenCheck`: known, unexpired, its account enabled;
    else 401/403), or else the browser's cookie: the hub session in path mode, the host
    session in subdomain mode.  No credential: a browser navigating is sent to sign in
    (the login page, or the hub's handoff), anything else gets 401.
-3. **owner** -- the credential's user is NAME; else 403 (admins included).
+3. **owner** -- the credential's user is NAME, the server key's owner, or a guest the
+   owner shared this server with (issue 19 §3: :mod:`ipydoc.access.shares`, asked on
+   every request; a ``view`` guest gets GET/HEAD and no WebSocket); else 403 (admins
+   included).  A guest's server that does not run is a 503 (only its owner starts it).
 4. **Origin** -- with a cookie, a state-changing method or a WebSocket handshake must
    come from the server's own site (:mod:`ipydoc.access.origin`); else 403.  A token
    skips it: a browser never attaches one by itself, so there is nothing to forge.
@@ -26,11 +34,15 @@ only the last lets a byte through to the server:
    more (its route is read anyway).
    While the server is not routable (starting, or a cold login's browser running ahead of
    it: issue 15), a GET/HEAD of one of JupyterLab's versioned static files
-   (``static/lab/<name>.<hash>.js``) is answered from the per-image cache
-   (:mod:`ipydoc.servers.static_cache`, never a user's bytes) with immutable caching
-   headers, and any other request while the server *starts* (not a browser navigating:
-   it goes to the start page) waits for the start, at most ``start_wait`` seconds, then
-   goes on (or gets the 503 as before).
+   (``static/lab/<name>.<hash>.js``, or an extension's
+   ``lab/extensions/<package>/static/<name>.<hash>.js``) is answered from the per-image
+   cache (:mod:`ipydoc.servers.static_cache`, never a user's bytes) with immutable
+   caching headers, and any other request while the server *starts* waits for the start, at
+   most ``start_wait`` seconds, then goes on (or gets the 503 as before).  A browser
+   navigating waits at most ``PAGE_WAIT`` (5 s), then goes to the start page (which
+   shows a queue, a slow pull or the error); the owner opening ``lab`` itself gets the
+   server's own lab page kept from its last run, if still valid
+   (:mod:`ipydoc.servers.lab_pages`), so JupyterLab boots while the container starts.
 6. **forward** -- a :class:`~ipydoc.proxy.gate.Forward` to the server, naming the
    credential (so the proxy can cut what it has open when it is revoked:
    :mod:`ipydoc.access.gate`) and the start page (for the proxy's error pages).
@@ -52,19 +64,24 @@ from urllib.parse import quote
 from twisted.web.iweb import IRequest
 
 from ipydoc.access.origin import changes_state, origin_allowed
+from ipydoc.access.shares import VIEW, ShareRule, view_refusal
 from ipydoc.access.tokens import TokenCheck, from_authorization
 from ipydoc.access.verdicts import Holder, json_reply, redirect, wants_page
 from ipydoc.backends.base import BackendError
 from ipydoc.edge.access_log import mark
 from ipydoc.edge.request_args import arg
-from ipydoc.edge.routing import Routing
+from ipydoc.edge.routing import Routing, spawn_path
+from ipydoc.names import SERVER_KEY_SEPARATOR
 from ipydoc.proxy.gate import Forward, Reply
+from ipydoc.servers.lab_pages import PAGE_WAIT, LabPages
 from ipydoc.servers.manager import ServerManager
 from ipydoc.servers.static_cache import IMMUTABLE, StaticCache
 from ipydoc.servers.wait_start import wait_for_start
 
 #: A file of JupyterLab's static directory, under the server's base URL.
 STATIC_FILE = re.compile(rb"^static/lab/([^/]+)$")
+#: A file of a prebuilt extension's static directory, under the server's base URL.
+EXTENSION_FILE = re.compile(rb"^lab/extensions/((?:@[^/]+/)?[^/]+/static/[^/]+)$")
 
 
 class Mode(Protocol):
@@ -72,6 +89,11 @@ class Mode(Protocol):
 
     async def locate(self, request: IRequest) -> str | Reply:
         """Step 1: the user the request is for, or the answer when it names none."""
+
+    async def server(self, request: IRequest, name: str) -> str:
+        """Step 1, once the request holds a credential: the key of the server the
+        request is for (``name`` itself for the default server, else one of the user's
+        named servers)."""
 
     async def holder(self, request: IRequest) -> Holder | None:
         """Step 2 for browsers: who the request's cookie belongs to, if anyone."""
@@ -84,24 +106,30 @@ class Mode(Protocol):
 
 
 def start_url(routing: Routing, request: IRequest, name: str) -> str:
-    """The hub's start page for ``name``'s server, coming back to this request's URL."""
+    """The hub's start page for the server ``name`` (a server key), coming back to this
+    request's URL."""
     back = request.uri.decode("latin-1")
     if not routing.subdomain:
-        return f"/hub/spawn/{name}?next={quote(back, safe='/:')}"
+        return f"{spawn_path(name)}?next={quote(back, safe='/:')}"
     back = routing.user_origin(name, request) + back
-    return f"{routing.hub_origin(request)}/hub/spawn/{name}?next={quote(back, safe='/:')}"
+    return f"{routing.hub_origin(request)}{spawn_path(name)}?next={quote(back, safe='/:')}"
 
 
 class Ladder:
     def __init__(self, mode: Mode, tokens: TokenCheck, manager: ServerManager,
                  routing: Routing, static: StaticCache | None = None,
-                 start_wait: float = 0.0) -> None:
+                 start_wait: float = 0.0, shares: ShareRule | None = None) -> None:
         self.mode = mode
+        self.shares = shares
         self.tokens = tokens
         self.manager = manager
         self.routing = routing
         self.static = static
         self.start_wait = start_wait
+        # Each server's own lab page, sent while it starts (path mode: the page follows
+        # the start on the hub's progress stream, which is on its origin).
+        self.lab_pages = (LabPages(manager.reactor, manager.fetcher, static)
+                          if static is not None and not routing.subdomain else None)
 
     async def decide(self, request: IRequest) -> Forward | Reply:
         # 1. name
@@ -122,15 +150,24 @@ class Ladder:
                 hub = self.routing.hub_origin(request)
                 return json_reply(401, f"not logged in: log in at {hub}/hub/login")
             holder = found
-        # 3. owner
-        if holder.user != name:
-            whose = "yours" if holder.browser else "the token's"
-            return json_reply(403, f"this server belongs to another user; {whose} is "
-                                   f"{self.routing.user_url(holder.user, '', request)}")
+        # 1 (again). which of the user's servers: from here on ``name`` is its key
+        name = await self.mode.server(request, name)
+        user = name.partition(SERVER_KEY_SEPARATOR)[0]  # the owner
+        # 3. owner, or a guest the owner shared this server with (ipydoc.access.shares)
+        guest: str | None = None
+        if holder.user != user:
+            verdict = await self._guest(request, name, holder)
+            if isinstance(verdict, Reply):
+                return verdict
+            guest = verdict
         # 4. Origin
         if (holder.browser and changes_state(request)
                 and not origin_allowed(request, self.mode.origins(request, name))):
             return json_reply(403, "cross-origin request refused (Origin is not this site)")
+        if name != user and not self.routing.subdomain and \
+                request.path == self.routing.base_url(name)[:-1].encode():
+            query = request.uri[len(request.path):]  # /user/alice/gpu → its base URL
+            return redirect(self.routing.base_url(name) + query.decode("latin-1"))
         # 5. route
         route = self.manager.routes.get(name)
         if route is None:  # another daemon may have started it a moment ago: ask Redis
@@ -141,17 +178,24 @@ class Ladder:
             if cached is not None:
                 mark(request, "static-cache")
                 return Reply(200, cached[0], cached[1], dict(IMMUTABLE))
-        if (route is None and self.start_wait > 0 and self.manager.is_starting(name)
-                and not (holder.browser and wants_page(request))):
-            await wait_for_start(self.manager, name, self.start_wait)
+        if route is None and self.start_wait > 0 and self.manager.is_starting(name):
+            navigating = holder.browser and wants_page(request)
+            if navigating and guest is None and name == user and self._is_lab(request, name):
+                early = await self._early_lab(request, name)
+                if early is not None:
+                    return early
+            await wait_for_start(self.manager, name, min(self.start_wait, PAGE_WAIT)
+                                 if navigating else self.start_wait)
             route = self.manager.routes.get(name)
+        if route is None and guest is not None:  # only the owner starts a server
+            return json_reply(503, f"{user}'s server is not running; its owner can start it")
         if route is None:
             if holder.browser and wants_page(request):
                 return redirect(start_url(self.routing, request, name))
             hub = self.routing.hub_origin(request)
             return json_reply(503, "your server is starting" if self.manager.is_starting(name)
                               else f"your server is not running: start it at "
-                                   f"{hub}/hub/spawn/{name}")
+                                   f"{hub}{spawn_path(name)}")
         if route.paused:
             refused = await self._resume(request, name, holder)
             if refused is not None:
@@ -159,10 +203,49 @@ class Ladder:
         # 6. forward
         if static is not None and self.static is not None:
             self.static.saw(static[0])
+        if (self.lab_pages is not None and guest is None and name == user and holder.browser
+                and wants_page(request) and self._is_lab(request, name)):
+            self.lab_pages.learn_soon(self.manager.store, name, user,
+                                      partial(self.manager.routes.get, name),
+                                      self.routing.base_url(name))
         if holder.token_digest:
             await self.tokens.touch(holder.token_digest)
+        if guest is not None and self.shares is not None:
+            self.shares.guest_seen(holder.user, name, guest, holder.credential,
+                                   "browser" if holder.browser else "token")
         return Forward(name, route.url, route.token, holder.credential,
                        self.routing.subdomain, partial(start_url, self.routing, request, name))
+
+    async def _guest(self, request: IRequest, name: str, holder: Holder) -> str | Reply:
+        """Step 3 for someone not the owner: their share's mode (a view share lets only
+        reads through), else the 403."""
+        mode = await self.shares.access(holder.user, name) if self.shares is not None else None
+        if mode is None:
+            whose = "yours" if holder.browser else "the token's"
+            return json_reply(403, f"this server belongs to another user; {whose} is "
+                                   f"{self.routing.user_url(holder.user, '', request)}")
+        if mode == VIEW:
+            refused = view_refusal(request)
+            if refused is not None:
+                return refused
+        return mode
+
+    def _is_lab(self, request: IRequest, name: str) -> bool:
+        """A GET of the server's page ``lab`` itself (no tree path, no query)."""
+        return (request.method == b"GET" and not self.routing.subdomain
+                and request.uri == f"{self.routing.base_url(name)}lab".encode())
+
+    async def _early_lab(self, request: IRequest, name: str) -> Reply | None:
+        """Step 5 for a browser opening ``lab`` of its starting server: the server's own
+        page, kept from its last run (:mod:`ipydoc.servers.lab_pages`), if still valid."""
+        if self.lab_pages is None:
+            return None
+        early = await self.lab_pages.early_reply(
+            self.manager, name, name, start_url(self.routing, request, name),
+            f"/hub/api/users/{name}/server/progress", self.start_wait)
+        if early is not None:
+            mark(request, "early-lab")
+        return early
 
     async def _resume(self, request: IRequest, name: str, holder: Holder) -> Reply | None:
         """Step 5 for a paused server: thaw it, then the request goes on."""
@@ -175,16 +258,21 @@ class Ladder:
         return None
 
     def _static_file(self, request: IRequest, name: str) -> tuple[str, str | None] | None:
-        """(file name, ``?v=``) when a GET/HEAD asks for a file of ``static/lab``."""
+        """(file name, ``?v=``) when a GET/HEAD asks for a file of ``static/lab`` or of
+        an extension's ``lab/extensions/<package>/static``."""
         if request.method not in (b"GET", b"HEAD"):
             return None
-        prefix = b"/" if self.routing.subdomain else f"/user/{name}/".encode()
+        prefix = self.routing.base_url(name).encode()
         if not request.path.startswith(prefix):
             return None
-        m = STATIC_FILE.match(request.path[len(prefix):])
-        if m is None:
+        rest = request.path[len(prefix):]
+        m = STATIC_FILE.match(rest)
+        key = m.group(1) if m is not None else None
+        if key is None and (m := EXTENSION_FILE.match(rest)) is not None:
+            key = b"extensions/" + m.group(1)  # a prebuilt extension's (image_static)
+        if key is None:
             return None
         try:
-            return m.group(1).decode("ascii"), arg(request, "v") or None
+            return key.decode("ascii"), arg(request, "v") or None
         except UnicodeDecodeError:
             return None

@@ -8,9 +8,9 @@ cookie, ``ipydoc-user``, through a handoff bound to the browser that asked for i
    cookie** ``ipydoc-handoff`` (a random value; 15 min; an existing one is kept, so two
    tabs can sign in at once) and redirects to
    ``<domain>/hub/handoff?to=NAME&next=/anything&state=STATE``;
-2. the hub checks its session belongs to NAME and stores a random **handoff token**
-   (30 s, single use, bound to NAME, that hub session and the state's hash; Redis keeps
-   only hashes) and redirects to ``NAME.<domain>/_ipydoc/handoff?token=...&next=...``;
+2. the hub checks its session belongs to NAME (or to a guest NAME's server is shared
+   with: issue 19 §3) and stores a random **handoff token** (30 s, single use, bound to
+   that hub session and to the hash of the state and the host; Redis keeps only hashes) and redirects to ``NAME.<domain>/_ipydoc/handoff?token=...&next=...``;
 3. that endpoint takes the token out of Redis atomically (GET+DEL in one MULTI) — a
    replay, a late use or the token shown at another user's host is refused — checks that
    this browser's state cookie is the one the token was issued for, creates a **host
@@ -27,10 +27,12 @@ so not even a sibling host can plant one, and one sent twice is no state at all.
 A host session is valid only while its hub session lives (logout, ``user disable``,
 ``session revoke``, expiry all end it: it is checked on every lookup, with the same few
 seconds of cache as hub sessions, emptied whenever the store ends sessions) and only
-for its user's host.  The ``/_ipydoc/`` path prefix on user hosts belongs to ipydoc.
+at the host that set it (a host-only cookie).  A guest's host session names the guest,
+so the ladder's owner step checks the share on every request: revoking it refuses the
+next one.  The ``/_ipydoc/`` path prefix on user hosts belongs to ipydoc.
 
 Redis keys (see :mod:`ipydoc.state.keys`): ``ipydoc:handoff:{sha256(token)}`` (string
-``"NAME SESSIONKEY sha256(STATE)"``, 30 s) and ``ipydoc:host-session:{sha256(id)}``
+``"NAME SESSIONKEY sha256(STATE HOST)"``, 30 s) and ``ipydoc:host-session:{sha256(id)}``
 (hash ``user``, ``session``, ``created``; expires with the hub session).
 """
 
@@ -41,12 +43,14 @@ import hmac
 import re
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 
 from twisted.web.iweb import IRequest
 
 from ipydoc.access.collaborators import StoreSource
 from ipydoc.access.cookies import Signer, cookie_header, new_id, read_cookie
 from ipydoc.access.sessions import Session
+from ipydoc.names import SERVER_KEY_SEPARATOR
 from ipydoc.state.keys import session_key
 from ipydoc.state.store import Store
 
@@ -77,11 +81,21 @@ def state_hash(state: str) -> str:
     return hashlib.sha256(state.encode()).hexdigest()
 
 
+def bound_hash(state: str, host: str) -> str:
+    """What a handoff token is bound to: the browser's state at that host, and the host."""
+    return state_hash(f"{state} {host}")
+
+
 class HostSessions:
     """Handoff tokens and the per-user-host sessions they turn into."""
 
-    def __init__(self, store_source: StoreSource, secret: bytes) -> None:
+    def __init__(self, store_source: StoreSource, secret: bytes,
+                 guest_may_enter: Callable[[str, str], Awaitable[bool]] | None = None
+                 ) -> None:
         self._store_source = store_source
+        #: (user, server key) → may this user, not the owner, sign in at that host (a
+        #: share: issue 19 §3); None: owners only.
+        self.guest_may_enter = guest_may_enter
         self.signer = Signer(secret, "user-host")
         self._cache: dict[str, tuple[tuple[str, str], float]] = {}
         self._generation = 0
@@ -99,18 +113,28 @@ class HostSessions:
         self._cache.clear()
         self._generation += 1
 
+    async def may_enter(self, user: str, host: str) -> bool:
+        """May ``user`` sign in at the host of server key ``host``: its owner
+        (``alice--gpu.<domain>`` is alice's too: issue 19 §1) or a guest of that server (a
+        share: issue 19 §3, checked again on every request there)."""
+        if user == host.partition(SERVER_KEY_SEPARATOR)[0]:
+            return True
+        return self.guest_may_enter is not None and await self.guest_may_enter(user, host)
+
     # -- the hub's side ------------------------------------------------------------------
-    async def issue(self, session: Session, state: str) -> str:
-        """A fresh one-time token handing ``session``'s user to their own host, in the
-        browser whose state cookie there is ``state``."""
+    async def issue(self, session: Session, state: str, host: str) -> str:
+        """A fresh one-time token handing ``session``'s user to the host of server key
+        ``host`` (their own, or one shared with them), in the browser whose state cookie
+        there is ``state``; it is bound to both, so it is good at no other host."""
         token = secrets.token_urlsafe(32)
         await self.store.put_handoff(token, session.user, session_key(session.id),
-                                     state_hash(state), HANDOFF_SECONDS)
+                                     bound_hash(state, host), HANDOFF_SECONDS)
         return token
 
     # -- the user host's side ------------------------------------------------------------
     async def redeem(self, token: str, host_user: str, state: str | None) -> tuple[str, int] | None:
-        """Consume ``token`` (whatever happens next) at ``host_user``'s host, in a browser
+        """Consume ``token`` (whatever happens next) at the host of ``host_user`` (a
+        server key: the user's default server or one of their named ones), in a browser
         whose state cookie is ``state``; the new host session's signed cookie value and
         lifetime (the hub session's remaining seconds), or None if the token is unknown,
         used, expired, someone else's, was issued to another browser, or its hub session
@@ -122,10 +146,12 @@ class HostSessions:
         if taken is None:
             return None
         user, hub_key, bound = taken
-        if user != host_user or not hub_key or not bound or state is None:
+        if not hub_key or not bound or state is None:
             return None
-        if not hmac.compare_digest(state_hash(state), bound):
-            return None  # a token this browser did not ask for (sent here by a link)
+        if not hmac.compare_digest(bound_hash(state, host_user), bound):
+            return None  # a token this browser did not ask for, or for another host
+        if not await self.may_enter(user, host_user):
+            return None
         if await store.hub_session_user(hub_key) != user:
             return None
         ttl = await store.hub_session_ttl(hub_key)

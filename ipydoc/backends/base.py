@@ -39,7 +39,7 @@ class SharedVolume:
 class ServerSpec:
     """Everything a backend needs to start one user's server."""
 
-    name: str                      # validated user name
+    name: str                      # validated server key: "alice", or "alice--gpu" (named)
     image: str
     base_url: str                  # e.g. "/user/alice/"
     token: str                     # jupyter_server token (env JUPYTER_TOKEN, never argv)
@@ -56,7 +56,7 @@ class ServerSpec:
 class ServerInfo:
     """A backend's view of one user's server."""
 
-    name: str
+    name: str                      # its server key (the owner for the default server)
     id: str                        # container id / pid, opaque to callers
     running: bool
     url: str | None                # "http://127.0.0.1:PORT", None when not running

@@ -1,7 +1,9 @@
 """The Docker backend: one container per user, through :mod:`ipydoc.backends.docker_api`.
 
-Each user ``NAME`` gets a container ``{name_prefix}NAME`` labelled ``ipydoc.user=NAME`` and
-``ipydoc.managed=1``, running any stock Jupyter image (``jupyter_server`` is all it needs).
+Each server gets a container ``{name_prefix}KEY`` (KEY: the server key, ``NAME`` for a
+user's default server, ``NAME--SERVER`` for a named one) labelled ``ipydoc.user=NAME``,
+``ipydoc.server=SERVER`` ("" for the default) and ``ipydoc.managed=1``, running any stock
+Jupyter image (``jupyter_server`` is all it needs).
 What is in it -- the token in the environment (never argv), limits, dropped capabilities,
 ``no-new-privileges``, the mount of the user's files -- is :mod:`ipydoc.backends.docker_body`.
 Networking is one of:
@@ -17,7 +19,7 @@ Networking is one of:
 
 The user's files are on a named volume ``{volume_prefix}NAME`` (Docker seeds a new volume
 with the image's home directory, so ownership is right) or on a host directory
-``bind_root/NAME``.  Stop never removes them; only :meth:`DockerBackend.purge` does.
+``bind_root/NAME``, mounted by every server of the user.  Stop never removes them; only :meth:`DockerBackend.purge` does.
 Events are followed by :mod:`ipydoc.backends.docker_events`.
 
 A container that has the right name but not our labels is somebody else's: ipydoc never
@@ -36,11 +38,19 @@ from twisted.logger import Logger
 
 from ipydoc.backends.base import BackendError, BackendEvent, ServerInfo, ServerSpec
 from ipydoc.backends.docker_api import DockerAPI
-from ipydoc.backends.docker_body import MANAGED_LABEL, USER_LABEL, ContainerBody, checked_name
+from ipydoc.backends.docker_body import (
+    MANAGED_LABEL,
+    USER_LABEL,
+    ContainerBody,
+    checked_key,
+    checked_name,
+    key_from_labels,
+)
 from ipydoc.backends.docker_events import DockerEvents
 from ipydoc.backends.docker_network import EGRESS, HostFirewall
 from ipydoc.backends.user_locks import OneOpPerUser
 from ipydoc.backends.users_network import UsersNetwork
+from ipydoc.names import owner_of
 
 log = Logger()
 
@@ -102,7 +112,7 @@ class DockerBackend(OneOpPerUser):
     # -- Backend ----------------------------------------------------------------------
 
     async def _start(self, spec: ServerSpec) -> ServerInfo:
-        name = checked_name(spec.name)
+        name = checked_key(spec.name)
         cname = self.body.container_name(name)
         await self._ensure_image(spec.image)
         if self.users_network is not None:
@@ -119,7 +129,7 @@ class DockerBackend(OneOpPerUser):
             log.info("removing the left-over container {cname}", cname=cname)
             await self.api.remove_container(existing["Id"], force=True)
 
-        mount = await self._prepare_storage(name)
+        mount = await self._prepare_storage(owner_of(name))
         body = self.body.body(spec, mount)
         try:
             cid = await self.api.create_container(cname, body)
@@ -197,7 +207,7 @@ class DockerBackend(OneOpPerUser):
 
     async def pause(self, name: str) -> None:
         """Freeze the user's container (``docker pause``): memory kept, no CPU."""
-        async with self._lock(checked_name(name)):
+        async with self._lock(checked_key(name)):
             c = await self._ours_or_none(name)
             state = (c or {}).get("State") or {}
             if c is None or not state.get("Running"):
@@ -208,7 +218,7 @@ class DockerBackend(OneOpPerUser):
 
     async def unpause(self, name: str) -> None:
         """Thaw the user's container; no-op when it is not paused (or gone)."""
-        async with self._lock(checked_name(name)):
+        async with self._lock(checked_key(name)):
             c = await self._ours_or_none(name)
             if c is not None and ((c.get("State") or {}).get("Paused")):
                 await self.api.unpause_container(c["Id"])
@@ -232,9 +242,9 @@ class DockerBackend(OneOpPerUser):
         ids = []
         for row in rows:
             labels = row.get("Labels") or {}
-            user = labels.get(USER_LABEL)
+            key = key_from_labels(labels)
             names = [n.lstrip("/") for n in row.get("Names") or []]
-            if user and f"{self.body.name_prefix}{user}" in names:
+            if key and f"{self.body.name_prefix}{key}" in names:
                 ids.append(row.get("Id"))
         inspected = await gatherResults(
             [Deferred.fromCoroutine(self.api.inspect_container(i)) for i in ids if i],
@@ -254,6 +264,13 @@ class DockerBackend(OneOpPerUser):
         return f"Docker {v.get('Version', '?')} (API {v.get('ApiVersion', '?')}) at {self.api.host}"
 
     async def _purge(self, name: str) -> None:
+        checked_name(name)
+        mine = {**self.body.extra_labels, MANAGED_LABEL: "1", USER_LABEL: name}
+        for row in await self.api.list_containers(mine, all=True):  # every server of the user
+            names = [n.lstrip("/") for n in row.get("Names") or []]
+            if any(n.startswith(self.body.name_prefix) for n in names):
+                raise BackendError("conflict", f"{name} still has a container ({names[0]}); "
+                                               "stop it before purging")
         cname = self.body.container_name(name)
         if await self.api.inspect_container(cname) is not None:
             raise BackendError("conflict", f"{name} still has a container ({cname}); stop it before purging")
@@ -344,7 +361,7 @@ class DockerBackend(OneOpPerUser):
 
     async def _prepare_storage(self, name: str) -> dict:
         if self.storage == "volume":
-            await self.api.create_volume(self.body.volume_name(name), self.body.labels(name))
+            await self.api.create_volume(self.body.volume_name(name), self.body.labels(name))  # the owner's
             return self.body.mount(name)
         path = self.body.user_dir(name)
         try:

@@ -15,9 +15,10 @@ from typing import Any
 
 from ipydoc.backends.base import BackendError, ServerInfo, ServerSpec
 from ipydoc.backends.jupyter_args import server_args
-from ipydoc.names import InvalidName, validate_name
+from ipydoc.names import InvalidName, server_key, split_server_key, validate_name
 
-USER_LABEL = "ipydoc.user"
+USER_LABEL = "ipydoc.user"      # the owner (a user name), for every server of the user
+SERVER_LABEL = "ipydoc.server"  # the server's name; "" (or absent: older ipydoc) = default
 MANAGED_LABEL = "ipydoc.managed"
 BASE_URL_LABEL = "ipydoc.base_url"  # which routing mode it was started for (adoption)
 
@@ -49,6 +50,25 @@ def checked_name(name: str) -> str:
         return validate_name(name)
     except InvalidName as e:
         raise BackendError("failed", f"refusing the user name {name!r}: {e}") from None
+
+
+def checked_key(key: str) -> str:
+    """``key`` if it is a valid server key (``USER`` or ``USER--SERVER``), else
+    BackendError: the same last guard as :func:`checked_name`, for what names a server
+    (container, service, lock) rather than a person (volume, directory, placement)."""
+    try:
+        split_server_key(key)
+    except InvalidName as e:
+        raise BackendError("failed", f"refusing the server key {key!r}: {e}") from None
+    return key
+
+
+def key_from_labels(labels: dict[str, str]) -> str:
+    """The server key our labels name (owner, server name), "" when they name none."""
+    try:
+        return server_key(labels.get(USER_LABEL) or "", labels.get(SERVER_LABEL) or "")
+    except InvalidName:
+        return ""
 
 
 class ContainerBody:
@@ -84,8 +104,9 @@ class ContainerBody:
 
     # -- names ------------------------------------------------------------------------
 
-    def container_name(self, name: str) -> str:
-        return f"{self.name_prefix}{checked_name(name)}"
+    def container_name(self, key: str) -> str:
+        """The container of the server ``key`` (``{prefix}alice``, ``{prefix}alice--gpu``)."""
+        return f"{self.name_prefix}{checked_key(key)}"
 
     def volume_name(self, name: str) -> str:
         return f"{self.volume_prefix}{checked_name(name)}"
@@ -94,27 +115,32 @@ class ContainerBody:
         assert self.bind_root is not None
         return os.path.join(self.bind_root, checked_name(name))
 
-    def labels(self, name: str) -> dict[str, str]:
+    def labels(self, key: str) -> dict[str, str]:
+        """Our labels for the server ``key`` (a user name: the default server, and the
+        labels of the user's volume): the owner and the server's name ("" default)."""
+        owner, server = split_server_key(checked_key(key))
         labels = dict(self.extra_labels)
-        labels[USER_LABEL] = name
+        labels[USER_LABEL] = owner
+        labels[SERVER_LABEL] = server
         labels[MANAGED_LABEL] = "1"
         return labels
 
-    def ours(self, c: dict, name: str | None = None) -> bool:
-        """Is this inspected container one of ours (for ``name``, if given)?"""
+    def ours(self, c: dict, key: str | None = None) -> bool:
+        """Is this inspected container one of ours (the server ``key``'s, if given)?"""
         labels = (c.get("Config") or {}).get("Labels") or {}
-        user = labels.get(USER_LABEL)
-        if not user or labels.get(MANAGED_LABEL) != "1":
+        found = key_from_labels(labels)
+        if not found or labels.get(MANAGED_LABEL) != "1":
             return False
-        if name is not None and user != name:
+        if key is not None and found != key:
             return False
-        return c.get("Name", "").lstrip("/") == f"{self.name_prefix}{user}"
+        return c.get("Name", "").lstrip("/") == f"{self.name_prefix}{found}"
 
     # -- written ----------------------------------------------------------------------
 
     def mount(self, name: str) -> dict:
         """Where the user's files go: the volume or the bind directory, at the notebook
-        directory (the volume or directory must exist: the backend prepares it)."""
+        directory (the volume or directory must exist: the backend prepares it).  ``name``
+        is the owner: every server of a user mounts the same files."""
         if self.storage == "volume":
             return {"Type": "volume", "Source": self.volume_name(name), "Target": self.notebook_dir}
         return {"Type": "bind", "Source": self.user_dir(name), "Target": self.notebook_dir}
@@ -148,7 +174,9 @@ class ContainerBody:
         """The Engine API create body: limits (swap off), all capabilities dropped,
         ``no-new-privileges``, no restart policy; the token only in the environment."""
         env = dict(spec.env)
-        env["IPYDOC_USER"] = spec.name
+        owner, server = split_server_key(spec.name)
+        env["IPYDOC_USER"] = owner
+        env["IPYDOC_SERVER"] = server
         env["JUPYTER_TOKEN"] = spec.token
         port_key = f"{self.port}/tcp"
         host_config: dict[str, Any] = {
@@ -195,7 +223,7 @@ class ContainerBody:
             if item.startswith("JUPYTER_TOKEN="):
                 token = item.split("=", 1)[1]
         return ServerInfo(
-            name=labels.get(USER_LABEL, ""),
+            name=key_from_labels(labels),
             id=c.get("Id", ""),
             running=running,
             url=self.url(c) if running else None,

@@ -15,14 +15,15 @@ from twisted.internet.defer import Deferred
 
 from ipydoc.backends.base import BackendEvent
 from ipydoc.backends.docker_api import DockerAPI
-from ipydoc.backends.docker_body import USER_LABEL
+from ipydoc.backends.docker_body import USER_LABEL, key_from_labels
 from ipydoc.backends.event_stream import ReconnectingStream
 
 EVENT_ACTIONS = ("start", "die", "destroy", "pause", "unpause")
 
 
 class DockerEvents(ReconnectingStream):
-    """The events of the containers named ``{name_prefix}USER`` and labelled with USER."""
+    """The events of the containers named ``{name_prefix}KEY`` and labelled with the
+    owner and server name of the server key KEY (events name the server by its key)."""
 
     what = "Docker events"
 
@@ -45,7 +46,7 @@ class DockerEvents(ReconnectingStream):
             return
         actor = ev.get("Actor") or {}
         attrs = actor.get("Attributes") or {}
-        user = attrs.get(USER_LABEL)
+        user = key_from_labels(attrs)
         if not user or attrs.get("name") != f"{self.name_prefix}{user}":
             return  # another deployment's container, or not one of ours
         cid = actor.get("ID") or ev.get("id") or ""

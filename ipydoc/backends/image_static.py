@@ -1,16 +1,21 @@
 """JupyterLab's static files, read from a spawn *image* (never from a user's container).
 
 For the cold-login cache (:mod:`ipydoc.servers.static_cache`): the files under
-``share/jupyter/lab/static`` are the same for every user of one image, so the daemon
-reads them once per image id.  A helper container of the image is created but never
-started (nothing runs, no user volume is mounted: a user owns their container and could
-plant content there, the image they cannot touch), its archive of the static directory
-is fetched through the Engine API (``GET /containers/{id}/archive``) and the helper is
-removed.  The archive is bounded (``max_bytes``) and the whole read has a deadline.
+``share/jupyter/lab/static`` (JupyterLab's own bundles) and the ``static/`` directories of
+the prebuilt extensions in ``share/jupyter/labextensions`` are the same for every user of
+one image, so the daemon reads them once per image id.  A helper container of the image
+is created but never started (nothing runs, no user volume is mounted: a user owns their
+container and could plant content there, the image they cannot touch), its archives of
+those directories are fetched through the Engine API (``GET /containers/{id}/archive``)
+and the helper is removed.  The archives are bounded (``max_bytes``) and one deadline
+(``timeout``) covers every archive read whole, headers and body: an engine (or a proxy in
+front of it) trickling bytes cannot hold the read past it.
 
 Only regular files whose name carries a content hash (``main.efd36b46f3b45eb8.js``,
-``1014.073326ef5d98db5e.js``, ``0031b1860ea4ad75.woff``) are kept: those names are
-versioned, so the bytes behind one name never change and may be cached for good.
+``1014.073326ef5d98db5e.js``, ``remoteEntry.5cbb9d2323598fbda535.js``) are kept: those
+names are versioned, so the bytes behind one name never change and may be cached for
+good.  Lab files are keyed by their bare name, extension files by
+``extensions/<package>/static/<name>`` (``<package>`` may be scoped: ``@org/name``).
 """
 
 from __future__ import annotations
@@ -23,21 +28,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet import defer
+from twisted.internet.protocol import Protocol
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
 
 from ipydoc.backends.base import BackendError
-from ipydoc.backends.capped_body import BodyTooLarge, read_capped
+from ipydoc.backends.capped_body import BodyTooLarge
 from ipydoc.backends.docker_api import API_VERSION, DockerAPI
 from ipydoc.backends.docker_transport import CONNECTION_ERRORS, engine_agent, reason
 from ipydoc.backends.httppool import quiet_pool
 
-#: Where images commonly install JupyterLab's app directory (conda, pip into /usr/local).
-STATIC_DIRS = ("/opt/conda/share/jupyter/lab/static",
-               "/usr/local/share/jupyter/lab/static",
-               "/usr/share/jupyter/lab/static")
+#: Where images commonly install JupyterLab (conda, pip into /usr/local, distributions).
+PREFIXES = ("/opt/conda", "/usr/local", "/usr")
+LAB_STATIC = "share/jupyter/lab/static"
+LAB_EXTENSIONS = "share/jupyter/labextensions"
+#: (kept for callers that list where JupyterLab's own files are looked for)
+STATIC_DIRS = tuple(f"{p}/{LAB_STATIC}" for p in PREFIXES)
 HELPER_LABEL = "ipydoc.helper"
+EXTENSION_PREFIX = "extensions/"
 #: A versioned name: a hex hash of at least 16 digits as its last-but-one dotted part.
 VERSIONED = re.compile(r"^(?:[A-Za-z0-9_-]+\.)?([0-9a-f]{16,40})\.(js|css|woff2?|ttf|eot|svg)$")
+#: An extension's package directory: ``name`` or ``@scope/name``.
+PACKAGE = re.compile(r"^(?:@[A-Za-z0-9._-]+/)?[A-Za-z0-9._-]+$")
 
 
 def versioned_hash(filename: str) -> str | None:
@@ -46,9 +60,17 @@ def versioned_hash(filename: str) -> str | None:
     return m.group(1) if m else None
 
 
+def extension_key(package: str, filename: str) -> str | None:
+    """The cache key of an extension's static file, or None when it may not be held."""
+    if PACKAGE.match(package) is None or ".." in package or versioned_hash(filename) is None:
+        return None
+    return f"{EXTENSION_PREFIX}{package}/static/{filename}"
+
+
 @dataclass(frozen=True)
 class ImageStatic:
-    """The versioned static files of one image, by bare file name."""
+    """The versioned static files of one image (lab files by bare name, extension
+    files by :func:`extension_key`)."""
 
     image_id: str
     files: dict[str, bytes] = field(default_factory=dict)
@@ -89,40 +111,54 @@ class ImageStaticReader:
         cid = await self.api.create_container(
             f"{self.instance}-static-{secrets.token_hex(4)}", body)
         self._helpers.add(cid)
+        deadline = self.reactor.seconds() + self.timeout  # one for every archive read
         try:
-            for path in STATIC_DIRS:
-                tar = await self._archive(cid, path)
-                if tar is not None:
-                    return ImageStatic(image_id, untar_versioned(tar, self.max_bytes))
+            for prefix in PREFIXES:
+                tar = await self._archive(cid, f"{prefix}/{LAB_STATIC}", deadline)
+                if tar is None:
+                    continue
+                files = untar_versioned(tar, self.max_bytes)
+                left = self.max_bytes - sum(len(b) for b in files.values())
+                extensions = await self._archive(cid, f"{prefix}/{LAB_EXTENSIONS}", deadline)
+                if extensions is not None:
+                    files.update(untar_extensions(extensions, left))
+                return ImageStatic(image_id, files)
             return ImageStatic(image_id)
         finally:
             self._helpers.discard(cid)
             await self.api.remove_container(cid, force=True)
 
-    async def _archive(self, cid: str, path: str) -> bytes | None:
-        url = f"{self._base}/v{API_VERSION}/containers/{cid}/archive?path={path}".encode()
-        d = self._agent.request(b"GET", url, Headers({b"Accept-Encoding": [b"identity"]}))
-        timer = self.reactor.callLater(self.timeout, d.cancel)
+    async def _archive(self, cid: str, path: str, deadline: float) -> bytes | None:
+        """The engine's tar of ``path`` (None when the image has no such directory),
+        read whole before ``deadline``."""
+        d = defer.Deferred.fromCoroutine(self._fetch_archive(cid, path))
+        timer = self.reactor.callLater(max(0.0, deadline - self.reactor.seconds()), d.cancel)
         try:
-            response = await d
+            return await d
+        except defer.CancelledError:
+            raise BackendError("unreachable", f"reading {path} from the image took over "
+                                              f"{self.timeout:g} s") from None
+        finally:
+            if timer.active():
+                timer.cancel()
+
+    async def _fetch_archive(self, cid: str, path: str) -> bytes | None:
+        url = f"{self._base}/v{API_VERSION}/containers/{cid}/archive?path={path}".encode()
+        try:
+            response = await self._agent.request(
+                b"GET", url, Headers({b"Accept-Encoding": [b"identity"]}))
             if response.code == 404:
-                await read_capped(response, 65536)  # the engine's short error message
+                await read_body(response, 65536)  # the engine's short error message
                 return None
             if response.code != 200:
                 raise BackendError("failed", f"reading {path} from the image failed "
                                              f"({response.code})")
-            return await read_capped(response, self.max_bytes)  # the cap holds while it streams
+            return await read_body(response, self.max_bytes)  # the cap holds as it streams
         except BodyTooLarge:
             raise BackendError("failed", f"{path} in the image is over "
                                          f"{self.max_bytes} bytes") from None
-        except defer.CancelledError:
-            raise BackendError("unreachable", f"reading {path} from the image took over "
-                                              f"{self.timeout:g} s") from None
         except CONNECTION_ERRORS as e:
             raise BackendError("unreachable", f"Docker engine: {reason(e)}") from None
-        finally:
-            if timer.active():
-                timer.cancel()
 
     async def close(self) -> None:
         """Remove a helper of a read still under way (the daemon stopping), then idle
@@ -137,12 +173,27 @@ class ImageStaticReader:
 
 def untar_versioned(tar: bytes, max_bytes: int) -> dict[str, bytes]:
     """The regular files with versioned names directly in the archive's one directory."""
+    return _untar(tar, max_bytes, lambda parts: parts[1] if len(parts) == 2
+                  and versioned_hash(parts[1]) is not None else None)
+
+
+def untar_extensions(tar: bytes, max_bytes: int) -> dict[str, bytes]:
+    """The versioned files of every extension's ``static/`` directory
+    (``labextensions/<package>/static/<name>``), by :func:`extension_key`."""
+    def key(parts: list[str]) -> str | None:
+        if len(parts) not in (4, 5) or parts[-2] != "static":
+            return None
+        return extension_key("/".join(parts[1:-2]), parts[-1])
+    return _untar(tar, max_bytes, key)
+
+
+def _untar(tar: bytes, max_bytes: int, key_of: Any) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     total = 0
     with tarfile.open(fileobj=io.BytesIO(tar), mode="r:") as archive:
         for member in archive:
-            parts = member.name.split("/")
-            if not member.isreg() or len(parts) != 2 or versioned_hash(parts[1]) is None:
+            key = key_of(member.name.split("/")) if member.isreg() else None
+            if key is None:
                 continue
             total += member.size
             if total > max_bytes:
@@ -150,5 +201,53 @@ def untar_versioned(tar: bytes, max_bytes: int) -> dict[str, bytes]:
                                              f"{max_bytes} bytes")
             extracted = archive.extractfile(member)
             if extracted is not None:
-                files[parts[1]] = extracted.read()
+                files[key] = extracted.read()
     return files
+
+
+def read_body(response: Any, limit: int) -> defer.Deferred[bytes]:
+    """The whole body of an Agent ``response``, or :class:`BodyTooLarge` past ``limit``
+    bytes; cancelling the Deferred drops the connection (the read's deadline)."""
+    declared = response.length if isinstance(response.length, int) else None
+    reader = _CappedBody(limit)
+    response.deliverBody(reader)
+    if declared is not None and declared > limit:
+        reader.refuse(BodyTooLarge(f"answer of {declared} bytes is over {limit}"))
+    return reader.done
+
+
+class _CappedBody(Protocol):
+    """Collects a body up to a cap; stops the transport on overflow or cancel."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.parts: list[bytes] = []
+        self.done: defer.Deferred[bytes] = defer.Deferred(lambda _: self._stop())
+
+    def _stop(self) -> None:
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+    def refuse(self, error: Exception) -> None:
+        if not self.done.called:
+            self.done.errback(Failure(error))
+        self.parts = []
+        self._stop()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.done.called:
+            return
+        self.size += len(data)
+        if self.size > self.limit:
+            self.refuse(BodyTooLarge(f"answer longer than {self.limit} bytes"))
+            return
+        self.parts.append(data)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        if self.done.called:
+            return
+        if reason is None or reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(b"".join(self.parts))
+        else:
+            self.done.errback(reason)

@@ -12,10 +12,14 @@ from __future__ import annotations
 import json
 
 from ipydoc.backends.base import ServerSpec
+from ipydoc.names import split_server_key
 
 
 def server_args(spec: ServerSpec, *, port: int, root_dir: str, ip: str = "0.0.0.0") -> list[str]:
-    hub = {"hub_prefix": "/hub/", "hub_host": spec.hub_host, "user": spec.name}
+    owner, server = split_server_key(spec.name)  # a named server's base_url names it
+    hub = {"hub_prefix": "/hub/", "hub_host": spec.hub_host, "user": owner}
+    if server:
+        hub["server_name"] = server
     return [
         f"--ServerApp.ip={ip}",
         f"--ServerApp.port={port}",

@@ -34,7 +34,13 @@ from twisted.logger import Logger
 
 from ipydoc.backends.base import BackendError, BackendEvent, ServerInfo, ServerSpec
 from ipydoc.backends.docker_api import DockerAPI
-from ipydoc.backends.docker_body import MANAGED_LABEL, USER_LABEL, ContainerBody, checked_name
+from ipydoc.backends.docker_body import (
+    MANAGED_LABEL,
+    USER_LABEL,
+    ContainerBody,
+    checked_key,
+    checked_name,
+)
 from ipydoc.backends.docker_formats import label_filters
 from ipydoc.backends.swarm_api import SwarmAPI
 from ipydoc.backends.swarm_body import ENDED, RUNNING, ServiceBody, current_task
@@ -45,6 +51,7 @@ from ipydoc.backends.swarm_move import VolumeMover
 from ipydoc.backends.swarm_pause_events import PauseEvents
 from ipydoc.backends.swarm_placement import Node, choose, loads, unusable_message
 from ipydoc.backends.user_locks import OneOpPerUser
+from ipydoc.names import owner_of
 from ipydoc.state.placements import Placement
 
 log = Logger()
@@ -162,7 +169,7 @@ class SwarmBackend(OneOpPerUser):
     # -- Backend: start and stop --------------------------------------------------------
 
     async def _start(self, spec: ServerSpec) -> ServerInfo:
-        name = checked_name(spec.name)
+        name = checked_key(spec.name)
         sname = self.body.service_name(name)
         image = await self.image_ref(spec.image)
         existing = await self.api.inspect_service(sname)
@@ -194,16 +201,18 @@ class SwarmBackend(OneOpPerUser):
                           base_url=spec.base_url)
 
     async def _create_pinned(self, spec: ServerSpec, image: str) -> str:
-        """Create the service on the node of the user's files (placing a new user)."""
+        """Create the service on the node of the user's files (placing a new user); a
+        named server goes where its owner's files are (placements are per user)."""
         records = self._placements()
-        record = await records.get_placement(spec.name)
+        owner = owner_of(spec.name)
+        record = await records.get_placement(owner)
         if record is None:
             async with self._placing:
-                record = await records.get_placement(spec.name)
+                record = await records.get_placement(owner)
                 if record is None:
                     node = await self._choose()
-                    record = await records.place(spec.name, node.id, node.hostname)
-                    log.info("placed {name} on node {host}", name=spec.name,
+                    record = await records.place(owner, node.id, node.hostname)
+                    log.info("placed {name} on node {host}", name=owner,
                              host=record.hostname)
                     if record.node == node.id:
                         return await self._create(spec, image, record.node)
@@ -312,11 +321,11 @@ class SwarmBackend(OneOpPerUser):
     # -- Backend: pause (swarm_freezer) ----------------------------------------------
 
     async def pause(self, name: str) -> None:
-        async with self._lock(checked_name(name)):
+        async with self._lock(checked_key(name)):
             await self.freezer.pause(name, await self._service(name))
 
     async def unpause(self, name: str) -> None:
-        async with self._lock(checked_name(name)):
+        async with self._lock(checked_key(name)):
             await self.freezer.unpause(name, await self._service(name))
 
     # -- Backend: looking -------------------------------------------------------------
@@ -349,7 +358,7 @@ class SwarmBackend(OneOpPerUser):
         infos = [self.body.info(s, current[s["ID"]], addrs, ready) for s in services]
         # Paused: asked of the nodes' engines, only for the servers that run.
         running = [t for i in infos if i.running and (t := current[i.id]) is not None]
-        labels = {**self._labels(), **({USER_LABEL: user} if user else {})}
+        labels = {**self._labels(), **({USER_LABEL: owner_of(user)} if user else {})}
         paused = await self.freezer.paused_containers(running, {n.id: n for n in nodes}, labels)
         return [replace(i, paused=True) if container_of(current[i.id]) in paused else i
                 for i in infos]
@@ -400,10 +409,11 @@ class SwarmBackend(OneOpPerUser):
 
     async def _purge(self, name: str) -> None:
         """Remove the user's volume on its node (through that node's engine), then the
-        placement.  Refused while the user has a service."""
-        sname = self.body.service_name(name)
-        if await self.api.inspect_service(sname) is not None:
-            raise BackendError("conflict", f"{name} still has a service ({sname}); stop it "
+        placement.  Refused while the user has a service (any of their servers)."""
+        for s in await self.api.list_services(label_filters({**self._labels(),
+                                                             USER_LABEL: checked_name(name)})):
+            raise BackendError("conflict", f"{name} still has a service "
+                                           f"({(s.get('Spec') or {}).get('Name')}); stop it "
                                            f"before purging")
         record = await self._placements().get_placement(name)
         volume = self.volume_name(name)

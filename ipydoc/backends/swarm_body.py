@@ -27,10 +27,11 @@ from ipydoc.backends.base import ServerInfo, ServerSpec
 from ipydoc.backends.docker_body import (
     BASE_URL_LABEL,
     MANAGED_LABEL,
-    USER_LABEL,
     ContainerBody,
+    key_from_labels,
     parse_docker_time,
 )
+from ipydoc.names import owner_of, split_server_key
 
 IMAGE_LABEL = "ipydoc.image"  # the image's name; the spec may hold its ID
 
@@ -49,19 +50,21 @@ class ServiceBody:
         self.volume_driver = volume_driver
         self.volume_options = dict(volume_options or {})
 
-    def service_name(self, name: str) -> str:
-        return self.body.container_name(name)
+    def service_name(self, key: str) -> str:
+        """The service of the server ``key`` (``{prefix}alice``, ``{prefix}alice--gpu``)."""
+        return self.body.container_name(key)
 
-    def ours(self, service: dict, name: str | None = None) -> bool:
-        """Is this service one of ours (for ``name``, if given)?"""
+    def ours(self, service: dict, key: str | None = None) -> bool:
+        """Is this service one of ours (the server ``key``'s, if given)?"""
         spec = service.get("Spec") or {}
         labels = spec.get("Labels") or {}
-        user = labels.get(USER_LABEL)
-        if not user or labels.get(MANAGED_LABEL) != "1" or (name is not None and user != name):
+        found = key_from_labels(labels)
+        if not found or labels.get(MANAGED_LABEL) != "1" or (key is not None and found != key):
             return False
-        return spec.get("Name") == f"{self.body.name_prefix}{user}"
+        return spec.get("Name") == f"{self.body.name_prefix}{found}"
 
     def mount(self, name: str) -> dict:
+        """The owner's volume (``name``: the user; every server of theirs mounts it)."""
         volume_options: dict[str, Any] = {"Labels": self.body.labels(name)}
         if self.volume_driver:
             # "{name}" in an option is the user's name (e.g. an NFS export per user).
@@ -84,7 +87,7 @@ class ServiceBody:
         """The ``POST /services/create`` body: one replica, never restarted, pinned to
         ``node_id`` (None: anywhere), port published in host mode."""
         env = dict(spec.env)
-        env["IPYDOC_USER"] = spec.name
+        env["IPYDOC_USER"], env["IPYDOC_SERVER"] = split_server_key(spec.name)
         env["JUPYTER_TOKEN"] = spec.token
         labels = {**self.body.labels(spec.name), BASE_URL_LABEL: spec.base_url,
                   IMAGE_LABEL: spec.image}
@@ -108,7 +111,7 @@ class ServiceBody:
                     "Labels": labels,
                     "User": f"{self.body.uid}:{self.body.gid}",
                     "Dir": self.body.notebook_dir,
-                    "Mounts": [self.mount(spec.name), *self.body.shared_mounts(spec)],
+                    "Mounts": [self.mount(owner_of(spec.name)), *self.body.shared_mounts(spec)],
                     "CapabilityDrop": ["ALL"],
                     "Init": False,
                     "StopGracePeriod": int(self.stop_timeout * 1e9),
@@ -172,7 +175,7 @@ class ServiceBody:
             if running:
                 started = parse_docker_time(status.get("Timestamp"))
         return ServerInfo(
-            name=labels.get(USER_LABEL, ""),
+            name=key_from_labels(labels),
             id=service.get("ID", ""),
             running=running and url is not None,
             url=url,

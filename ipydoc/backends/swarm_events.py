@@ -25,7 +25,7 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from ipydoc.backends.base import BackendError, BackendEvent
-from ipydoc.backends.docker_body import MANAGED_LABEL, USER_LABEL
+from ipydoc.backends.docker_body import MANAGED_LABEL, USER_LABEL, key_from_labels
 from ipydoc.backends.docker_formats import label_filters
 from ipydoc.backends.event_stream import ReconnectingStream
 from ipydoc.backends.swarm_api import SwarmAPI
@@ -130,7 +130,7 @@ class SwarmEvents(ReconnectingStream):
             for t in tasks:
                 by_service.setdefault(t.get("ServiceID", ""), []).append(t)
             for s in services:
-                name = ((s.get("Spec") or {}).get("Labels") or {}).get(USER_LABEL, "")
+                name = key_from_labels((s.get("Spec") or {}).get("Labels") or {})
                 task = current_task(by_service.get(s["ID"], []))
                 alive, why[name] = self._alive(name, task, nodes)
                 now[name] = Seen(s["ID"], alive)

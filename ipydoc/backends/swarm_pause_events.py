@@ -21,7 +21,7 @@ from twisted.internet.defer import Deferred
 
 from ipydoc.backends.base import BackendEvent
 from ipydoc.backends.docker_api import DockerAPI
-from ipydoc.backends.docker_body import USER_LABEL
+from ipydoc.backends.docker_body import key_from_labels
 from ipydoc.backends.docker_formats import label_filters
 from ipydoc.backends.event_stream import ReconnectingStream
 
@@ -56,7 +56,7 @@ class EnginePauseStream(ReconnectingStream):
         if action not in ACTIONS:
             return
         attrs = (ev.get("Actor") or {}).get("Attributes") or {}
-        user, sid = attrs.get(USER_LABEL), attrs.get(SERVICE_ID)
+        user, sid = key_from_labels(attrs), attrs.get(SERVICE_ID)  # the server key
         if not user or not sid or attrs.get(SERVICE_NAME) != f"{self.name_prefix}{user}":
             return  # not a task of one of our services
         t = int(ev.get("timeNano") or 0)

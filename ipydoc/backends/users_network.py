@@ -18,7 +18,7 @@ from twisted.logger import Logger
 
 from ipydoc.backends.base import BackendError
 from ipydoc.backends.docker_api import DockerAPI
-from ipydoc.backends.docker_body import MANAGED_LABEL, USER_LABEL, ContainerBody
+from ipydoc.backends.docker_body import MANAGED_LABEL, ContainerBody, key_from_labels
 from ipydoc.backends.docker_network import ICC_OPTION, NETWORK_LABEL, HostFirewall, bridge_interface
 
 log = Logger()
@@ -164,7 +164,7 @@ class UsersNetwork:
                   if v.get("NetworkID") != net.get("Id")}
         if joined and not others:
             return
-        user = ((c.get("Config") or {}).get("Labels") or {}).get(USER_LABEL, "")
+        user = key_from_labels((c.get("Config") or {}).get("Labels") or {})  # a server key
         try:
             if not joined:
                 await self.api.connect_network(net["Id"], c["Id"])

@@ -29,14 +29,25 @@ import os
 import sys
 from typing import Sequence
 
-from ipydoc.cli import backup, events, groups, history, image, lifecycle, servers, users
+from ipydoc.cli import (
+    backup,
+    events,
+    groups,
+    history,
+    image,
+    lifecycle,
+    servers,
+    shares,
+    tokens,
+    users,
+)
 from ipydoc.cli.client import Handler, find_target
 from ipydoc.cli.errors import EXIT_OK, EXIT_USAGE, CliError
 from ipydoc.cli.parser import build_parser
 
 HANDLERS: dict[tuple[str, str | None], Handler] = {
     **servers.HANDLERS, **users.HANDLERS, **events.HANDLERS, **history.HANDLERS,
-    **groups.HANDLERS,
+    **groups.HANDLERS, **shares.HANDLERS, **tokens.HANDLERS,
     ("restart", None): lifecycle.restart}
 
 

@@ -41,12 +41,15 @@ def emit(args: argparse.Namespace, data: Any, human: str) -> None:
 
 
 def server_rows(servers: list[dict[str, Any]]) -> str:
-    return table([[s["name"], s["state"], s.get("profile") or "-", s["image"] or "-",
+    """Servers as a table: USER is the owner, SERVER the named server's name ("-": the
+    user's default server)."""
+    return table([[s.get("owner") or s["name"], s["state"], s.get("server") or "-",
+                   s.get("profile") or "-", s["image"] or "-",
                    s.get("link") or s["url"] or "-",
                    when(s["started"]), ago(s.get("last_activity")), s["error"]]
                   for s in servers],
-                 ["NAME", "STATE", "PROFILE", "IMAGE", "URL", "STARTED", "LAST ACTIVITY",
-                  "ERROR"])
+                 ["USER", "STATE", "SERVER", "PROFILE", "IMAGE", "URL", "STARTED",
+                  "LAST ACTIVITY", "ERROR"])
 
 
 def details(item: dict[str, Any], indent: str = "") -> str:

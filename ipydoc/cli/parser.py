@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from ipydoc import __version__
-from ipydoc.cli import groups
+from ipydoc.cli import groups, shares, tokens
 from ipydoc.cli.errors import EXIT_CODES
 
 
@@ -149,26 +149,39 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--keep-sessions", action="store_true",
                    help="do not log the user out everywhere nor revoke their API tokens")
 
+    def server_arg(q: argparse.ArgumentParser, required: bool = False) -> argparse.ArgumentParser:
+        q.add_argument("--server", metavar="SERVER", required=required, default="",
+                       help="one of the user's named servers (/user/NAME/SERVER/); "
+                            + ("required" if required else "default: the user's default "
+                               "server"))
+        return q
+
     server = group("server", "user servers")
     q = cmd(server, "start", "start a user's server and wait until it answers",
             "Start a user's server (as logging in does) and wait until Jupyter answers; "
-            "exit 1 with the reason if it fails. --no-wait returns at once.")
-    name_arg(q)
+            "exit 1 with the reason if it fails. --no-wait returns at once. With --server "
+            "SERVER, the user's named server SERVER (made at its first start; at most "
+            "spawn.max_named_servers per user, exit 2 beyond).")
+    name_arg(server_arg(q))
     q.add_argument("--no-wait", action="store_true", help="do not wait for it to be ready")
     q.add_argument("--profile", metavar="NAME",
                    help="the profile to start (one the user may pick: `ipydoc profile list "
                         "--user NAME`); default: their last, else groups.default_profile")
-    name_arg(cmd(server, "stop", "stop a user's server (files are kept)",
+    name_arg(server_arg(cmd(server, "stop", "stop a user's server (files are kept)",
                  "Stop a user's server: the container is stopped and removed, the files "
-                 "stay. Stopping a server that is not running is not an error."))
-    name_arg(cmd(server, "pause", "pause a user's server (memory and kernels kept)",
+                 "stay. Stopping a server that is not running is not an error.")))
+    name_arg(server_arg(cmd(server, "remove", "forget a stopped named server (files are kept)",
+                 "Remove the user's stopped named server SERVER: its record goes (it no "
+                 "longer counts in spawn.max_named_servers); the user's files, shared by "
+                 "all their servers, stay. Refused (exit 1) while it runs."), required=True))
+    name_arg(server_arg(cmd(server, "pause", "pause a user's server (memory and kernels kept)",
                  "Freeze a user's running server (docker pause): its memory and its "
                  "kernels' variables stay, it uses no CPU. Its first request resumes it "
                  "(the user sees nothing but a short wait). Pausing a server that is not "
-                 "running, or already paused, is not an error."))
-    name_arg(cmd(server, "resume", "resume a user's paused server",
+                 "running, or already paused, is not an error.")))
+    name_arg(server_arg(cmd(server, "resume", "resume a user's paused server",
                  "Thaw a paused server now (any request to it does the same). Resuming a "
-                 "server that is not paused is not an error."))
+                 "server that is not paused is not an error.")))
     q = cmd(server, "move", "move a user's files to another Swarm node (spawn.backend = swarm)",
             "Move NAME's files to NODE (a Swarm node's hostname or id): stop the server if "
             "it runs, copy the volume with helper tasks and verify it (bytes and sha256 at "
@@ -177,12 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
             "(remove it there yourself once satisfied).")
     name_arg(q)
     q.add_argument("node", help="the target node: hostname or id (`docker node ls`)")
-    cmd(server, "list", "servers: state, image, URL, start time, last activity, error")
-    name_arg(cmd(server, "show", "one server: record, container, start progress"))
+    cmd(server, "list", "servers: owner, state, server name, image, URL, start time, "
+                        "last activity, error")
+    name_arg(server_arg(cmd(server, "show", "one server: record, container, start progress")))
     q = cmd(server, "logs", "the last lines of a server's output (its container's logs)",
             "Print the last N lines of the container's stdout and stderr, interleaved. A "
             "stopped server's container is removed, and its output with it.")
-    name_arg(q)
+    name_arg(server_arg(q))
     q.add_argument("-n", "--tail", type=int, default=100, metavar="N",
                    help="how many lines (default 100; 0: all)")
 
@@ -281,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also restore users' files (the volumes must not exist)")
 
     groups.add_parsers(group, cmd)
+    shares.add_parsers(group, cmd)
+    tokens.add_parsers(group, cmd)
 
     image = group("image", "notebook images")
     q = image.add_parser(

@@ -1,4 +1,7 @@
-"""Handlers of ``ipydoc status``, ``server ...``, ``route list`` and ``cull``."""
+"""Handlers of ``ipydoc status``, ``server ...``, ``route list`` and ``cull``.
+
+``--server SERVER`` names one of the user's named servers (issue 19): the handlers send
+its server key ``NAME--SERVER`` to the daemon, after checking the name here (exit 2)."""
 
 from __future__ import annotations
 
@@ -20,12 +23,27 @@ def _status(args: argparse.Namespace, target: Target) -> int:
     return EXIT_OK if status["backend_ok"] and status["redis_ok"] else EXIT_REFUSED
 
 
+def _key(args: argparse.Namespace) -> str:
+    """The server key of NAME and ``--server`` (exit 2 for a bad name)."""
+    from ipydoc.names import InvalidName, server_key
+
+    try:
+        return server_key(args.name, getattr(args, "server", "") or "")
+    except InvalidName as e:
+        raise CliError(f"invalid server: {e}", EXIT_USAGE) from None
+
+
+def _what(args: argparse.Namespace) -> str:
+    server = getattr(args, "server", "")
+    return f"server {server} of {args.name}" if server else f"server of {args.name}"
+
+
 def _server_start(args: argparse.Namespace, target: Target) -> int:
     from ipydoc.control import commands as c
 
-    r = result(target, c.ServerStart, name=args.name, wait=not args.no_wait,
+    r = result(target, c.ServerStart, name=_key(args), wait=not args.no_wait,
                profile=args.profile or None)
-    emit(args, r, f"server of {args.name} is {r['state']}"
+    emit(args, r, f"{_what(args)} is {r['state']}"
                     + (f" at {r['url']}" if r.get("url") and r["state"] == "running" else ""))
     return EXIT_OK
 
@@ -33,27 +51,35 @@ def _server_start(args: argparse.Namespace, target: Target) -> int:
 def _server_stop(args: argparse.Namespace, target: Target) -> int:
     from ipydoc.control import commands as c
 
-    r = result(target, c.ServerStop, name=args.name)
-    emit(args, r, f"stopped the server of {args.name}" if r["stopped"]
-           else f"the server of {args.name} was not running")
+    r = result(target, c.ServerStop, name=_key(args))
+    emit(args, r, f"stopped the {_what(args)}" if r["stopped"]
+           else f"the {_what(args)} was not running")
+    return EXIT_OK
+
+
+def _server_remove(args: argparse.Namespace, target: Target) -> int:
+    from ipydoc.control import commands as c
+
+    r = result(target, c.ServerRemove, name=_key(args))
+    emit(args, r, f"removed the {_what(args)} (its files are kept)")
     return EXIT_OK
 
 
 def _server_pause(args: argparse.Namespace, target: Target) -> int:
     from ipydoc.control import commands as c
 
-    r = result(target, c.ServerPause, name=args.name)
-    emit(args, r, f"paused the server of {args.name}" if r["paused"]
-           else f"the server of {args.name} was not running (or already paused)")
+    r = result(target, c.ServerPause, name=_key(args))
+    emit(args, r, f"paused the {_what(args)}" if r["paused"]
+           else f"the {_what(args)} was not running (or already paused)")
     return EXIT_OK
 
 
 def _server_resume(args: argparse.Namespace, target: Target) -> int:
     from ipydoc.control import commands as c
 
-    r = result(target, c.ServerResume, name=args.name)
-    emit(args, r, f"resumed the server of {args.name}" if r["resumed"]
-           else f"the server of {args.name} was not paused")
+    r = result(target, c.ServerResume, name=_key(args))
+    emit(args, r, f"resumed the {_what(args)}" if r["resumed"]
+           else f"the {_what(args)} was not paused")
     return EXIT_OK
 
 
@@ -86,7 +112,7 @@ def _server_list(args: argparse.Namespace, target: Target) -> int:
 def _server_show(args: argparse.Namespace, target: Target) -> int:
     from ipydoc.control import commands as c
 
-    r = result(target, c.ServerShow, name=args.name)
+    r = result(target, c.ServerShow, name=_key(args))
     emit(args, r, details(_with_paused_since(r)))
     return EXIT_OK
 
@@ -96,11 +122,12 @@ def _server_logs(args: argparse.Namespace, target: Target) -> int:
 
     if args.tail < 0:
         raise CliError("--tail must be 0 (all) or more", EXIT_USAGE)
+    key = _key(args)
 
     async def work(p: Any) -> str:
         chunks, offset = [], 0
         while True:
-            answer = await p.callRemote(c.ServerLogs, name=args.name, tail=args.tail,
+            answer = await p.callRemote(c.ServerLogs, name=key, tail=args.tail,
                                         offset=offset)
             if args.json:
                 chunks.append(answer["text"])
@@ -112,7 +139,7 @@ def _server_logs(args: argparse.Namespace, target: Target) -> int:
 
     text = with_daemon(target, work)
     if args.json:
-        print(json.dumps({"name": args.name, "text": text}))
+        print(json.dumps({"name": key, "text": text}))
     else:
         sys.stdout.flush()
     return EXIT_OK
@@ -140,6 +167,7 @@ HANDLERS: dict[tuple[str, str | None], Handler] = {
     ('status', None): _status,
     ('server', 'start'): _server_start,
     ('server', 'stop'): _server_stop,
+    ('server', 'remove'): _server_remove,
     ('server', 'pause'): _server_pause,
     ('server', 'resume'): _server_resume,
     ('server', 'move'): _server_move,

@@ -115,7 +115,10 @@ def _user_show(args: argparse.Namespace, target: Target) -> int:
     from ipydoc.control import commands as c
 
     r = result(target, c.UserShow, name=args.name)
-    emit(args, r, details(r))
+    named = [f"{s['server']} ({s['state']})" for s in r.get("servers", []) if s.get("server")]
+    shown = {k: v for k, v in r.items() if k != "servers"}
+    shown["named_servers"] = ", ".join(named) or "-"  # issue 19: `server list` has more
+    emit(args, r, details(shown))
     return EXIT_OK
 
 

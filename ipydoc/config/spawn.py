@@ -20,6 +20,8 @@ class SpawnSection:
     images: list[str] = field(default_factory=list)
     concurrency: int = 4
     max_running: int = 0
+    #: Named servers a user may have besides their default one (issue 19); 0: none.
+    max_named_servers: int = 5
     #: Serve JupyterLab's versioned static files from a per-image cache while a server
     #: starts, and have the start page prefetch them (issue 15 §2: docs/cold_login.md).
     static_cache: bool = True
@@ -40,6 +42,10 @@ def validate(s: SpawnSection) -> None:
         raise ConfigError("spawn.concurrency must be at least 1")
     if s.max_running < 0:
         raise ConfigError("spawn.max_running must be 0 (no cap) or positive")
+    if isinstance(s.max_named_servers, bool) or not isinstance(s.max_named_servers, int) \
+            or s.max_named_servers < 0:
+        raise ConfigError("spawn.max_named_servers must be a whole number: 0 (named servers "
+                          "off) or the most named servers one user may have")
     if s.start_wait < 0:
         raise ConfigError("spawn.start_wait must be 0 (no wait) or a positive number of "
                           "seconds")

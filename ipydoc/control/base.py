@@ -25,7 +25,7 @@ from ipydoc.control import commands as c
 from ipydoc.control.context import ControlContext
 from ipydoc.control.removal import reserved_message
 from ipydoc.control.tls import peer_name
-from ipydoc.names import InvalidName, validate_name
+from ipydoc.names import InvalidName, split_server_key, validate_name
 from ipydoc.servers.manager import ServerManager
 from ipydoc.state.store import Store
 
@@ -86,6 +86,16 @@ def checked_name(value: str) -> str:
         return validate_name(value)
     except InvalidName as e:
         raise c.InvalidInput(f"invalid user name {value!r}: {e}") from None
+
+
+def checked_key(value: str) -> tuple[str, str, str]:
+    """``(key, owner, server)`` of a server key (``USER`` or ``USER--SERVER``, issue 19);
+    InvalidInput naming what is wrong otherwise."""
+    try:
+        owner, server = split_server_key(value)
+    except InvalidName as e:
+        raise c.InvalidInput(f"invalid server {value!r}: {e}") from None
+    return value, owner, server
 
 
 def checked_password(value: str) -> str:
@@ -193,9 +203,10 @@ class ControlBase(amp.AMP):
 
     async def _server_item(self, name: str, activity: dict[str, float] | None = None) -> dict:
         record = await self.store.get_server(name)
+        owner, server = split_server_key(name)
         item = record.public() if record else {
-            "name": name, "state": "stopped", "id": "", "url": "", "image": "",
-            "started": None, "error": "", "updated": None}
+            "name": name, "owner": owner, "server": server, "state": "stopped", "id": "",
+            "url": "", "image": "", "started": None, "error": "", "updated": None}
         if self.manager.is_starting(name):
             item["state"] = "starting"
         elif item["state"] == "running" and name not in self.manager.routes:
@@ -207,11 +218,7 @@ class ControlBase(amp.AMP):
             item["link"] = self.manager.routing.user_url(name, "lab")
         return item
 
-    async def _stop_if_running(self, name: str, reason: str) -> bool:
-        record = await self.store.get_server(name)
-        if not self.manager.is_busy(name) and name not in self.manager.routes and \
-                (record is None or record.state in ("stopped", "failed")):
-            return False
-        await self.manager.stop(name, reason)
-        return True
+    async def _stop_all(self, user: str, reason: str) -> bool:
+        """Stop every server of ``user`` (the default and the named ones); any stopped?"""
+        return bool(await self.manager.stop_all(user, reason))
 

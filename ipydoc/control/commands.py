@@ -27,7 +27,9 @@ Conventions (so that no AMP value ever reaches the 64 KiB limit):
 To add a command: define it here, answer it in its group's responders
 (:mod:`ipydoc.control.users`, ``servers``, ``events``, ``history``), add it to
 :mod:`ipydoc.cli.parser` and a handler to its group in :mod:`ipydoc.cli` (``users.py``, ...),
-document it in the README's Administration section.
+document it in the README's Administration section.  (Some groups declare their
+commands next to their responders: groups in :mod:`ipydoc.control.group_commands`, personal
+API tokens in :mod:`ipydoc.control.tokens`.)
 """
 
 from __future__ import annotations
@@ -251,6 +253,15 @@ class ServerLogs(amp.Command):
     errors = ERRORS
 
 
+class ServerRemove(amp.Command):
+    """Forget a stopped named server (``name``: its key ``USER--SERVER``): its record,
+    route and activity; the user's files are kept.  ``CONFLICT`` for the default server
+    or one that runs.  ``result``: ``{"name", "owner", "server", "removed"}``."""
+    arguments = [(b"name", amp.Unicode())]
+    response = _RESULT
+    errors = ERRORS
+
+
 # -- routes, sessions, culling, events ------------------------------------------------------
 class RouteList(amp.Command):
     """The proxy's routes: ``name``, ``target``, ``served`` (in the proxy's table),
@@ -359,4 +370,35 @@ class Supervision(amp.Command):
     ``attempt``, ``state`` and ``last`` restart (``ok``, ``old``, ``new``, ``error``)."""
     arguments: list = []
     response = _RESULT
+    errors = ERRORS
+
+
+# -- shares of a server (ipydoc.control.shares, issue 19 §3) ----------------------------------
+class ShareAdd(amp.Command):
+    """Share ``owner``'s server ``server`` ("" = the default) with a user (``kind`` user)
+    or a group (``kind`` group) in ``mode`` (rw/view), or change that share's mode.
+    ``result``: the share (``server``, ``owner``, ``kind``, ``guest``, ``mode``, ``by``,
+    ``created``) and ``changed``."""
+    arguments = [(b"owner", amp.Unicode()), (b"server", amp.Unicode()),
+                 (b"kind", amp.Unicode()), (b"guest", amp.Unicode()), (b"mode", amp.Unicode())]
+    response = _RESULT
+    errors = ERRORS
+
+
+class ShareRemove(amp.Command):
+    """Revoke one share (``kind`` + ``guest``), or every share of the server when
+    ``guest`` is empty; the guests' open connections to it are closed at once.
+    ``result``: ``{"removed": [shares]}``; ``NOT_FOUND`` when there was no such share."""
+    arguments = [(b"owner", amp.Unicode()), (b"server", amp.Unicode()),
+                 (b"kind", amp.Unicode()), (b"guest", amp.Unicode())]
+    response = _RESULT
+    errors = ERRORS
+
+
+class ShareList(amp.Command):
+    """Shares: of ``owner``'s servers (``owner``), of the servers shared with ``guest``
+    (directly or through a group), or every share of the site (neither)."""
+    arguments = [(b"owner", amp.Unicode(optional=True)), (b"guest", amp.Unicode(optional=True)),
+                 *_PAGE_ARGS]
+    response = _PAGE_ANSWER
     errors = ERRORS

@@ -20,11 +20,13 @@ from ipydoc.control.groups import GroupCommands
 from ipydoc.control.history import HistoryCommands
 from ipydoc.control.restart import RestartCommands
 from ipydoc.control.servers import ServerCommands
+from ipydoc.control.shares import ShareCommands
+from ipydoc.control.tokens import TokenCommands
 from ipydoc.control.users import UserCommands
 
 
 class ControlProtocol(UserCommands, ServerCommands, EventCommands, HistoryCommands,
-                      RestartCommands, GroupCommands):
+                      RestartCommands, GroupCommands, ShareCommands, TokenCommands):
     """One control connection, answering every command group."""
 
 

@@ -1,5 +1,9 @@
 """Control commands on the daemon and user servers: status, start, stop, pause, resume,
-list, show, logs (through the backend interface), the routing table, and a culler run."""
+list, show, logs (through the backend interface), the routing table, and a culler run.
+
+Server commands take a server key in ``name`` (issue 19): ``alice`` for alice's default
+server, ``alice--gpu`` for her named server ``gpu`` (the CLI builds it from ``--server``);
+the owner must be an account.  ``server remove`` forgets a stopped named server."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from ipydoc.backends.base import BackendError
 from ipydoc.control import commands as c
 from ipydoc.control.base import (
     ControlBase,
-    checked_name,
+    checked_key,
     log_chunk,
     page,
     page_json,
@@ -23,9 +27,16 @@ from ipydoc.control.base import (
 )
 from ipydoc.servers.manager import StartFailed
 from ipydoc.servers.move import Mover, MoveRefused
+from ipydoc.servers.named import RemoveRefused
 from ipydoc.servers.profiles import ProfileRefused
 
 MAX_LOG_TAIL = 100_000    # lines
+
+
+def what(key: str) -> str:
+    """``the server of alice`` / ``the server gpu of alice``, for messages."""
+    _, owner, server = checked_key(key)
+    return f"the server {server} of {owner}" if server else f"the server of {owner}"
 
 
 class ServerCommands(ControlBase):
@@ -62,14 +73,17 @@ class ServerCommands(ControlBase):
 
     @responder(c.ServerStart)
     async def server_start(self, name: str, wait: bool, profile: str | None = None) -> dict:
-        user = await self._user(name)
+        _, owner, server = checked_key(name)
+        user = await self._user(owner)
         if user.disabled:
-            raise c.Conflict(f"user {name} is disabled; `ipydoc user enable {name}` first")
-        try:  # refused here, not in the background: the same rule as every other path
+            raise c.Conflict(f"user {owner} is disabled; `ipydoc user enable {owner}` first")
+        try:  # refused here, not in the background: the same rules as every other path
+            await self.manager.check_named(name)
             chosen = await self.manager.choose_profile(name, profile or None)
-        except ProfileRefused as e:
-            raise c.InvalidInput(f"cannot start the server of {name}: {e.message}") from None
-        await self._audit("start-requested", name, f"profile {chosen.name}")
+        except (ProfileRefused, StartFailed) as e:
+            raise c.InvalidInput(f"cannot start {what(name)}: {e.message}") from None
+        await self._audit("start-requested", owner, f"profile {chosen.name}"
+                          + (f", server {server}" if server else ""))
         d = defer.Deferred.fromCoroutine(self.manager.start(name, profile=chosen))
         if not wait:
             d.addErrback(lambda f: f.trap(StartFailed))
@@ -78,41 +92,40 @@ class ServerCommands(ControlBase):
         try:
             await d
         except StartFailed as e:
-            raise c.ControlError(f"the server of {name} did not start ({e.kind}): "
+            raise c.ControlError(f"{what(name)} did not start ({e.kind}): "
                                  f"{e.message}"[:4000]) from None
         return {"result": json.dumps(await self._server_item(name))}
 
     @responder(c.ServerStop)
     async def server_stop(self, name: str) -> dict:
-        await self._user(name)
-        stopped = await self._stop_if_running(name, "stopped by an admin")
+        await self._user(checked_key(name)[1])
+        stopped = await self.manager.stop_if_running(name, "stopped by an admin")
         if stopped:
-            self.log.info("control: stopped the server of {name} (by {peer})", name=name,
+            self.log.info("control: stopped {what} (by {peer})", what=what(name),
                           peer=self.peer())
         return {"result": json.dumps({"name": name, "stopped": stopped})}
 
     @responder(c.ServerPause)
     async def server_pause(self, name: str) -> dict:
-        await self._user(name)
+        await self._user(checked_key(name)[1])
         if self.manager.is_busy(name):
-            raise c.Conflict(f"the server of {name} is starting or stopping")
+            raise c.Conflict(f"{what(name)} is starting or stopping")
         try:
             paused = await self.manager.pause(name, "paused by an admin")
         except BackendError as e:
-            raise c.ControlError(f"could not pause the server of {name}: {e.message}") from None
+            raise c.ControlError(f"could not pause {what(name)}: {e.message}") from None
         if paused:
-            self.log.info("control: paused the server of {name} (by {peer})", name=name,
+            self.log.info("control: paused {what} (by {peer})", what=what(name),
                           peer=self.peer())
         return {"result": json.dumps({"name": name, "paused": paused})}
 
     @responder(c.ServerResume)
     async def server_resume(self, name: str) -> dict:
-        await self._user(name)
+        await self._user(checked_key(name)[1])
         try:
             resumed = await self.manager.resume(name, "cli")
         except BackendError as e:
-            raise c.ControlError(f"could not resume the server of {name}: "
-                                 f"{e.message}") from None
+            raise c.ControlError(f"could not resume {what(name)}: {e.message}") from None
         return {"result": json.dumps({"name": name, "resumed": resumed})}
 
     @responder(c.ServerMove)
@@ -127,6 +140,19 @@ class ServerCommands(ControlBase):
             raise error(e.message[:4000]) from None
         return {"result": json.dumps(report.public())}
 
+    @responder(c.ServerRemove)
+    async def server_remove(self, name: str) -> dict:
+        _, owner, server = checked_key(name)
+        await self._user(owner)
+        try:
+            await self.manager.remove_server(name)
+        except RemoveRefused as e:
+            error = c.NotFound if e.kind == "not_found" else c.Conflict
+            raise error(e.message) from None
+        self.log.info("control: removed {what} (by {peer})", what=what(name), peer=self.peer())
+        return {"result": json.dumps({"name": name, "owner": owner, "server": server,
+                                      "removed": True})}
+
     @responder(c.ServerList)
     async def server_list(self, offset: int, limit: int) -> dict:
         servers = await self.store.list_servers()
@@ -137,9 +163,9 @@ class ServerCommands(ControlBase):
 
     @responder(c.ServerShow)
     async def server_show(self, name: str) -> dict:
-        checked_name(name)
+        _, owner, _ = checked_key(name)
         record = await self.store.get_server(name)
-        user = await self.store.get_user(name)
+        user = await self.store.get_user(owner)
         if record is None and user is None:
             raise c.NotFound(f"no user or server {name}")
         item = await self._server_item(name)
@@ -161,7 +187,7 @@ class ServerCommands(ControlBase):
 
     @responder(c.ServerLogs)
     async def server_logs(self, name: str, tail: int, offset: int) -> dict:
-        checked_name(name)
+        checked_key(name)
         if offset <= 0 or name not in self._logs:
             info = await self.context.backend.status(name)
             if info is None:

@@ -45,7 +45,7 @@ class UserCommands(ControlBase):
         # Lock the account first, so no login slips in while the rest is undone.
         await self.store.update_user(name, disabled=True)
         revoked = await self.store.revoke_sessions(name)
-        stopped = await self._stop_if_running(name, "user removed")
+        stopped = await self._stop_all(name, "user removed")
         removal = self.context.removal
         if purge:
             try:
@@ -125,6 +125,9 @@ class UserCommands(ControlBase):
         user = await self._user(name)
         item = user.public()
         item["server"] = await self._server_item(name)
+        # Every server of the user (issue 19: the default one and the named ones).
+        item["servers"] = [await self._server_item(s.name)
+                           for s in await self.store.servers_of(name)]
         item["sessions"] = len(await self.store.list_sessions(name))
         item["groups"] = await self.store.user_groups(name)   # group -> source
         item["admin_by_group"] = not user.admin and await self.store.is_admin(name)
@@ -135,7 +138,7 @@ class UserCommands(ControlBase):
         user = await self._user(name)
         await self.store.update_user(name, disabled=True)
         revoked = await self.store.revoke_sessions(name)
-        stopped = await self._stop_if_running(name, "user disabled")
+        stopped = await self._stop_all(name, "user disabled")
         if not user.disabled:
             await self._audit("user-disabled", name, f"{revoked} sessions revoked")
         return {"result": json.dumps({"name": name, "disabled": True,

@@ -21,6 +21,8 @@ SECRET_PARAMS = re.compile(
 
 
 def scrub_uri(uri: bytes) -> bytes:
+    if b"=" not in uri:  # no parameter value at all: the common case, no regex
+        return uri
     return SECRET_PARAMS.sub(rb"\1...", uri)
 
 
@@ -28,8 +30,14 @@ def scrub_uri(uri: bytes) -> bytes:
 _UNSAFE = re.compile(r'[^\x20-\x7e]|["\\]')
 
 
+#: Bytes a value may hold unescaped: printable ASCII but the quote and the backslash.
+_PLAIN = bytes(b for b in range(0x20, 0x7f) if b not in b'"\\')
+
+
 def _escape(value: bytes) -> str:
     """As twisted.web's ``_escape``: a value can never break out of its quotes or line."""
+    if not value.translate(None, _PLAIN):  # nothing to escape (one C pass, no regex)
+        return value.decode("ascii")
     text = value.decode("latin-1")
     if _UNSAFE.search(text) is None:
         return text

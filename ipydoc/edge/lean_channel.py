@@ -192,18 +192,21 @@ class LeanChannel(Protocol):
             self.persistent = False
         request.content = BodyStream(self._reader, head.length, request.hang_up)
         self._body_left = head.length
-        if head.length:
-            self._body_seen = time.monotonic()
-        site.proxy.handle(request)
-        if self._buffer and self._request is request and head.length:
-            data, self._buffer = bytes(self._buffer), bytearray()
-            self._in_next = True
-            try:
-                self.dataReceived(data)  # body bytes that came with the head
-            finally:
-                self._in_next = False
-        elif not head.length and self._request is request:
+        if not head.length:
+            # Bodiless: the body is complete before the gate is asked, so nothing pauses
+            # (and at once resumes) the client's reading for it: no epoll_ctl pair.
             request.body_done()
+            site.proxy.handle(request)
+        else:
+            self._body_seen = time.monotonic()
+            site.proxy.handle(request)
+            if self._buffer and self._request is request:
+                data, self._buffer = bytes(self._buffer), bytearray()
+                self._in_next = True
+                try:
+                    self.dataReceived(data)  # body bytes that came with the head
+                finally:
+                    self._in_next = False
         self._check_pipeline()
 
     def request_done(self, request: LeanRequest) -> None:

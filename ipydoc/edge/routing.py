@@ -6,6 +6,12 @@ and ``NAME.<domain>`` is NAME's server with base URL ``/``, so a user's pages (w
 code of that user's choosing) never share an origin, nor cookies, with the hub or with
 another user.  Any other ``Host`` gets 404 in that mode.
 
+Named servers (issue 19 §1, :mod:`ipydoc.names`): every method taking ``name`` takes a
+*server key*, the user name for the default server or ``USER--SERVER``.  A named server
+lives at ``/user/USER/SERVER/`` in path mode and at ``USER--SERVER.<domain>`` (the key
+as the DNS label) in subdomain mode; a label starting ``xn--`` (punycode) is never a
+server's host.
+
 Every URL the hub hands out for a user's server is built here (:meth:`Routing.user_url`),
 so the two modes differ in one place.  The scheme and port of an absolute URL come from
 ``server.public_url`` when it is set, else from the request (TLS or not, the ``Host``
@@ -21,7 +27,7 @@ from urllib.parse import urlsplit
 from twisted.web.iweb import IRequest
 
 from ipydoc.edge.redirects import safe_next
-from ipydoc.names import InvalidName, validate_name
+from ipydoc.names import SERVER_KEY_SEPARATOR, InvalidName, validate_server_key
 
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
@@ -54,6 +60,18 @@ def split_host(value: bytes | None) -> tuple[str, str]:
     return host, port
 
 
+def server_path(key: str) -> str:
+    """``/user/USER/`` or ``/user/USER/SERVER/`` for a (validated) server key."""
+    user, sep, server = key.partition(SERVER_KEY_SEPARATOR)
+    return f"/user/{user}/{server}/" if sep else f"/user/{user}/"
+
+
+def spawn_path(key: str) -> str:
+    """The hub's start page of a server: ``/hub/spawn/USER`` or ``/hub/spawn/USER/SERVER``."""
+    user, sep, server = key.partition(SERVER_KEY_SEPARATOR)
+    return f"/hub/spawn/{user}/{server}" if sep else f"/hub/spawn/{user}"
+
+
 @dataclass(frozen=True)
 class Routing:
     mode: str = "path"
@@ -75,9 +93,9 @@ class Routing:
         if host == self.domain:
             return "hub", ""
         label, dot, rest = host.partition(".")
-        if dot and rest == self.domain:
+        if dot and rest == self.domain and not label.startswith("xn--"):
             try:
-                return "user", validate_name(label)
+                return "user", validate_server_key(label)
             except InvalidName:
                 pass
         return "unknown", ""
@@ -103,14 +121,15 @@ class Routing:
         return self.origin(f"{name}.{self.domain}", request) if self.subdomain else ""
 
     def base_url(self, name: str) -> str:
-        """The user's server's base URL inside its container."""
-        return "/" if self.subdomain else f"/user/{name}/"
+        """The server's base URL inside its container: ``/``, ``/user/USER/`` or, for a
+        named server, ``/user/USER/SERVER/``."""
+        return "/" if self.subdomain else server_path(name)
 
     def user_url(self, name: str, path: str = "", request: IRequest | None = None) -> str:
         """Where a browser reaches ``path`` on ``name``'s server (``lab``, ``api/...``).
 
-        Path mode: ``/user/NAME/PATH`` (a path on this site).  Subdomain mode:
-        ``https://NAME.<domain>/PATH``."""
+        Path mode: ``/user/NAME/PATH`` (``/user/USER/SERVER/PATH`` for a named server:
+        a path on this site).  Subdomain mode: ``https://KEY.<domain>/PATH``."""
         return self.user_origin(name, request) + self.base_url(name) + path.lstrip("/")
 
     def user_target(self, name: str, value: str | None, request: IRequest | None = None,

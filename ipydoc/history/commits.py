@@ -38,6 +38,9 @@ class Recorder:
         """Commit ``entry`` (``saves``: how many saves a coalesced save covers)."""
         op, path = entry.get("op"), check_path(str(entry.get("path", "")))
         when = float(entry.get("time") or time.time())
+        # Which of the user's servers saved it (issue 19): named in the message.
+        on = f" (server {entry['server']})" if isinstance(entry.get("server"), str) \
+            and entry.get("server") else ""
         repo = self.repos.repo(name)
         thread = self.repos.thread
         commit: str | None = None
@@ -46,11 +49,11 @@ class Recorder:
             if data is None:
                 return
             message = entry.get("message") or f"Save {path}" + (
-                f" ({saves} saves)" if saves > 1 else "")
+                f" ({saves} saves)" if saves > 1 else "") + on
             commit = await thread(_commit_blob, repo, path, data, name, message, when)
         elif op == "delete":
             commit = await thread(repo.commit, [Change(path)], author=name,
-                                  message=f"Delete {path}", when=when)
+                                  message=f"Delete {path}{on}", when=when)
         elif op == "rename" and entry.get("to"):
             commit = await self._move(name, repo, path, check_path(str(entry["to"])), when)
         elif op == "rename":

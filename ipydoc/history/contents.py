@@ -14,6 +14,10 @@ versioned copy by a short stream output saying so (the user's own file keeps it)
 Notebooks are otherwise stored byte for byte as saved, so diffs and restores are exact.
 Binary files within the cap are stored as they are.
 
+Named servers (issue 19): a user's servers share one volume, so the user's files are
+read from whichever of them runs (:func:`reach`: the one that saved first, then the
+default, then any other); each is addressed by its own base URL (:class:`At`).
+
 An answer that breaks a rule raises :class:`~ipydoc.history.errors.Hostile`; a server
 that cannot be read now (refused, reset, 5xx, token changed) raises
 :class:`~ipydoc.history.errors.Transient`.
@@ -24,6 +28,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import quote
 
@@ -32,6 +37,7 @@ from twisted.internet import defer
 from ipydoc.config.history import HistorySection
 from ipydoc.config.types import parse_size
 from ipydoc.history.errors import HistoryError, Hostile, Transient
+from ipydoc.names import SERVER_KEY_SEPARATOR, InvalidName, server_key
 from ipydoc.proxy.fetch import Fetcher, FetchError, FetchResponse
 
 MODEL_BUDGET = 1024 * 1024         # a contents model without content
@@ -46,6 +52,33 @@ class UserServers(Protocol):
     routes: Mapping[str, Any]
 
     def base_url(self, name: str) -> str: ...
+
+
+@dataclass(frozen=True)
+class At:
+    """A route to one of a user's servers and that server's key (its base URL)."""
+
+    key: str
+    url: str
+    token: str
+
+
+def reach(servers: UserServers, owner: str, prefer: str = "") -> At | None:
+    """A running server of ``owner`` to read and write their files through: the named
+    server ``prefer`` ("" the default), then the default one, then any other of theirs."""
+    routes = servers.routes
+    try:
+        first = server_key(owner, prefer) if prefer else owner
+    except InvalidName:
+        first = owner
+    for key in dict.fromkeys((first, owner)):
+        route = routes.get(key)
+        if route is not None:
+            return At(key, route.url, route.token)
+    named = owner + SERVER_KEY_SEPARATOR
+    for key in sorted(k for k in routes if k.startswith(named)):
+        return At(key, routes[key].url, routes[key].token)
+    return None
 
 
 class StoreSource(Protocol):
@@ -73,7 +106,9 @@ class Contents:
         return f"{base}api/contents/"
 
     def url(self, name: str, route: Any, path: str) -> str:
-        return f"{route.url}{self.prefix(name)}{quote(path)}"
+        """``path`` on ``name``'s server, or on the server an :class:`At` names."""
+        key = route.key if isinstance(route, At) else name
+        return f"{route.url}{self.prefix(key)}{quote(path)}"
 
     async def _fetch_contents(self, name: str, route: Any, path: str, budget: int,
                               params: dict[str, str]) -> FetchResponse:

@@ -25,6 +25,11 @@ between), the earlier entry is dropped and the later one's commit says how many 
 covers.  Content is read when the commit is made, so coalesced saves lose nothing that
 was still on disk.
 
+**Named servers** (issue 19).  A user has one history whatever server saved: a save seen
+on ``/user/NAME/SERVER/api/contents/...`` (the gate passes the server key) goes to NAME's
+queue with ``"server": SERVER`` in its entry, and its commit message names the server.
+The files are read from whichever of NAME's servers runs (the same volume).
+
 **Poisoned entries.**  Before each try the entry's attempt count is written back into
 the queue (Redis), so a try that kills the daemon still counts after restart.  An entry
 whose answer breaks a rule (over budget, an encoding not asked for, past the deadline, not
@@ -68,9 +73,10 @@ from twisted.logger import Logger
 
 from ipydoc.config.history import HistorySection
 from ipydoc.history.commits import Recorder
-from ipydoc.history.contents import Contents, StoreSource, UserServers
+from ipydoc.history.contents import Contents, StoreSource, UserServers, reach
 from ipydoc.history.errors import HistoryError, Hostile, Transient
 from ipydoc.history.repo import GitError, check_path
+from ipydoc.names import split_server_key
 from ipydoc.state.leases import Lease, LeaseKeeper, history_lease
 
 _CHECKPOINT = re.compile(r"^(.*)/checkpoints(?:/([\w-]+))?$")
@@ -183,7 +189,7 @@ class HistoryQueue:
 
     def _sweep(self) -> None:
         for name in list(self._waiting):
-            if name in self.servers.routes:
+            if reach(self.servers, name) is not None:
                 self._waiting.discard(name)
                 self.kick(name)
 
@@ -195,10 +201,16 @@ class HistoryQueue:
 
     def note(self, user: str, method: bytes, path: bytes, code: int,
              body: bytes | None = None) -> defer.Deferred[str] | None:
-        """A response from ``user``'s server (called by the gate, synchronously); ``body``
-        is a rename's answer when the proxy could keep it."""
+        """A response from the server ``user`` (a server key; called by the gate,
+        synchronously); ``body`` is a rename's answer when the proxy could keep it.  The
+        entry goes to the owner's queue, naming the server when it is a named one."""
         entry = saved_change(self.contents.prefix(user), method, path, code, body)
-        return None if entry is None else self.enqueue(user, entry)
+        if entry is None:
+            return None
+        owner, server = split_server_key(user)
+        if server:
+            entry["server"] = server
+        return self.enqueue(owner, entry)
 
     def enqueue(self, user: str, entry: dict[str, Any]) -> defer.Deferred[str]:
         """Append ``entry`` to ``user``'s queue after the appends before it; then drain.
@@ -312,7 +324,7 @@ class HistoryQueue:
                     if not await self._pop(name, lease):
                         return
                     continue
-            route = self.servers.routes.get(name)
+            route = reach(self.servers, name, str(head.get("server") or ""))
             if route is None and op != "delete":
                 self._waiting.add(name)  # drained when the server runs again
                 return
@@ -373,7 +385,7 @@ class HistoryQueue:
             return True
         self.log.info("history: {name}'s server cannot be read ({why}); retrying",
                       name=name, why=why)
-        if name not in self.servers.routes:
+        if reach(self.servers, name) is None:
             self._waiting.add(name)
             return False
         await self._sleep(min(30.0, 0.5 * 2 ** tries))

@@ -25,7 +25,7 @@ from typing import IO, Any
 from twisted.internet import defer
 
 from ipydoc.config.history import HistorySection
-from ipydoc.history.contents import Contents, StoreSource, UserServers
+from ipydoc.history.contents import Contents, StoreSource, UserServers, reach
 from ipydoc.history.errors import HistoryError, NoSuchVersion
 from ipydoc.history.nbdiff import FileDiff, file_diff
 from ipydoc.history.repo import GitError, Repositories, Version, check_path
@@ -143,7 +143,7 @@ class HistoryReader:
         _at, data = await self._read(name, path, full)
         if data is None:
             raise NoSuchVersion(f"{path} does not exist in version {full[:8]}")
-        route = self.servers.routes.get(name)
+        route = reach(self.servers, name)  # any of the user's servers: one volume
         if route is None:
             raise HistoryError(f"the server of {name} is not running: start it, then restore")
         if "/" in path:

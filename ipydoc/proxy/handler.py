@@ -15,6 +15,7 @@ from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
 from ipydoc.proxy.body import BodyStream
+from ipydoc.proxy.eager import run_eagerly
 from ipydoc.proxy.gate import Forward, Gate, Reply
 from ipydoc.proxy.headers import is_websocket_upgrade
 from ipydoc.proxy.http import HttpForwarder
@@ -54,10 +55,10 @@ class Proxy:
         )
 
     def handle(self, request: IRequest) -> Deferred[None]:
-        """Proxy ``request`` (whose ``content`` is a :class:`BodyStream`)."""
-        d = Deferred.fromCoroutine(self._handle(request))
-        d.addErrback(self._crashed, request)
-        return d
+        """Proxy ``request`` (whose ``content`` is a :class:`BodyStream`).  Run eagerly: a
+        gate that decides from memory costs no Deferred (:mod:`ipydoc.proxy.eager`)."""
+        return run_eagerly(self._handle(request),
+                           lambda failure: self._crashed(failure, request))
 
     def close(self) -> Deferred[None]:
         """Close idle backend connections (on shutdown)."""
@@ -73,11 +74,14 @@ class Proxy:
             body.discard()
             write_reply(request, error_reply(request, 404, NOT_FORWARDED))
             return
-        body.hold(True)
+        hold = not body.done  # a body still to come waits for the verdict
+        if hold:
+            body.hold(True)
         try:
             decision = await self._gate.decide(request)
         finally:
-            body.hold(False)
+            if hold:
+                body.hold(False)
         if getattr(request, "_disconnected", False):
             return
         if isinstance(decision, Reply):
@@ -91,7 +95,9 @@ class Proxy:
         if is_websocket_upgrade(request) and not body.has_body:
             await self.websocket.forward(request, decision)
         else:
-            await self.http.forward(request, decision)
+            # Not awaited: its Deferred never fails, and nobody waits for this one's
+            # end (a Deferred resumed per request for nothing).
+            self.http.forward(request, decision)
 
     def _crashed(self, failure: Failure, request: IRequest) -> None:
         self._log.failure(

@@ -12,7 +12,7 @@ proxy the client it names, :mod:`ipydoc.edge.forwarding`).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
@@ -67,6 +67,9 @@ def strip_hub_cookies(values: Iterable[bytes]) -> bytes | None:
     """One ``Cookie:`` value without the hub's cookies, or None if nothing is left."""
     kept = []
     for value in values:
+        if HUB_COOKIE_PREFIX not in value.lower():  # none of ours in this line
+            kept.extend(p for p in [x.strip() for x in value.split(b";")] if p)
+            continue
         for part in value.split(b";"):
             part = part.strip()
             if part and not is_hub_cookie(part):
@@ -78,11 +81,12 @@ def is_hub_cookie(set_cookie: bytes) -> bool:
     """Whether a ``Set-Cookie`` (or cookie) names one of the hub's cookies, with or
     without a ``__Host-``/``__Secure-`` prefix.  A user's server never sets those: in
     path mode it shares the hub's origin and could plant a session (login CSRF)."""
-    name = set_cookie.split(b"=", 1)[0].strip().lower()
-    for prefix in (b"__host-", b"__secure-"):
-        if name.startswith(prefix):
-            name = name[len(prefix):]
-            break
+    name = set_cookie.partition(b"=")[0].strip().lower()
+    if name[:2] == b"__":
+        if name.startswith(b"__host-"):
+            name = name[7:]
+        elif name.startswith(b"__secure-"):
+            name = name[9:]
     return name.startswith(HUB_COOKIE_PREFIX)
 
 
@@ -140,24 +144,30 @@ def backend_request_lines(
     Built as bytes in one pass: this runs for every request.
     """
     src = request.requestHeaders
-    raw = dict(src.getAllRawHeaders())  # canonical names: b"Cookie", b"X-Forwarded-For"
-    named = connection_tokens(raw.get(b"Connection", ())) if b"Connection" in raw else ()
+    connection = src.getRawHeaders(b"connection")
+    named = connection_tokens(connection) if connection else ()
     lines: list[bytes] = []
-    for name, values in raw.items():
-        if name.lower() in _REPLACED or is_hop_by_hop(name, named):
+    cookies: Sequence[bytes] = ()
+    host = None
+    for name, values in src.getAllRawHeaders():  # canonical names: b"Cookie", b"Host"
+        lower = name.lower()
+        if lower == b"host":
+            host = values[0]
+        elif lower == b"cookie":
+            cookies = values
+        if lower in _DROPPED or lower.startswith(b"proxy-") or lower in named:
             continue
         for value in values:
             lines.append(name + b": " + value)
-    cookie = strip_hub_cookies(raw.get(b"Cookie", ()))
+    cookie = strip_hub_cookies(cookies) if cookies else None
     if cookie is not None:
         lines.append(b"Cookie: " + cookie)
     lines.append(b"Authorization: token " + token.encode("ascii"))
     lines.append(b"X-Forwarded-For: " + _client_ip(request))  # never the client's own
     lines.append(b"X-Forwarded-Proto: https" if request.isSecure()
                  else b"X-Forwarded-Proto: http")
-    host = raw.get(b"Host")
     if host:
-        lines.append(b"X-Forwarded-Host: " + host[0])
+        lines.append(b"X-Forwarded-Host: " + host)
     port = getattr(request.getHost(), "port", None)
     if port is not None:
         lines.append(b"X-Forwarded-Port: %d" % port)
@@ -165,6 +175,11 @@ def backend_request_lines(
         lines.append(b"Connection: Upgrade")
         lines.append(b"Upgrade: websocket")  # the one protocol we splice
     return lines
+
+
+#: What :func:`backend_request_lines` never copies (lower-cased; with ``proxy-*`` and the
+#: names listed in ``Connection:``).
+_DROPPED = _REPLACED | HOP_BY_HOP
 
 
 #: RFC 9110 ``tchar``: what a token (a protocol name, a connection option) is made of.

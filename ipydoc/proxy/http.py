@@ -39,8 +39,8 @@ from ipydoc.proxy.backend import (
 from ipydoc.proxy.body import BodyStream
 from ipydoc.proxy.gate import Forward, Gate
 from ipydoc.proxy.headers import (
+    HOP_BY_HOP,
     backend_request_lines,
-    is_hop_by_hop,
     is_hub_cookie,
     own_host_cookie,
     secure_cookie,
@@ -62,6 +62,8 @@ SMALL_BODY = 64 * 1024
 #: Methods whose request may be sent again when a reused connection turns out closed.
 _RETRYABLE = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
+#: Response headers :func:`keep_response_header` may refuse (lower-cased).
+_CHECKED = frozenset({b"set-cookie", b"service-worker-allowed"})
 
 
 class HttpForwarder:
@@ -150,6 +152,22 @@ class _Relay(Exchange):
     """One forwarded request: connection, response head, body and the ways it can end."""
 
     websocket = False
+    # Defaults (class attributes: one object per request, built fast).
+    _conn: BackendConnection | None = None
+    _connecting: Deferred[BackendConnection] | None = None
+    _timer = False  # registered with the forwarder's sweep
+    _timed_out = False
+    _scrubber: Scrubber | None = None
+    _small: list[bytes] | None = None
+    _keep = 0
+    _kept: bytes | None = None
+    _code = 0
+    _registered = False
+    _retried = False
+    _lost_quietly = False
+    _noted: Any = None
+    _body_noted = False
+    _finished = False
 
     def __init__(self, fwd_: HttpForwarder, request: IRequest, fwd: Forward, head: bytes,
                  body: BodyStream) -> None:
@@ -160,21 +178,6 @@ class _Relay(Exchange):
         self.credential = fwd.credential
         self._head = head
         self._body = body
-        self._conn: BackendConnection | None = None
-        self._connecting: Deferred[BackendConnection] | None = None
-        self._timer = False  # registered with the forwarder's sweep
-        self._timed_out = False
-        self._scrubber: Scrubber | None = None
-        self._small: list[bytes] | None = None
-        self._keep = 0
-        self._kept: bytes | None = None
-        self._code = 0
-        self._registered = False
-        self._retried = False
-        self._lost_quietly = False
-        self._noted: Any = None
-        self._body_noted = False
-        self._finished = False
         self._started = perf_counter()
         self.done: Deferred[None] = Deferred()
 
@@ -260,24 +263,27 @@ class _Relay(Exchange):
         request.defaultContentType = None  # never invent a Content-Type
         request.setResponseCode(head.code, head.phrase)
         named = head.connection
-        out = request.responseHeaders
+        add = request.responseHeaders.addRawHeader
         content_type = None
         token = fwd.token.encode()
         secure = request.isSecure()
         for name, value in head.headers:
             lower = name.lower()
-            if is_hop_by_hop(lower, named) or not keep_response_header(lower, value, fwd):
-                continue
+            if lower in HOP_BY_HOP or lower.startswith(b"proxy-") or lower in named:
+                continue  # is_hop_by_hop, inline: this runs for every header of every answer
             if lower == b"content-type":
                 content_type = value
-            elif lower == b"set-cookie" and secure:
-                value = secure_cookie(value)
+            elif lower in _CHECKED:
+                if not keep_response_header(lower, value, fwd):
+                    continue
+                if secure and lower == b"set-cookie":
+                    value = secure_cookie(value)
             if token and token in value:
                 value = value.replace(token, b"")
-            out.addRawHeader(name, value)
+            add(name, value)
         if token and is_textual(content_type):
             self._scrubber = Scrubber(token)  # the body may shrink: its length changes
-            out.removeHeader(b"content-length")
+            request.responseHeaders.removeHeader(b"content-length")
             if head.length is not None and head.length <= SMALL_BODY:
                 self._small = []  # collected, scrubbed, sent with its exact length
         if self._conn is not None and self._conn.transport is not None:

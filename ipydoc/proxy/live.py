@@ -1,11 +1,13 @@
-"""Open proxied exchanges, by credential and by user, so that revoking one closes them.
+"""Open proxied exchanges, by credential and by user (the server), so that revoking one
+closes them.
 
 A WebSocket (a kernel, a terminal) or a long streamed answer outlives the request
 that the gate checked: ending the session or revoking the token that let it through
 must also cut what is already open, not only refuse what comes next.  The forwarders
 add each exchange here when it starts and remove it when it ends (two set operations,
 no timer, no Redis); whoever ends credentials (:mod:`ipydoc.access.gate`) calls
-:meth:`OpenExchanges.close_credential` or :meth:`OpenExchanges.close_user`.
+:meth:`OpenExchanges.close_credential` or :meth:`OpenExchanges.close_user`; a share
+revoked cuts one credential's exchanges to one server (:meth:`OpenExchanges.close_on`).
 
 A credential is an opaque string chosen by the gate (the Redis key of the session or
 token): the proxy only groups by it.
@@ -73,6 +75,19 @@ class OpenExchanges:
         if user is not None:
             return len(self._by_user.get(user, ()))
         return sum(len(g) for g in self._by_user.values())
+
+    def credentials_on(self, user: str) -> set[str]:
+        """The credentials with something open to ``user``'s server (the exchanges' user
+        is the server the gate forwarded to: a guest's exchanges are under the owner's
+        server, with the guest's credential)."""
+        return {e.credential for e in self._by_user.get(user, ()) if e.credential}
+
+    def close_on(self, credential: str, user: str, *, websockets_only: bool = False) -> int:
+        """Cut what ``credential`` has open to ``user``'s server only (a share revoked:
+        the guest keeps their own server); with ``websockets_only``, only WebSockets (a
+        share turned view-only).  How many were open."""
+        return self._close({e for e in self._by_credential.get(credential, ())
+                            if e.user == user and (e.websocket or not websockets_only)})
 
     def close_credential(self, credential: str) -> int:
         """Cut everything ``credential`` let through; how many were open."""

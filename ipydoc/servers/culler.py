@@ -54,6 +54,7 @@ from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from ipydoc.names import owner_of
 from ipydoc.proxy.fetch import FetchError
 from ipydoc.servers import metrics
 from ipydoc.servers.manager import ServerManager
@@ -160,9 +161,10 @@ class Culler(Service):
         servers = await store.get_servers(names)
         admins: set[str] = set()
         if s.exempt_admins:
-            admins = await store.admins_among(names)  # the one admin rule (groups too)
+            # the one admin rule (groups too), on each server's owner (named servers too)
+            admins = await store.admins_among(sorted({owner_of(n) for n in names}))
         checks = [defer.Deferred.fromCoroutine(self._judge_safely(n, servers.get(n), stored))
-                  for n in names if n not in admins]
+                  for n in names if owner_of(n) not in admins]
         verdicts = await defer.gatherResults(checks, consumeErrors=True) if checks else []
         stopped = []
         for name, reason, last in verdicts:

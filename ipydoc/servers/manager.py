@@ -37,6 +37,14 @@ with kind ``stopped``; then the stop runs as usual.
 
 Several daemons (issue 14): one start per user cluster-wide, routes and stops told to the
 other daemons: :mod:`ipydoc.servers.peers`.
+
+Named servers (issue 19): every method takes a *server key* where it took a user name
+(``alice`` the default server, ``alice--gpu`` a named one: :mod:`ipydoc.names`); each is
+started, stopped, paused and culled on its own, with its own token, profile and limits.
+What belongs to the person is read under the owner's name (groups, limit overrides, image
+choice).  ``spawn.max_named_servers`` caps a user's named servers (their records; a
+stopped one counts until :meth:`ServerManager.remove_server`); ``spawn.max_running``
+counts every server.
 """
 
 from __future__ import annotations
@@ -53,8 +61,10 @@ from twisted.logger import Logger
 
 from ipydoc.backends.base import Backend, BackendError, ServerSpec
 from ipydoc.edge.routing import Routing
+from ipydoc.names import owner_of, split_server_key
 from ipydoc.proxy.fetch import Fetcher, FetchError
 from ipydoc.servers import metrics
+from ipydoc.servers.named import NamedServers
 from ipydoc.servers.pausing import Pausing
 from ipydoc.servers.peers import SiteDaemons
 from ipydoc.servers.profiles import Catalogue, Profile, ProfileChooser
@@ -82,6 +92,7 @@ class Limits:
     start_timeout: float
     concurrency: int = 4            # spawn.concurrency: starts running at once
     max_running: int = 0            # spawn.max_running: 0 = no cap
+    max_named: int = 5              # spawn.max_named_servers: 0 = named servers off
     images: tuple[str, ...] = ()    # spawn.images: allow-list; empty = just ``image``
     catalogue: Catalogue = field(default_factory=Catalogue)  # [[profiles]], [groups]
 
@@ -90,7 +101,7 @@ class Limits:
         return self.images or (self.image,)
 
 
-class ServerManager(ProfileChooser, Pausing, SiteDaemons, Service):
+class ServerManager(ProfileChooser, Pausing, NamedServers, SiteDaemons, Service):
     name = "servers"
     log = Logger()
 
@@ -124,8 +135,11 @@ class ServerManager(ProfileChooser, Pausing, SiteDaemons, Service):
         return self._store_source.store
 
     def base_url(self, name: str) -> str:
-        """``name``'s server's base URL: ``/user/NAME/``, or ``/`` in subdomain mode."""
-        return self.routing.base_url(name)
+        """The server ``name``'s base URL: ``/user/NAME/`` (``/user/NAME/SERVER/`` for a
+        named one), or ``/`` in subdomain mode (the key is the host's label)."""
+        owner, server = split_server_key(name)
+        base = self.routing.base_url(owner)
+        return f"{base}{server}/" if server and base != "/" else base
 
     # -- service ------------------------------------------------------------------------
     def startService(self) -> defer.Deferred[None]:
@@ -191,7 +205,8 @@ class ServerManager(ProfileChooser, Pausing, SiteDaemons, Service):
         progress = Progress()
         self.progress[name] = progress
         progress.add(Step("queued", "Starting your server", 5))
-        try:  # the one profile rule, on every path
+        try:  # the one profile rule, on every path; the named-server maximum
+            await self.check_named(name)
             profile = await self._chosen(name, image, requested)
         except StartFailed as e:
             progress.add(Step("failed", e.message, 100, error_kind=e.kind))
@@ -247,7 +262,7 @@ class ServerManager(ProfileChooser, Pausing, SiteDaemons, Service):
             message = (f"the hub is full: {cap} servers are running (spawn.max_running); "
                        "try again when someone stops theirs")
             await self.store.set_server(name, "failed", error=message)
-            await self.store.add_event("spawn-refused", name, message)
+            await self.store.add_server_event("spawn-refused", name, message)
             progress.add(Step("failed", message, 100, error_kind="limit"))
             raise StartFailed("limit", message)
 
@@ -276,10 +291,10 @@ class ServerManager(ProfileChooser, Pausing, SiteDaemons, Service):
         if profile.image:
             image = profile.image
         elif not image:
-            chosen = await self.store.get_image_choice(name)
+            chosen = await self.store.get_image_choice(owner_of(name))
             image = chosen if chosen in lim.allowed_images else lim.allowed_images[0]
-        elif image != await self.store.get_image_choice(name):
-            await self.store.set_image_choice(name, image)
+        elif image != await self.store.get_image_choice(owner_of(name)):
+            await self.store.set_image_choice(owner_of(name), image)
         limits = await self.limits_for(name, profile)
         return ServerSpec(name=name, image=image, base_url=self.base_url(name), token=token,
                           hub_host=self.routing.hub_host_for_jupyter(),
@@ -326,7 +341,7 @@ class ServerManager(ProfileChooser, Pausing, SiteDaemons, Service):
             raise
         self.routes[name] = Route(info.url, token, info.id)
         self._tell("server-up", name)
-        await self.store.add_event("spawn", name, f"ready in {time.monotonic() - t0:.2f}s")
+        await self.store.add_server_event("spawn", name, f"ready in {time.monotonic() - t0:.2f}s")
         self.log.info("server for {name} ready in {s:.2f}s", name=name, s=time.monotonic() - t0)
         step("ready", "Your server is ready", 100, url=f"{self.base_url(name)}lab")
         return Server(name, "running", info.id, info.url, token, spec.image, now,
@@ -359,7 +374,7 @@ class ServerManager(ProfileChooser, Pausing, SiteDaemons, Service):
         else:
             await self.store.set_server(name, "failed", error=message)
         self._tell("server-down", name)
-        await self.store.add_event("spawn-failed", name, message)
+        await self.store.add_server_event("spawn-failed", name, message)
         self.log.warn("server for {name} failed to start: {message}", name=name, message=message)
         self.progress[name].add(Step("failed", message, 100, error_kind=kind))
 
@@ -419,7 +434,7 @@ class ServerManager(ProfileChooser, Pausing, SiteDaemons, Service):
             await self.backend.stop(name)
         await self.store.set_server(name, "stopped", id="", error="")
         self._tell("server-down", name)
-        await self.store.add_event(kind, name, reason)
+        await self.store.add_server_event(kind, name, reason)
         if name in self.progress:
             self.progress[name].add(Step("stopped", "Your server was stopped", 0))
 

@@ -1,16 +1,17 @@
 """``ipydoc server move NAME NODE``: move a user's files to another Swarm node.
 
-The order keeps every byte: stop the user's server (through the manager, as ``server
-stop`` does), copy the volume to the target node and verify it (byte count and sha256 at
+The order keeps every byte: stop the user's servers (the default and every named one: they
+share the files; through the manager, as ``server stop`` does), copy the volume to the target node and verify it (byte count and sha256 at
 both ends and in between, :mod:`ipydoc.backends.swarm_move`), and only then re-pin the
 user to the target; start the server there if it was running.  If the copy fails, the pin
 is unchanged and the server is started again where it was.  The old volume is kept on the
 source node: a move never deletes a user's only copy (``docker volume rm`` it there once
 you are satisfied).
 
-From the stop until the pin changes the move holds the user's start lease
-(:mod:`ipydoc.state.leases`), so no daemon of the site starts the server on the files being
-copied; a start asked meanwhile waits for the move and then reports the stop.
+From the stop until the pin changes the move holds the start lease of each of the user's
+servers (:mod:`ipydoc.state.leases`), so no daemon of the site starts one on the files
+being copied; a start asked meanwhile waits for the move and then reports the stop.  The
+servers that ran are started again afterwards.
 
 Refused, with the reason, before anything is stopped: a backend that is not Swarm, an
 unknown node, a node that is down or drained, the node the user is already on, a user who
@@ -129,63 +130,78 @@ class Mover:
             raise MoveRefused("conflict", f"{name}'s files are on {report.source}, which is "
                                           "down: they cannot be copied until it is back")
 
-        record = await self.manager.store.get_server(name)
-        report.was_running = self.manager.is_busy(name) or name in self.manager.routes or (
-            record is not None and record.state in ("running", "starting"))
+        records = {s.name: s for s in await self.manager.store.servers_of(name)}
+        keys = sorted(set(records) | {name})  # the default server first (a prefix)
+        ran = [k for k in keys if self._runs(k, records.get(k))]
+        report.was_running = bool(ran)
+        record = records.get(name) or next(iter(records.values()), None)
         image = (record.image if record is not None and record.image
                  else self.manager.limits.allowed_images[0])
         image_ref = backend.image_ref(image)
         if inspect.isawaitable(image_ref):
             image_ref = await image_ref
-        if report.was_running:
-            step(f"stopping the server of {name}")
-            await self.manager.stop(name, f"moving to {report.target}")
-        # From here until the pin changes no daemon of the site may start the server (it
-        # would write to the files being copied): the move holds the user's start lease,
-        # under an owner of its own, so starts here and on other daemons wait for it.
+        for key in ran:
+            step(f"stopping the server {key}")
+            await self.manager.stop(key, f"moving to {report.target}")
+        # From here until the pin changes no daemon of the site may start a server of the
+        # user (it would write to the files being copied): the move holds their start
+        # leases, under an owner of its own, so starts here and elsewhere wait for it.
         store = self.manager.store
-        lease = await store.take_lease(start_lease(name), self.manager.lease_ttl,
-                                       owner=f"{DAEMON_ID}/move")
-        if lease is None:
-            raise MoveRefused("conflict", f"the server of {name} is being started; {name} "
-                                          f"stays on {report.source} (move again)")
-        keeper = LeaseKeeper(store, lease, self.manager.lease_ttl, self.manager.reactor)
+        keepers: list[LeaseKeeper] = []
         try:
-            failure = await self._copy_and_pin(name, image_ref, source_id, target, report,
-                                               keeper, step)
+            for key in keys:
+                lease = await store.take_lease(start_lease(key), self.manager.lease_ttl,
+                                               owner=f"{DAEMON_ID}/move")
+                if lease is None:
+                    raise MoveRefused("conflict", f"the server {key} is being started; "
+                                                  f"{name} stays on {report.source} (move "
+                                                  "again)")
+                keepers.append(LeaseKeeper(store, lease, self.manager.lease_ttl,
+                                           self.manager.reactor))
+            failure = await self._copy_and_pin(name, keys, image_ref, source_id, target,
+                                               report, keepers, step)
+        except MoveRefused as e:
+            failure = e
         finally:
-            await keeper.release()
+            for keeper in keepers:
+                await keeper.release()
+        where = "again where it was" if failure is not None else f"on {report.target}"
+        for key in ran:
+            await self._start(key, report, step, where)
         if failure is not None:
-            if report.was_running:
-                await self._start(name, report, step, "again where it was")
             raise failure
-        if report.was_running:
-            await self._start(name, report, step, f"on {report.target}")
         return report
 
-    async def _copy_and_pin(self, name: str, image_ref: str, source_id: str, target: Any,
-                            report: MoveReport, keeper: LeaseKeeper,
+    def _runs(self, key: str, record: Any) -> bool:
+        return self.manager.is_busy(key) or key in self.manager.routes or (
+            record is not None and record.state in ("running", "starting", "paused"))
+
+    async def _copy_and_pin(self, name: str, keys: list[str], image_ref: str,
+                            source_id: str, target: Any, report: MoveReport,
+                            keepers: list[LeaseKeeper],
                             step: Callable[[str], None]) -> MoveRefused | None:
-        """Under the start lease: copy, verify, re-pin.  The reason it did not, or None."""
-        # A start that won the lease between the stop and here has run (a start waiting
-        # for the lease now is harmless: it cannot run before the lease is given up).
-        record = await self.manager.store.get_server(name)
-        if name in self.manager.routes or (
-                record is not None and record.state in ("running", "starting")):
-            return MoveRefused("conflict", f"the server of {name} was started again before "
-                                           f"the copy; {name} stays on {report.source} "
-                                           "(move again)")
+        """Under the start leases: copy, verify, re-pin.  The reason it did not, or None."""
+        # A start that won a lease between the stop and here has run (a start waiting
+        # for a lease now is harmless: it cannot run before the lease is given up).
+        records = await self.manager.store.get_servers(keys)
+        for key in keys:
+            record = records.get(key)
+            if key in self.manager.routes or (
+                    record is not None and record.state in ("running", "starting")):
+                return MoveRefused("conflict", f"the server {key} was started again before "
+                                               f"the copy; {name} stays on {report.source} "
+                                               "(move again)")
         step(f"copying {name}'s files from {report.source} to {report.target}")
         t0 = time.monotonic()
         try:
             copied = await self.backend.volume_mover().copy(
                 name, image_ref, source_id, _get(target, "id"), progress=step)
         except BackendError as e:
-            await self.manager.store.add_event("move-failed", name, e.message[:500])
+            await self.manager.store.add_server_event("move-failed", name, e.message[:500])
             return MoveRefused("failed", f"the move of {name} failed and {name} stays on "
                                          f"{report.source}: {e.message}")
         report.bytes, report.sha256, report.seconds = copied.bytes, copied.sha256, copied.seconds
-        if keeper.lost:  # the lease expired (Redis was out of reach): a start may have run
+        if any(k.lost for k in keepers):  # a lease expired (Redis out of reach): a start may have run
             return MoveRefused("conflict", f"the move lost its hold on {name}'s starts during "
                                            f"the copy; {name} stays on {report.source} (move "
                                            "again)")
@@ -193,13 +209,13 @@ class Mover:
         detail = (f"from {report.source} to {report.target}: {copied.bytes} bytes verified "
                   f"(sha256 {copied.sha256[:16]}) in {time.monotonic() - t0:.1f}s; the old "
                   f"volume is kept on {report.source}")
-        await self.manager.store.add_event("move", name, detail)
+        await self.manager.store.add_server_event("move", name, detail)
         step(f"moved {detail}")
         return None
 
     async def _start(self, name: str, report: MoveReport, step: Callable[[str], None],
                      where: str) -> None:
-        step(f"starting the server of {name} {where}")
+        step(f"starting the server {name} {where}")
         for attempt in (1, 2):
             try:
                 await self.manager.start(name)

@@ -87,7 +87,7 @@ class Pausing:
             await self.store.set_server(name, "paused", route=True, url=route.url,
                                         paused_since=now, idle_since=idle_since or now)
             self._tell("server-up", name)
-            await self.store.add_event("pause", name, reason)
+            await self.store.add_server_event("pause", name, reason)
             metrics.paused()
             self.log.info("paused the server of {name}: {reason}", name=name, reason=reason)
             return True
@@ -130,7 +130,7 @@ class Pausing:
         await self.store.record_activity({name: time.time()})
         await self.store.set_server(name, "running", route=True, url=route.url)
         self._tell("server-up", name)
-        await self.store.add_event("resume", name, detail)
+        await self.store.add_server_event("resume", name, detail)
         self.log.info("resumed the server of {name} {detail}", name=name, detail=detail)
 
     def follow_outside(self, name: str, cid: str, action: str) -> defer.Deferred[None] | None:
@@ -153,7 +153,7 @@ class Pausing:
         await self.store.set_server(name, "paused", route=True, url=route.url,
                                     paused_since=now, idle_since=now)
         self._tell("server-up", name)
-        await self.store.add_event("pause", name, "paused outside ipydoc")
+        await self.store.add_server_event("pause", name, "paused outside ipydoc")
 
     # -- the global cap --------------------------------------------------------------------
     def oldest_paused(self, but: str = "") -> str | None:

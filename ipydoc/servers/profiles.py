@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from ipydoc.backends.base import SharedVolume
+from ipydoc.names import owner_of
 from ipydoc.servers.start_handle import StartFailed
 from ipydoc.state.groups import Group
 
@@ -171,21 +172,25 @@ class ProfileChooser:
         return chosen
 
     async def choose_profile(self, name: str, requested: str | None = None) -> Profile:
-        """The profile a start of ``name``'s server uses (the one validation of every
-        path: page, control channel, API); raises ``ProfileRefused``."""
-        groups = await self.store.groups_of(name)
+        """The profile a start of the server ``name`` (a server key) uses (the one
+        validation of every path: page, control channel, API); raises ``ProfileRefused``.
+        The owner's groups decide; the server's own last profile is the default."""
+        groups = await self.store.groups_of(owner_of(name))
         server = await self.store.get_server(name)
         return self.limits.catalogue.resolve(groups, requested,
                                              server.profile if server else "")
 
     async def limits_for(self, name: str, profile: Profile) -> dict[str, Any]:
-        """``mem``/``cpu``/``pids`` a start of ``name``'s server with ``profile`` gets."""
+        """``mem``/``cpu``/``pids`` a start of the server ``name`` with ``profile`` gets
+        (the owner's overrides and groups)."""
         lim = self.limits
-        return effective_limits(profile, await self.store.groups_of(name),
-                                await self.store.get_limits(name),
+        owner = owner_of(name)
+        return effective_limits(profile, await self.store.groups_of(owner),
+                                await self.store.get_limits(owner),
                                 {"mem": lim.mem_limit, "cpu": lim.cpu_limit,
                                  "pids": lim.pids_limit})
 
     async def offered_profiles(self, name: str) -> list[Profile]:
-        """The profiles ``name`` may pick (for the start page and ``server profiles``)."""
-        return self.limits.catalogue.offered(await self.store.groups_of(name))
+        """The profiles ``name`` (a user or a server key: its owner) may pick (for the
+        start page and ``server profiles``)."""
+        return self.limits.catalogue.offered(await self.store.groups_of(owner_of(name)))

@@ -1,6 +1,7 @@
 """Reconciling: Redis and the route table agree with what the backend really runs.
 
-At start the daemon adopts running containers (labelled ``ipydoc.user=<name>``), drops
+At start the daemon adopts running containers (labelled ``ipydoc.user=<name>`` and, for a
+named server, ``ipydoc.server=<server>``: each is known by its server key), drops
 routes whose containers are gone, and follows the backend's events stream from then on:
 
 * **Crashes** — a ``die``/``destroy`` event of the routed container drops the in-memory
@@ -159,7 +160,7 @@ class Reconciler:
                 # (a start lease held: another daemon of the site is starting it)
                 self.routes.pop(name, None)
                 await self.store.set_server(name, "stopped", id="")
-                await self.store.add_event("server-gone", name,
+                await self.store.add_server_event("server-gone", name,
                                            "container gone while ipydoc was not watching")
                 dropped += 1
         self.log.info("reconciled: {a} running servers adopted, {d} stale routes dropped "
@@ -237,7 +238,7 @@ class Reconciler:
         current = self.routes.get(event.name)  # re-read from Redis before the write landed
         if current is not None and current.id == event.id:
             self.routes.pop(event.name, None)
-        await self.store.add_event("server-gone", event.name,
+        await self.store.add_server_event("server-gone", event.name,
                                    event.reason or f"container {event.action} outside ipydoc")
         self.log.info("server of {name} went away ({action})", name=event.name,
                       action=event.action)

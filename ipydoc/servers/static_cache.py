@@ -14,6 +14,12 @@ An image change is followed: :meth:`StaticCache.refresh` asks the engine for the
 image's id (one inspect) and reads the files again when the id is new, dropping the
 old id's files.
 
+The prebuilt extensions' versioned files (``lab/extensions/<package>/static/<name>``:
+``remoteEntry.<hash>.js`` and its chunks) are held too: JupyterLab loads every extension
+the page lists before it starts.  They come from the image like the rest; a user who
+installs an extension of the same package and hash in their home gets the image's bytes
+for that name while the server starts (the hash is of the content: the same file).
+
 The spawn page asks the browser to prefetch the files JupyterLab loads at start
 (:meth:`StaticCache.startup_files`): the names seen requested from running servers
 (at most ``MAX_LEARNED``, only names the cache holds), else the entry bundle ``main``.
@@ -28,7 +34,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from ipydoc.backends.base import BackendError
-from ipydoc.backends.image_static import ImageStatic, versioned_hash
+from ipydoc.backends.image_static import EXTENSION_PREFIX, ImageStatic, versioned_hash
 
 MAX_LEARNED = 400
 CONTENT_TYPES = {"js": "application/javascript", "css": "text/css; charset=utf-8",
@@ -101,8 +107,10 @@ class StaticCache:
     # -- answering --------------------------------------------------------------------
     def get(self, filename: str, version: str | None = None) -> tuple[bytes, str] | None:
         """The bytes and content type of a versioned file, when held (and ``version``,
-        the ``?v=`` of the URL, names the same hash)."""
-        digest = versioned_hash(filename)
+        the ``?v=`` of the URL, names the same hash).  ``filename``: a bare name of
+        JupyterLab's static directory, or an extension's file by
+        :func:`~ipydoc.backends.image_static.extension_key`."""
+        digest = versioned_hash(filename.rsplit("/", 1)[-1])
         if digest is None or (version is not None and version != digest):
             return None
         for held in self._by_image.values():
@@ -132,6 +140,8 @@ class StaticCache:
 
 def url_for(filename: str) -> str:
     """The path under a user's server JupyterLab itself uses for ``filename``."""
+    if filename.startswith(EXTENSION_PREFIX):  # extensions/<package>/static/<name>
+        return f"lab/{filename}"
     digest = versioned_hash(filename) or ""
     return f"static/lab/{filename}?v={digest}" if filename.endswith(".js") \
         else f"static/lab/{filename}"

@@ -12,17 +12,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from ipydoc.names import split_server_key
 from ipydoc.state.connection import StoreBase
-from ipydoc.state.keys import ROUTES, SERVERS, server_key
+from ipydoc.state.keys import ROUTES, SERVERS, server_key, user_servers_key
 
-# KEYS: server, servers, routes.  ARGV: name, fence, route (1/0), then field/value pairs.
+# KEYS: server, servers, routes, the owner's user-servers.  ARGV: name (a server key),
+# fence, route (1/0), named (1/0: join the owner's index), then field/value pairs.
 FENCED_SET_SCRIPT = """
 local stored = tonumber(redis.call('HGET', KEYS[1], 'fence') or '0') or 0
 if stored > tonumber(ARGV[2]) then return 0 end
 local fields = {}
-for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], 'fence', ARGV[2], unpack(fields))
 redis.call('SADD', KEYS[2], ARGV[1])
+if ARGV[4] == '1' then redis.call('SADD', KEYS[4], ARGV[1]) end
 local url = redis.call('HGET', KEYS[1], 'url')
 if ARGV[3] == '1' and url then
   redis.call('HSET', KEYS[3], ARGV[1], url)
@@ -47,8 +50,10 @@ class FencedServers(StoreBase):
         values["state"] = state
         values["updated"] = repr(self._now())
         flat = [x for kv in values.items() for x in kv]
-        return bool(await self._eval(FENCED_SET_SCRIPT, [server_key(name), SERVERS, ROUTES],
-                                     name, str(fence), "1" if route else "0", *flat))
+        owner, server = split_server_key(name)
+        keys = [server_key(name), SERVERS, ROUTES, user_servers_key(owner)]
+        return bool(await self._eval(FENCED_SET_SCRIPT, keys, name, str(fence),
+                                     "1" if route else "0", "1" if server else "0", *flat))
 
     async def server_fence(self, name: str) -> int:
         """The fence of the start that last wrote ``name``'s record (0: none)."""

@@ -1,7 +1,9 @@
 """Every Redis key ipydoc uses, built here and only here, and the key schema.
 
 Every key starts with ``ipydoc:``; ``{name}`` is always a validated user name
-(:mod:`ipydoc.names`), so it can never contain ``:`` and split a key.  Secrets (session
+(:mod:`ipydoc.names`), so it can never contain ``:`` and split a key; ``{key}`` is a
+validated *server key* (:func:`ipydoc.names.server_key`): the user name for a user's
+default server, ``NAME--SERVER`` for a named one (issue 19), equally free of ``:``.  Secrets (session
 ids, tokens, login states, provider subjects) appear in keys only as SHA-256 hex digests.
 The modules of :mod:`ipydoc.state` are the only readers and writers of these keys.
 
@@ -15,17 +17,23 @@ key                                    type    contents
                                                session.  Only a hash of the cookie's id is
                                                stored.
 ``ipydoc:user-sessions:{name}``        set     the session keys of a user (revoke them all)
-``ipydoc:server:{name}``               hash    ``state`` (starting/running/paused/stopping/
+``ipydoc:server:{key}``                hash    ``state`` (starting/running/paused/stopping/
                                                stopped/failed), ``id``, ``url``, ``token``,
                                                ``image``, ``started``, ``error``, ``updated``,
                                                ``paused_since``, ``idle_since`` (unix times,
                                                only while paused: since when, and the last
                                                activity before the pause)
                                                ``profile``: the profile it was started with
-``ipydoc:servers``                     set     names that have a server record
-``ipydoc:routes``                      hash    name → backend URL, only for servers that answer
-                                               (running, or paused: resumed on first request)
-``ipydoc:activity``                    hash    name → last proxied traffic (unix time)
+``ipydoc:servers``                     set     server keys that have a server record
+``ipydoc:user-servers:{name}``         set     the keys of NAME's *named* servers that have a
+                                               record (kept in step with ``servers`` in the
+                                               same MULTI / script; the default server's
+                                               record ``server:{name}`` is read directly), so
+                                               ``servers_of(NAME)`` is one script call
+``ipydoc:routes``                      hash    server key → backend URL, only for servers that
+                                               answer (running, or paused: resumed on first
+                                               request)
+``ipydoc:activity``                    hash    server key → last proxied traffic (unix time)
 ``ipydoc:events``                      stream  ``kind``, ``user``, ``detail`` (capped at about
                                                10,000 entries); read by ``ipydoc events``.
                                                ``pause``/``resume`` (detail: why / what
@@ -117,6 +125,13 @@ key                                    type    contents
                                                (``github``, an OIDC id: synced at each login)
 ``ipydoc:user-groups:{name}``          hash    the same memberships seen from the user: group →
                                                source (kept in step with ``group-members``)
+``ipydoc:shares:{key}``                hash    who may use server KEY besides its owner (issue
+                                               19 §3, :mod:`ipydoc.state.shares`): field
+                                               ``user:{name}`` or ``group:{group}`` → JSON
+                                               ``{"mode": rw/view, "by", "created"}``
+``ipydoc:shared-with:{kind}:{guest}``  set     the server keys shared with a user (``kind``
+                                               ``user``) or a group (``group``)
+``ipydoc:owner-shares:{name}``         set     NAME's server keys that have a share
 ``ipydoc:placement:{name}``            hash    swarm backend: the node holding NAME's files
                                                (``node`` id, ``hostname``, ``placed`` unix
                                                time); the user's server is pinned there
@@ -124,7 +139,7 @@ key                                    type    contents
 ``ipydoc:lease:{what}``                string  a lease (:mod:`ipydoc.state.leases`): ``"OWNER FENCE"``
                                                with a TTL; OWNER is a daemon id
                                                (``host:pid:random``); ``{what}`` is
-                                               ``start:{name}`` (one start of NAME's server
+                                               ``start:{key}`` (one start of the server KEY
                                                cluster-wide), ``history:{name}`` (the one
                                                worker draining NAME's history queue) or
                                                ``leader:culler`` (the daemon that culls)
@@ -132,7 +147,9 @@ key                                    type    contents
                                                (INCR'd at each new holder; kept for good)
 ``ipydoc:once:{what}``                 string  work done once cluster-wide (e.g. recording a
                                                container's death seen by every daemon); short
-                                               TTL
+                                               TTL; ``guest:{key}:{credential digest}``: a
+                                               guest's first request to a shared server (the
+                                               ``guest-session`` event), 30 days
 ``ipydoc:cluster:secret``              string  a fingerprint (HMAC) of the signing secret of
                                                the daemons using this Redis; a daemon with
                                                another secret refuses to start
@@ -150,7 +167,7 @@ Outside Redis a session is named by its ``sid``: the hex hash in its key, which 
 it without revealing the cookie (the CLI shows 16 digits and accepts any unique prefix of
 8 or more).
 
-``server:{name}`` also holds ``fence``: the fencing token of the start lease of the
+``server:{key}`` also holds ``fence``: the fencing token of the start lease of the
 start that wrote it; a write carrying an older fence is refused
 (:mod:`ipydoc.state.fenced`), so a start whose lease expired cannot overwrite a newer one.
 
@@ -258,9 +275,31 @@ def user_groups_key(name: str) -> str:
     return f"{P}user-groups:{name}"
 
 
+# -- shares (issue 19 §3) ------------------------------------------------------------------
+SHARES_PATTERN = f"{P}shares:*"
+
+
+def shares_key(key: str) -> str:
+    return f"{P}shares:{key}"
+
+
+def shared_with_key(kind: str, guest: str) -> str:
+    return f"{P}shared-with:{kind}:{guest}"
+
+
+def owner_shares_key(name: str) -> str:
+    return f"{P}owner-shares:{name}"
+
+
 # -- servers -------------------------------------------------------------------------------
 def server_key(name: str) -> str:
+    """The record of the server ``name`` (a server key: a user name or ``NAME--SERVER``)."""
     return f"{P}server:{name}"
+
+
+def user_servers_key(name: str) -> str:
+    """The set of the keys of user ``name``'s named servers."""
+    return f"{P}user-servers:{name}"
 
 
 def placement_key(name: str) -> str:

@@ -1,8 +1,13 @@
-"""Servers and routes: ``server:{name}``, ``servers``, ``routes``; and ``activity``.
+"""Servers and routes: ``server:{key}``, ``servers``, ``user-servers:{name}``, ``routes``;
+and ``activity``.
 
-A server's record and its route change together in one MULTI/EXEC, so a reader never sees
-a route without a running server or the other way round.  ``activity`` (last proxied
-traffic per user) is what the culler reads to stop idle servers.
+A server is named by its server key (:func:`ipydoc.names.server_key`: the user name for
+the default server, ``NAME--SERVER`` for a named one).  A server's record and its route
+change together in one MULTI/EXEC, so a reader never sees a route without a running
+server or the other way round; a named server's key joins its owner's index
+``user-servers:{name}`` in the same step, so :meth:`Servers.servers_of` is one script
+call, not a scan.  ``activity`` (last proxied traffic per server) is what the culler reads
+to stop idle servers.
 
 Reads of many records (:meth:`Servers.list_servers`, :meth:`Servers.get_servers`: the
 reconcile at start-up, the metrics snapshot every few seconds, admin listings) go in one
@@ -16,8 +21,9 @@ from typing import Any
 
 from twisted.internet import defer
 
+from ipydoc.names import split_server_key
 from ipydoc.state.connection import StoreBase, as_float
-from ipydoc.state.keys import ACTIVITY, ROUTES, SERVERS, server_key
+from ipydoc.state.keys import ACTIVITY, ROUTES, SERVERS, server_key, user_servers_key
 
 SERVER_STATES = ("starting", "running", "paused", "stopping", "stopped", "failed")
 #: States in which the server has a route (``paused``: frozen, resumed by its first request).
@@ -31,6 +37,20 @@ for _, name in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local state = redis.call('HGET', ARGV[1] .. name, 'state')
   if state then out[#out + 1] = name; out[#out + 1] = state end
 end
+return out
+"""
+#: key, fields, key, fields, ... of a user's servers: the default (KEYS[2]) first, then
+#: the named ones of the index KEYS[1], sorted (ARGV[1]: the record prefix).
+SERVERS_OF_SCRIPT = """
+local out = {}
+local function add(key)
+  local h = redis.call('HGETALL', ARGV[1] .. key)
+  if #h > 0 then out[#out + 1] = key; out[#out + 1] = h end
+end
+add(KEYS[2])
+local named = redis.call('SMEMBERS', KEYS[1])
+table.sort(named)
+for _, key in ipairs(named) do add(key) end
 return out
 """
 
@@ -50,9 +70,20 @@ class Server:
     idle_since: float | None = None     # while paused: the last activity before the pause
     profile: str = ""                   # the profile it was started with (issue 19)
 
+    @property
+    def owner(self) -> str:
+        """The user this server belongs to (``name`` is its server key)."""
+        return split_server_key(self.name)[0]
+
+    @property
+    def server(self) -> str:
+        """The server's name: "" for the user's default server."""
+        return split_server_key(self.name)[1]
+
     def public(self) -> dict[str, Any]:
         """What may be shown to people: everything but the token."""
-        return {"name": self.name, "state": self.state, "id": self.id[:12], "url": self.url,
+        return {"name": self.name, "owner": self.owner, "server": self.server,
+                "state": self.state, "id": self.id[:12], "url": self.url,
                 "image": self.image, "started": self.started, "error": self.error,
                 "updated": self.updated, "paused_since": self.paused_since,
                 "profile": self.profile}
@@ -92,9 +123,12 @@ class Servers(StoreBase):
         values["state"] = state
         values["updated"] = repr(self._now())
         key = server_key(name)
+        owner, server = split_server_key(name)
         t = await self.redis.multi()
         t.hmset(key, values)
         t.sadd(SERVERS, name)
+        if server:
+            t.sadd(user_servers_key(owner), name)
         if route:
             t.hset(ROUTES, name, values["url"])
         else:
@@ -105,6 +139,38 @@ class Servers(StoreBase):
         if state != "paused":
             t.hdel(key, ["paused_since", "idle_since"])
         await t.commit()
+
+    async def servers_of(self, user: str) -> list[Server]:
+        """Every server record of ``user``: the default one first, then the named ones by
+        name (one script call)."""
+        flat = await self._eval(SERVERS_OF_SCRIPT, [user_servers_key(user), user],
+                                server_key(""))
+        found = (_server(k, dict(zip(h[::2], h[1::2]))) for k, h in zip(flat[::2], flat[1::2]))
+        return [s for s in found if s is not None]
+
+    async def named_server_keys(self, user: str) -> list[str]:
+        """The keys in ``user``'s index of named servers (sorted)."""
+        return sorted(await self.redis.smembers(user_servers_key(user)))
+
+    async def remove_server_record(self, name: str) -> None:
+        """Forget the server ``name``: its record, route, activity and index entries, in
+        one MULTI (the caller made sure it does not run; files are not touched)."""
+        owner, _ = split_server_key(name)
+        t = await self.redis.multi()
+        t.delete(server_key(name))
+        t.srem(SERVERS, name)
+        t.srem(user_servers_key(owner), name)
+        t.hdel(ROUTES, name)
+        t.hdel(ACTIVITY, name)
+        await t.commit()
+
+    async def add_server_event(self, kind: str, name: str, detail: str = "") -> None:
+        """An event about the server ``name`` (a server key): ``user`` is its owner; the
+        detail of a named server's event starts with ``server NAME:``."""
+        owner, server = split_server_key(name)
+        if server:
+            detail = f"server {server}: {detail}" if detail else f"server {server}"
+        await self.add_event(kind, owner, detail)  # type: ignore[attr-defined]
 
     async def list_servers(self) -> list[Server]:
         return await self._read_many(sorted(await self.redis.smembers(SERVERS)))

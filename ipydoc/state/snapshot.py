@@ -25,6 +25,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -38,6 +39,8 @@ from ipydoc.state.redis_url import RedisTarget
 
 SCAN_COUNT = 500
 START_WAIT = 15.0  # seconds for a redis-server we start to answer
+#: Longest unix socket path Redis takes (``sun_path`` is 108 bytes with its NUL).
+MAX_SOCKET_PATH = 100
 
 
 class SnapshotError(RuntimeError):
@@ -123,11 +126,13 @@ def take_rdb(target: RedisTarget | None, socket: Path | None, dest: Path,
 class LocalRedis:
     """A redis-server child of this process on a unix socket, started and stopped here."""
 
-    def __init__(self, socket: Path, argv: list[str], cwd: Path) -> None:
+    def __init__(self, socket: Path, argv: list[str], cwd: Path,
+                 socket_dir: Path | None = None) -> None:
         self.socket = socket
         self.argv = argv
         self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
+        self._socket_dir = socket_dir  # a private directory of ours, removed at stop
 
     def start(self) -> None:
         try:
@@ -150,6 +155,8 @@ class LocalRedis:
 
     def stop(self) -> None:
         """SIGTERM (redis persists what its config says on it) and wait."""
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)  # the socket's own dir
         if self.proc is None:
             return
         if self.proc.poll() is None:
@@ -199,10 +206,14 @@ def throwaway(rdb: Path, workdir: Path, command: str = "redis-server") -> LocalR
     if rdb.parent != workdir or rdb.name != "dump.rdb":
         shutil.copyfile(rdb, workdir / "dump.rdb")
     sock = workdir / "source.sock"
+    socket_dir = None
+    if len(os.fsencode(sock)) >= MAX_SOCKET_PATH:  # a deep state directory
+        socket_dir = Path(tempfile.mkdtemp(prefix="ipydoc-restore-"))  # mode 0700
+        sock = socket_dir / "source.sock"
     return LocalRedis(sock, [command, "--port", "0", "--unixsocket", str(sock),
                              "--unixsocketperm", "700", "--dir", str(workdir),
                              "--dbfilename", "dump.rdb", "--appendonly", "no", "--save", "",
-                             "--daemonize", "no"], workdir)
+                             "--daemonize", "no"], workdir, socket_dir)
 
 
 # -- copying keys ------------------------------------------------------------------------------

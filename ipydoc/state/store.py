@@ -12,6 +12,7 @@ Each concern has its module (the key schema is in :mod:`ipydoc.state.keys`):
 :mod:`ipydoc.state.events`          the event log
 :mod:`ipydoc.state.spawn_settings`  per-user limit overrides and image choice
 :mod:`ipydoc.state.groups`          groups: members, admin rights, profiles, default limits
+:mod:`ipydoc.state.shares`          shares of a server with users and groups (issue 19 §3)
 :mod:`ipydoc.state.history_queue`   saves waiting for a commit, dead letters, mirror state
 :mod:`ipydoc.state.user_repos`      users' own history repositories (link, sealed credential)
 :mod:`ipydoc.state.login_states`    logins at a provider in progress
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # txredisapi (which the bus imports) installs the reactor
     from ipydoc.state.bus import Bus
+from ipydoc.names import split_server_key
 from ipydoc.state.events import Events
 from ipydoc.state.fenced import FencedServers
 from ipydoc.state.groups import Groups
@@ -54,6 +56,7 @@ from ipydoc.state.keys import (
     server_key,
     user_key,
     user_options_key,
+    user_servers_key,
 )
 from ipydoc.state.leases import Leases, history_lease, start_lease
 from ipydoc.state.login_limits import LoginFailures
@@ -62,6 +65,7 @@ from ipydoc.state.placements import Placements
 from ipydoc.state.reservations import Reservations
 from ipydoc.state.servers import Servers
 from ipydoc.state.sessions import Sessions
+from ipydoc.state.shares import Shares
 from ipydoc.state.spawn_settings import SpawnSettings
 from ipydoc.state.tokens import Tokens
 from ipydoc.state.user_repos import UserRepos
@@ -70,7 +74,7 @@ from ipydoc.state.users import Users
 
 class Store(Users, Reservations, IdentityBindings, Sessions, Tokens, Servers, Events,
             SpawnSettings, HistoryQueue, UserRepos, LoginStates, LoginFailures, Handoffs,
-            Placements, Leases, FencedServers, Groups):
+            Placements, Leases, FencedServers, Groups, Shares):
     """Typed operations on the key schema, over a txredisapi connection pool."""
 
     def __init__(self, redis: Any, clock: Any = None, bus: Bus | None = None) -> None:
@@ -83,12 +87,54 @@ class Store(Users, Reservations, IdentityBindings, Sessions, Tokens, Servers, Ev
         if self.bus is not None:
             self.bus.tell("sessions-ended")
 
+    def _shares_changed(self, key: str) -> None:
+        super()._shares_changed(key)
+        if self.bus is not None:
+            self.bus.tell("shares-changed", key)
+
+    async def remove_member(self, group: str, name: str) -> bool:
+        """Leaving a group ends the shares it gave: the servers shared with the group are
+        told changed, so the gate cuts what ``name`` has open there."""
+        removed = await super().remove_member(group, name)
+        if removed:
+            await self._group_shares_changed([group])
+        return removed
+
+    async def leave_all_groups(self, name: str) -> None:
+        groups = list(await self.user_groups(name))
+        await super().leave_all_groups(name)
+        await self._group_shares_changed(groups)
+
+    async def remove_group(self, group: str) -> bool:
+        """A group removed: the shares with it go too (a group made later under the same
+        name does not inherit them)."""
+        keys = await self.servers_shared_with_group(group)
+        removed = await super().remove_group(group)
+        for key in sorted(keys):
+            if await self.remove_share(key, "group", group):
+                await self.add_event("unshare", split_server_key(key)[0],
+                                     f"server={key} guest=group:{group} by=group-remove")
+        return removed
+
+    async def _group_shares_changed(self, groups: list[str]) -> None:
+        for key in sorted({k for g in groups for k in await self.servers_shared_with_group(g)}):
+            self._shares_changed(key)
+
+    async def remove_server_record(self, name: str) -> None:
+        """A named server removed: its shares go with it (a server made later under the
+        same name is not shared by surprise)."""
+        await super().remove_server_record(name)
+        for s in await self.remove_server_shares(name):
+            await self.add_event("unshare", s.owner, f"server={name} guest={s.kind}:{s.guest} "
+                                                     f"mode={s.mode} by=server-remove")
+
     def sessions_ended_elsewhere(self) -> None:
         """Another daemon ended sessions: empty this daemon's caches (not told again)."""
         super()._sessions_ended()
 
     async def remove_user(self, name: str, reservation: dict[str, str] | None = None) -> bool:
-        """Delete the account, its sessions, tokens, server record, route and activity.
+        """Delete the account, its sessions, tokens, server records (the default and every
+        named one), routes and activity.
 
         The caller stops the server first; user files are not touched here.  With
         ``reservation`` (files are kept) the name's ``removed:{name}`` record is written in
@@ -97,8 +143,10 @@ class Store(Users, Reservations, IdentityBindings, Sessions, Tokens, Servers, Ev
         """
         existed = await self.user_exists(name)
         await self.leave_all_groups(name)
+        await self.forget_user_shares(name)
         await self.revoke_sessions(name)
         await self.revoke_tokens(name)
+        named = await self.named_server_keys(name)
         t = await self.redis.multi()
         if reservation is not None:
             t.hmset(removed_key(name), reservation)
@@ -108,6 +156,12 @@ class Store(Users, Reservations, IdentityBindings, Sessions, Tokens, Servers, Ev
         t.srem(SERVERS, name)
         t.hdel(ROUTES, name)
         t.hdel(ACTIVITY, name)
+        for key in named:  # the user's named servers (issue 19)
+            t.delete(server_key(key))
+            t.srem(SERVERS, key)
+            t.hdel(ROUTES, key)
+            t.hdel(ACTIVITY, key)
+        t.delete(user_servers_key(name))
         t.delete(limits_key(name))
         t.delete(user_options_key(name))
         t.delete(history_repo_key(name))  # the user's own repository link and credential

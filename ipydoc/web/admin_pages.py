@@ -1,7 +1,8 @@
 """The admin dashboard (``/hub/admin``): every account with its server's state, live CPU
 and memory (``/hub/admin/api/servers``, polled by ``admin.js``), recent events, adding an
-account and start / stop / disable / enable; groups (issue 19: create with admin flag and
-profiles, add and remove members, delete; default limits are set with ``ipydoc group set``).
+account and start / stop / disable / enable; every named server (issue 19 §1) with its
+owner, name and state, and stop; groups (issue 19: create with admin flag and profiles,
+add and remove members, delete; default limits are set with ``ipydoc group set``).
 
 Admins only (a 403 page for others, JSON answers for the API).  Actions are form POSTs
 under the one CSRF and ``Origin`` rule of :mod:`ipydoc.web.pages`; stop and disable ask for
@@ -25,7 +26,14 @@ from ipydoc.access.sessions import Session
 from ipydoc.backends.base import BackendError
 from ipydoc.edge.redirects import safe_next
 from ipydoc.edge.request_args import arg
-from ipydoc.names import InvalidName, normalize_login, validate_name
+from ipydoc.names import (
+    SERVER_KEY_SEPARATOR,
+    InvalidName,
+    normalize_login,
+    server_key,
+    validate_name,
+    validate_server_name,
+)
 from ipydoc.state.users import NameReserved
 from ipydoc.web.pages import Pages, RedisDown, notice, redis_down
 from ipydoc.web.present import SORTS, Row, StatsCache, sort_rows
@@ -69,6 +77,18 @@ class AdminPages:
                             server.paused_since if server and state == "paused" else None))
         return rows
 
+    async def named_rows(self) -> list[dict[str, Any]]:
+        """Every named server: owner, name, state (the default ones are the user rows)."""
+        rows = []
+        for record in await self.store.list_servers():
+            owner, sep, server = record.name.partition(SERVER_KEY_SEPARATOR)
+            if sep:
+                state = self.pages.server_state(record.name, record)
+                rows.append({"key": record.name, "owner": owner, "server": server,
+                             "state": state, "profile": record.profile,
+                             "error": record.error if state == "failed" else ""})
+        return sorted(rows, key=lambda r: (r["owner"], r["server"]))
+
     async def running_containers(self) -> dict[str, str]:
         routes = self.pages.manager.routes
         servers = await self.store.get_servers(list(routes))
@@ -104,6 +124,7 @@ class AdminPages:
             back=back, events=await self.store.recent_events(30), error=error,
             form=form or {}, notice=notice(request), now=time.time(),
             stats_available=self.stats.stats is not None, groups=groups,
+            named=await self.named_rows(),
             profiles={n: s.profile for n, s in servers.items() if s.profile},
             catalogue=self.pages.manager.limits.catalogue.profiles,
             group_error=group_error, group_form=group_form or {})
@@ -204,7 +225,7 @@ class AdminPages:
             elif action == "disable":
                 await self.store.update_user(name, disabled=True)
                 await self.store.revoke_sessions(name)
-                await manager.stop(name, f"account disabled by {session.user}")
+                await manager.stop_all(name, f"account disabled by {session.user}")
             elif action == "enable":
                 await self.store.update_user(name, disabled=False)
         except BackendError as e:
@@ -213,6 +234,33 @@ class AdminPages:
             await self.store.add_event(f"user-{action}", name, f"by {session.user}")
         self.log.info("{admin}: {action} {name}", admin=session.user, action=action, name=name)
         return pages.redirect(request, with_notice(back, action, name))
+
+    @app.route("/admin/servers/<name>/<server>/stop", methods=["POST"])
+    async def stop_named(self, request: IRequest, name: str, server: str) -> bytes:
+        """Stop a user's named server (after a confirmation without JavaScript)."""
+        pages = self.pages
+        session = await pages.admin_session(request)
+        if not isinstance(session, Session):
+            return session
+        if not pages.post_allowed(request, session.csrf):
+            return pages.expired_form(request, session)
+        try:
+            key = server_key(name, validate_server_name(server))
+        except InvalidName:
+            return pages.error(request, 404, "Not found", "There is no such server.", session)
+        back = self._back(request)
+        if arg(request, "confirmed") != "1":
+            return pages.confirm(request, session, title=f"Stop the server {server} of {name}?",
+                                 message="Unsaved work in its notebooks is lost; the files "
+                                         "stay.",
+                                 action=f"/hub/admin/servers/{name}/{server}/stop",
+                                 button="Stop", fields={"back": back}, back=back)
+        try:
+            await pages.manager.stop(key, f"stopped by admin {session.user}")
+        except BackendError as e:
+            return pages.error(request, 502, "Not done", e.message, session)
+        self.log.info("{admin}: stop {key}", admin=session.user, key=key)
+        return pages.redirect(request, with_notice(back, "stop", name))
 
     # -- groups ---------------------------------------------------------------------------
     async def _group_post(self, request: IRequest) -> Session | bytes:

@@ -1,7 +1,8 @@
 """``/hub/handoff?to=NAME&next=PATH`` (subdomain mode): from the hub's login to NAME's host.
 
 A user's host sends a browser without a host session here, with ``state=`` (the value
-of the state cookie it just set there).  If the hub session belongs to NAME, the hub
+of the state cookie it just set there).  If the hub session belongs to NAME (or to a guest
+NAME's server is shared with), the hub
 issues a one-time token bound to that state (:mod:`ipydoc.access.user_hosts`, 30 s) and
 redirects to ``NAME.<domain>/_ipydoc/handoff?token=...&next=PATH``, where it becomes a
 host-only cookie only if the browser shows the same state cookie: a token fetched by
@@ -25,14 +26,16 @@ from ipydoc.access.user_hosts import well_formed_state
 from ipydoc.edge.redirects import safe_next
 from ipydoc.edge.request_args import arg
 from ipydoc.edge.routing import Routing
-from ipydoc.names import InvalidName, validate_name
+from ipydoc.names import InvalidName, validate_server_key
 from ipydoc.web.pages import Pages, RedisDown, redis_down
 
 
 class HandoffTokens(Protocol):
     """Issues the one-time tokens (:class:`ipydoc.access.user_hosts.HostSessions`)."""
 
-    async def issue(self, session: Session, state: str) -> str: ...
+    async def issue(self, session: Session, state: str, host: str) -> str: ...
+
+    async def may_enter(self, user: str, host: str) -> bool: ...
 
 
 class HandoffPage:
@@ -54,10 +57,10 @@ class HandoffPage:
         if session is None:
             return pages.to_login(request)
         try:
-            name = validate_name(arg(request, "to"))
+            name = validate_server_key(arg(request, "to"))  # a named server's key too
         except InvalidName:
             return pages.error(request, 404, "Not found", "There is no such user.", session)
-        if session.user != name:
+        if not await self.hosts.may_enter(session.user, name):  # owner, or a guest
             return pages.error(request, 403, "Forbidden",
                                f"This is another user's server. Yours is at "
                                f"{routing.user_url(session.user, 'lab', request)}.", session)
@@ -65,7 +68,7 @@ class HandoffPage:
         state = well_formed_state(arg(request, "state"))
         if state is None:  # not sent by the user's host: start there (it sets the state)
             return pages.redirect(request, routing.user_origin(name, request) + nxt, 302)
-        token = await self.hosts.issue(session, state)
+        token = await self.hosts.issue(session, state, name)
         query = urlencode({"token": token, "next": nxt})
         request.setHeader(b"Referrer-Policy", b"no-referrer")
         return pages.redirect(

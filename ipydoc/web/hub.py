@@ -9,8 +9,10 @@ Klein branch route, so this module is the one place that lists every URL of the 
 ``/hub/static/…``                    scripts and styles           (files, below)
 ``/hub/login``, ``/hub/logout``      local login, logout          :mod:`.login_pages`
 ``/hub/oauth/<id>/start|callback``   login providers              :mod:`.provider_pages`
-``/hub/home``, ``/hub/spawn/<n>``,   the user's server: home,    :mod:`.home_pages`
-``/hub/stop/<n>``                    spawn page and form, stop
+``/hub/home``, ``/hub/spawn/<n>``,   the user's servers: home,   :mod:`.home_pages`
+``/hub/stop/<n>``,                   spawn page and form, stop;
+``/hub/servers/<n>``,                a new named server, remove
+``/hub/remove/<n>/<server>``         a stopped named one
 ``/hub/api/…``                       the REST API (tokens,        :mod:`.api.app`
                                      OpenAPI), the start progress
                                      (events) ``spawn.js`` reads
@@ -22,6 +24,8 @@ Klein branch route, so this module is the one place that lists every URL of the 
                                      unlink; and the GitHub
                                      connect callback (below)
 ``/hub/handoff``                     to a user's host (subdomain) :mod:`.handoff_page`
+``/hub/shares/<n>``,                 add and revoke a share of    :mod:`.share_pages`
+``/hub/unshare/<n>``                 one of the user's servers
 ``/hub/metrics``                     Prometheus, bearer token     :mod:`.metrics_page`
 ===================================  ===============================================
 
@@ -56,6 +60,7 @@ from ipydoc.servers.static_cache import StaticCache
 from ipydoc.web.account_pages import AccountPages
 from ipydoc.web.admin_pages import AdminPages
 from ipydoc.web.api.app import ApiPages
+from ipydoc.web.api.users import AccountRemoval
 from ipydoc.web.handoff_page import HandoffPage, HandoffTokens
 from ipydoc.web.history_pages import HistoryPages, HistoryReader
 from ipydoc.web.history_repo_pages import HistoryRepoPages
@@ -65,18 +70,21 @@ from ipydoc.web.metrics_page import MetricsPage
 from ipydoc.web.pages import Gate, HubSettings, Pages
 from ipydoc.web.present import StatsCache, StatsFn
 from ipydoc.web.provider_pages import ProviderPages
+from ipydoc.web.share_pages import SharePages
 
 #: Path prefix under ``/hub`` → the page group that answers it (see the table above).
 URL_MAP: tuple[tuple[str, str], ...] = (
     ("/login", "login"), ("/logout", "login"),
     ("/oauth", "providers"),
     ("/home", "home"), ("/spawn", "home"), ("/stop", "home"),
+    ("/servers", "home"), ("/remove", "home"),
     ("/api", "api"),
     ("/password", "account"), ("/token", "account"),
     ("/admin", "admin"),
     ("/history", "history"),
     ("/repository", "repository"), ("/oauth/github/callback/repository", "repository"),
     ("/handoff", "handoff"),
+    ("/shares", "shares"), ("/unshare", "shares"),
     ("/metrics", "metrics"),
 )
 
@@ -126,7 +134,8 @@ def make_hub(*, sessions: Sessions, manager: ServerManager, gate: Gate, routing:
              providers: Mapping[str, Provider] | None = None, local_login: bool = True,
              provider_limits: ProviderLimits = ProviderLimits(),
              public_url: str = "", metrics_token: str | None = None,
-             static: StaticCache | None = None) -> HubSite:
+             static: StaticCache | None = None,
+             removal: AccountRemoval | None = None) -> HubSite:
     """The hub with its page groups, from the daemon's parts (:mod:`ipydoc.tap`)."""
     providers = dict(providers or {})
     pages = Pages(sessions, manager, gate)
@@ -144,6 +153,7 @@ def make_hub(*, sessions: Sessions, manager: ServerManager, gate: Gate, routing:
         "repository": HistoryRepoPages(pages, getattr(history, "user_repos", None), providers,
                                        limits=provider_limits, base_url=public_url),
         "handoff": HandoffPage(pages, routing, hosts),
+        "shares": SharePages(pages),
         "metrics": MetricsPage(metrics_token),  # metrics.token_file; None: 404
-        "api": ApiPages(pages, routing, history),
+        "api": ApiPages(pages, routing, history, removal),
     })

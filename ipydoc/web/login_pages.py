@@ -138,7 +138,8 @@ class LoginPages:
 
     async def after_login(self, request: IRequest, name: str, nxt: str) -> bytes:
         """Where a fresh login goes (any provider): ``next`` if it is the user's own or
-        the hub's, else JupyterLab, through the spawn page when the server must start."""
+        the hub's, else JupyterLab: straight there while its start is under way, through
+        the spawn page when the server is stopped and was not started here."""
         target = self.routing.user_target(name, nxt, request)
         server = await self.store.get_server(name)
         manager = self.pages.manager
@@ -148,6 +149,12 @@ class LoginPages:
             self.pages.start_in_background(name)
         if target.startswith("/hub/"):
             return self.pages.redirect(request, target)  # e.g. /hub/admin: no need to wait
+        if manager.is_starting(name) and not self.routing.subdomain:
+            # Straight to the server's page: the access ladder holds it for the start (or
+            # sends the server's kept lab page at once), and sends the browser to the
+            # start page itself when the start fails or takes long (docs/cold_login.md).
+            # (Subdomain mode: the user's host needs its handoff first; the start page.)
+            return self.pages.redirect(request, target)
         return self.pages.redirect(request,
                                    f"/hub/spawn/{name}?next={quote(target, safe='/:')}")
 
@@ -173,6 +180,7 @@ class LoginPages:
         request.setHeader(b"Clear-Site-Data", b'"cookies", "storage"')
         await self.store.add_event("logout", session.user, "")
         if self.settings.stop_on_logout:
-            d = defer.Deferred.fromCoroutine(self.pages.manager.stop(session.user, "logout"))
+            d = defer.Deferred.fromCoroutine(  # every server of the user's, named ones too
+                self.pages.manager.stop_all(session.user, "logout"))
             d.addErrback(lambda f: self.log.failure("stop on logout", f))
         return self.pages.redirect(request, "/hub/login")

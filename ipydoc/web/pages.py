@@ -48,6 +48,7 @@ NOTICES = {  # ?done=… after an action: fixed texts, so a link cannot put word
     "added": "Added the account {user}.",
     "start": "Starting the server of {user}.",
     "stop": "Stopped the server of {user}.",
+    "server-removed": "Removed the server; the files of {user} stay.",
     "disable": "Disabled {user}: sessions ended, server stopped, files kept.",
     "enable": "Enabled {user}.",
     "revoked": "The token was revoked.",

@@ -1,36 +1,55 @@
-"""A cold login in Chromium: the start page prefetches JupyterLab's bundles from the
-image's cache while the server boots, then JupyterLab opens and a notebook runs."""
+"""A cold login in Chromium: the browser goes straight to JupyterLab; the second time, the
+server's kept lab page and the image's bundles arrive while the server boots, then
+JupyterLab opens and a notebook runs.  A start that fails sends the page to the start
+page with the error."""
 
 from __future__ import annotations
 
 import re
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
+from playwright.sync_api import expect
 
 from browser_support import browser_fixture, browser_login, page_fixture, wait_for_lab  # noqa: F401
-from support import login, wait_for
+from support import docker, wait_for
+
+
+def stop(daemon, name: str) -> None:
+    assert daemon.cli("server", "stop", name).returncode == 0
+    wait_for(lambda: not daemon.containers(name), timeout=60)
+
+
+def first_login(daemon, page, name: str, password: str) -> None:
+    """A first cold login (no kept page yet): the lab page waits for the start."""
+    browser_login(page, daemon.url, name, password)
+    wait_for_lab(page)
+    wait_for(lambda: f"kept the lab page of {name}" in daemon.log(), timeout=60)
+    stop(daemon, name)
+    page.context.clear_cookies()
 
 
 def test_cold_login_lands_on_a_working_jupyterlab(make_daemon, page):
     daemon = make_daemon()
     daemon.start()
     daemon.add_user("carol", "carol-password-1")
-    # Wait until the image's files are cached (read in the background at start).
-    probe, _ = login(daemon.url, "carol", "carol-password-1", next="/hub/home")
-    wait_for(lambda: "/static/lab/main." in probe.get(f"{daemon.url}/hub/spawn/carol").text,
-             timeout=120)
-    daemon.cli("server", "stop", "carol")
-    wait_for(lambda: not daemon.containers("carol"), timeout=60)
+    documents: list[str] = []
+    page.on("request", lambda r: r.resource_type == "document"
+            and documents.append(r.url.split("?")[0]))
+    first_login(daemon, page, "carol", "carol-password-1")
+    assert not any("/hub/spawn/" in u for u in documents), documents  # no start page
 
     from_cache: list[str] = []
-    page.on("response", lambda r: "/static/lab/" in r.url and r.status == 200
-            and "immutable" in (r.headers.get("cache-control") or "")
+    page.on("response", lambda r: ("/static/lab/" in r.url or "/lab/extensions/" in r.url)
+            and r.status == 200 and "immutable" in (r.headers.get("cache-control") or "")
             and from_cache.append(r.url))
     browser_login(page, daemon.url, "carol", "carol-password-1")
     wait_for_lab(page)
-    # The start page asked for the entry bundle while the server was still starting.
-    assert "static-cache" in daemon.log()
-    assert any("/user/carol/static/lab/main." in u for u in from_cache)
+    # The kept page was sent, and its bundles came from the image's cache, while the
+    # server was still starting.
+    wait_for(lambda: "early-lab" in daemon.log() and "static-cache" in daemon.log())
+    assert any("/user/carol/static/lab/main." in u for u in from_cache), from_cache
+    assert any("/user/carol/lab/extensions/" in u and "remoteEntry." in u
+               for u in from_cache), from_cache
 
     page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click(timeout=60_000)
     editor = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first
@@ -50,3 +69,26 @@ def test_cold_login_lands_on_a_working_jupyterlab(make_daemon, page):
             continue
     assert output.inner_text().strip() == "42"
     assert re.match(r".*/user/carol/lab", page.url)
+
+
+def test_a_failed_start_under_the_kept_page_shows_the_start_pages_error(make_daemon, page):
+    daemon = make_daemon()
+    daemon.start()
+    daemon.add_user("dave", "dave-password-1")
+    first_login(daemon, page, "dave", "dave-password-1")
+    # dave's next start never answers (a Jupyter config in his home); it dies starting.
+    assert daemon.cli("server", "start", "dave").returncode == 0
+    (cid,) = daemon.containers("dave")
+    docker("exec", cid, "sh", "-c", "mkdir -p ~/.jupyter && echo 'import time; "
+           "time.sleep(600)' > ~/.jupyter/jupyter_server_config.py")
+    stop(daemon, "dave")
+
+    browser_login(page, daemon.url, "dave", "dave-password-1")
+    page.wait_for_url(re.compile(r".*/user/dave/lab$"))
+    wait_for(lambda: "early-lab" in daemon.log())
+    (cid,) = wait_for(lambda: daemon.containers("dave"), timeout=60)
+    docker("kill", cid, check=False)
+    page.wait_for_url(re.compile(r".*/hub/spawn/dave\?next=.*"), timeout=60_000)
+    expect(page.locator("#title")).to_have_text("Your server could not start", timeout=30_000)
+    expect(page.locator("#message")).to_contain_text("exited while starting")
+    expect(page.get_by_role("button", name="Try again")).to_be_visible()

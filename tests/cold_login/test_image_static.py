@@ -7,12 +7,17 @@ files and drops the old ones.
 
 from __future__ import annotations
 
+import http.server
+import json
 import secrets
+import threading
+import time
 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
+from ipydoc.backends.base import BackendError
 from ipydoc.backends.docker_api import DockerAPI
 from ipydoc.backends.image_static import ImageStaticReader, versioned_hash
 from ipydoc.servers.static_cache import StaticCache, url_for
@@ -59,6 +64,14 @@ def lab_static_listing() -> dict[str, int]:
     return {n: int(s) for n, s in (line.split() for line in out.splitlines())}
 
 
+def extension_listing() -> dict[str, int]:
+    """``<package>/static/<name>`` -> size, of the image's prebuilt extensions."""
+    out = docker("run", "--rm", "--entrypoint", "sh", TEST_IMAGE, "-c",
+                 "cd /opt/conda/share/jupyter/labextensions && for f in */static/* "
+                 "@*/*/static/*; do [ -f \"$f\" ] && echo \"$f $(wc -c < $f)\"; done; true")
+    return {n: int(s) for n, s in (line.split() for line in out.splitlines())}
+
+
 @pytest_twisted.ensureDeferred
 async def test_cache_reads_the_image_and_follows_a_change(own_image, instance, tmp_path):
     api = DockerAPI(reactor)
@@ -76,6 +89,19 @@ async def test_cache_reads_the_image_and_follows_a_change(own_image, instance, t
         assert cache.get(main, version=versioned_hash(main)) is not None
         assert cache.get(main, version="0" * 16) is None   # a ?v= naming another version
         assert cache.get(EXTRA) is None
+        # The prebuilt extensions' versioned files too, by package (served under
+        # lab/extensions/<package>/static/), and nothing else of theirs.
+        for path, size in extension_listing().items():
+            package, _, filename = path.partition("/static/")
+            held_ext = cache.get(f"extensions/{package}/static/{filename}")
+            if versioned_hash(filename):
+                assert held_ext is not None and len(held_ext[0]) == size, path
+            else:
+                assert held_ext is None, path
+        assert any(n.startswith("remoteEntry.") for n in extension_listing()
+                   for n in [n.rsplit("/", 1)[-1]])
+        assert url_for("extensions/x/static/remoteEntry.0123456789abcdef0123.js") == \
+            "lab/extensions/x/static/remoteEntry.0123456789abcdef0123.js"
         assert cache.startup_files() == [main]             # nothing learned yet: the entry
         # Learning keeps only names the cache holds (a user cannot add others).
         cache.saw("not-held.0123456789abcdef.js")
@@ -95,3 +121,67 @@ async def test_cache_reads_the_image_and_follows_a_change(own_image, instance, t
         await reader.close()
         await api.close()
     # (the instance fixture checks that no helper container is left)
+
+
+class TricklingEngine(http.server.BaseHTTPRequestHandler):
+    """A stand-in Docker engine whose archive answer never ends: a few bytes a second."""
+
+    protocol_version = "HTTP/1.1"
+    removed: list[str] = []
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def reply(self, code: int, body: dict | None = None) -> None:
+        data = json.dumps(body).encode() if body is not None else b""
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        if "/images/" in self.path:
+            return self.reply(200, {"Id": "sha256:" + "ab" * 32})
+        if "/archive" in self.path:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-tar")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            try:
+                for _ in range(600):  # up to a minute, far past the reader's deadline
+                    self.wfile.write(b"1\r\n\0\r\n")
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:  # the reader gave up and closed the connection
+                return
+        return self.reply(404, {"message": "no such thing"})
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.reply(201, {"Id": "helper0123", "Warnings": []})
+
+    def do_DELETE(self) -> None:
+        TricklingEngine.removed.append(self.path)
+        self.send_response(204)
+        self.end_headers()
+
+
+@pytest_twisted.ensureDeferred
+async def test_one_deadline_covers_the_whole_archive_read():
+    """An archive whose headers come at once and whose body trickles forever: the read
+    ends at the deadline (not only the wait for the headers), and the helper is removed."""
+    engine = http.server.ThreadingHTTPServer(("127.0.0.1", 0), TricklingEngine)
+    threading.Thread(target=engine.serve_forever, daemon=True).start()
+    api = DockerAPI(reactor, f"tcp://127.0.0.1:{engine.server_address[1]}")
+    reader = ImageStaticReader(reactor, api, instance="tstandin", timeout=1.5)
+    try:
+        with pytest.raises(BackendError) as e:
+            await reader.read("some/image:latest")
+        assert "took over 1.5 s" in e.value.message
+        assert any("/containers/helper0123" in p for p in TricklingEngine.removed)
+    finally:
+        await reader.close()
+        await api.close()
+        engine.shutdown()
+        engine.server_close()

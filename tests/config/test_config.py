@@ -210,3 +210,13 @@ def test_spawn_cold_login_keys_default_and_are_checked():
     for key in ("static_cache", "prestart_on_home"):
         with pytest.raises(ConfigError, match=f"spawn.{key} must be true or false"):
             from_dict({"spawn": {key: "yes"}})
+
+
+def test_spawn_max_named_servers_defaults_and_is_checked():
+    """``spawn.max_named_servers`` (issue 19): 5 by default, 0 turns named servers off."""
+    assert from_dict({}).spawn.max_named_servers == 5
+    assert from_dict({"spawn": {"max_named_servers": 0}}).spawn.max_named_servers == 0
+    assert from_dict({"spawn": {"max_named_servers": 12}}).spawn.max_named_servers == 12
+    for bad in (-1, 2.5, "5"):
+        with pytest.raises(ConfigError, match="spawn.max_named_servers"):
+            from_dict({"spawn": {"max_named_servers": bad}})

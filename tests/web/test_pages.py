@@ -39,17 +39,20 @@ def site(tmp_path_factory):
     d.cleanup_docker()
 
 
-def test_login_shows_progress_steps_then_jupyterlab(site, page):
+def test_login_goes_straight_to_jupyterlab(site, page):
+    # A cold login goes to JupyterLab itself, which waits for the start (issue 15 §2:
+    # docs/cold_login.md); only a start slower than 5 s shows the start page on the way.
     seen = watch_steps(page)
+    documents: list[str] = []
+    page.on("request", lambda r: r.resource_type == "document"
+            and r.frame == page.main_frame and documents.append(r.url.split("?")[0]))
     browser_login(page, site.url, "erin", PASSWORD)
     wait_for_lab(page)
+    assert documents[-1] == site.url + "/user/erin/lab", documents
     phases = phases_shown(seen)
-    # queued, creating, waiting, ready: at least two distinct steps before Lab opened
-    before_ready = [p for p in phases if p not in ("ready", "failed", "stopped")]
-    assert len(before_ready) >= 2, seen
     assert "failed" not in phases
-    assert seen[-1][-1][0] == "ready", seen[-1]
-    assert "Creating your server" in " ".join(m for items in seen for _, m in items)
+    if any("/hub/spawn/" in u for u in documents):  # a slow start: the steps were shown
+        assert seen[-1][-1][0] == "ready", seen[-1]
 
 
 def test_home_shows_state_image_and_limits(site, page):

@@ -25,8 +25,9 @@ from ipydoc.web.api.errors import ApiError, error_body
 from ipydoc.web.api.openapi import document
 from ipydoc.web.api.records import RecordHandlers
 from ipydoc.web.api.servers import ServerHandlers
+from ipydoc.web.api.shares import ShareHandlers
 from ipydoc.web.api.tokens import TokenHandlers
-from ipydoc.web.api.users import UserHandlers
+from ipydoc.web.api.users import AccountRemoval, UserHandlers
 from ipydoc.web.history_pages import HistoryReader
 from ipydoc.web.pages import Pages, RedisDown
 
@@ -57,14 +58,15 @@ class ApiPages:
     log = Logger()
 
     def __init__(self, pages: Pages, routing: Routing,
-                 history: HistoryReader | None = None) -> None:
+                 history: HistoryReader | None = None,
+                 removal: AccountRemoval | None = None) -> None:
         self.pages = pages
         shared = Shared(pages, routing)
         self.auth = Authenticator(pages, TokenCheck(pages.sessions))
         self.groups: dict[str, Any] = {
-            "meta": MetaHandlers(), "users": UserHandlers(shared),
+            "meta": MetaHandlers(), "users": UserHandlers(shared, removal),
             "servers": ServerHandlers(shared), "records": RecordHandlers(shared, history),
-            "tokens": TokenHandlers(shared)}
+            "tokens": TokenHandlers(shared), "shares": ShareHandlers(shared)}
 
     @app.route("/api/<path:rest>", methods=METHODS, endpoint="api")
     async def serve_below(self, request: IRequest, rest: str) -> bytes:

@@ -1,5 +1,7 @@
 """What a handler gets (:class:`Call`) and the helpers the handler groups share: looking
-up a user (404) and a server as the API shows it (the pages' own state rule,
+up a user (404), the server key a path names (``/users/{name}/server`` → the default
+server's, ``/users/{name}/servers/{server}`` → ``NAME--SERVER``: :mod:`ipydoc.names`) and a
+server as the API shows it (the pages' own state rule,
 :meth:`ipydoc.web.pages.Pages.server_state`)."""
 
 from __future__ import annotations
@@ -10,7 +12,13 @@ from typing import Any
 from twisted.web.iweb import IRequest
 
 from ipydoc.edge.routing import Routing
-from ipydoc.names import InvalidName, validate_name
+from ipydoc.names import (
+    SERVER_KEY_SEPARATOR,
+    InvalidName,
+    server_key,
+    validate_name,
+    validate_server_name,
+)
 from ipydoc.state.servers import Server
 from ipydoc.state.users import User
 from ipydoc.web.api.auth import Caller
@@ -72,12 +80,25 @@ class Shared:
             raise ApiError("not_found", f"no user {name}")
         return user
 
+    async def key(self, call: Call) -> str:
+        """The server key the call's path names, once its user exists (404 otherwise)."""
+        user = (await self.user(call.params["name"])).name
+        server = call.params.get("server")
+        if server is None:
+            return user
+        try:
+            return server_key(user, validate_server_name(server))
+        except InvalidName as e:
+            raise ApiError("invalid_name", f"invalid server name {server!r}: {e}") from None
+
     def server_item(self, name: str, record: Server | None, activity: dict[str, float],
                     request: IRequest | None) -> dict[str, Any]:
+        """The API's view of the server ``name`` (a server key)."""
         state = self.pages.server_state(name, record)
         live = record is not None and state in LIVE
+        user, _, server = name.partition(SERVER_KEY_SEPARATOR)
         return {
-            "name": "", "user": name, "state": state, "ready": state == "running",
+            "name": server, "user": user, "state": state, "ready": state == "running",
             "image": record.image if live and record else "",
             "profile": getattr(record, "profile", "") if live else "",
             "started": record.started if live and record else None,
@@ -85,7 +106,8 @@ class Shared:
             "last_activity": activity.get(name),
             "error": record.error if record and state in ("failed", "stopped") else "",
             "url": self.routing.user_url(name, "lab", request),
-            "progress_url": f"{PREFIX}/users/{name}/server/progress",
+            "progress_url": (f"{PREFIX}/users/{user}/servers/{server}/progress" if server
+                             else f"{PREFIX}/users/{user}/server/progress"),
         }
 
     async def server(self, name: str, request: IRequest | None) -> dict[str, Any]:

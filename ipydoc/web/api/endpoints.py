@@ -11,10 +11,12 @@ tokens`: ``read`` ⊂ ``servers`` ⊂ ``admin``; a login session holds ``read se
 their own things with that scope, or on another user's with ``admin`` (and being an admin
 now); ``""`` is public, ``"any"`` needs a credential and no scope.
 
-**Shapes for later.**  Today every user has one server, named ``""``
-(``/users/{name}/server``, JupyterHub's path for the default server);
-``/users/{name}/servers`` lists it.  Named servers (issue 19 §1) are meant to come in as
-``/users/{name}/servers/{server}`` with the same bodies.
+**Servers** follow JupyterHub's shapes: the default server is ``/users/{name}/server``
+(its ``name`` is ``""``); a named server (issue 19 §1) is
+``/users/{name}/servers/{server}`` with the same bodies and answers, comes into being at
+its first start, and ``DELETE ...?remove=true`` stops it and removes its record (its
+files are the user's, shared by all their servers, and stay).
+``/users/{name}/servers`` lists them all, the default one first.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ class Endpoint:
     query: tuple[Param, ...] = ()
     stream: str = ""             # a media type the handler writes itself
     tag: str = ""
+    #: The OpenAPI operationId, when the handler serves more than one path (named servers)
+    operation: str = ""
     pattern: re.Pattern[str] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -65,6 +69,10 @@ class Endpoint:
     @property
     def full_path(self) -> str:
         return PREFIX + self.path
+
+    @property
+    def operation_id(self) -> str:
+        return self.operation or self.handler.replace(".", "_")
 
     @property
     def changes_state(self) -> bool:
@@ -89,10 +97,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     E("PATCH", "/users/{name}", "users.change",
       "Grant or withdraw admin rights; disable (logged out everywhere, server stopped) or "
       "enable", "admin", "User", body="UserChange", tag="users"),
+    E("DELETE", "/users/{name}", "users.remove",
+      "Remove the account: logged out everywhere, every server stopped; its files and "
+      "history are kept and the name stays reserved until `ipydoc user purge` (or "
+      "`restore`)", "admin", "Removed", tag="users"),
     # -- servers
     E("GET", "/servers", "servers.all", "Every server that is not stopped", "admin",
       "ServerPage", query=PAGING, tag="servers"),
-    E("GET", "/users/{name}/servers", "servers.list", "The user's servers", "read",
+    E("GET", "/users/{name}/servers", "servers.list",
+      "The user's servers: the default one first, then the named ones by name", "read",
       "ServerPage", query=PAGING, tag="servers"),
     E("GET", "/users/{name}/server", "servers.get", "The user's (default) server", "read",
       "Server", tag="servers"),
@@ -110,6 +123,51 @@ ENDPOINTS: tuple[Endpoint, ...] = (
       "The start's progress as Server-Sent Events (`data: {phase, message, progress, ...}`) "
       "until a final step: ready, failed or stopped", "read", None,
       stream="text/event-stream", tag="servers"),
+    # -- named servers (issue 19 §1): the same bodies and answers as the default one's
+    E("GET", "/users/{name}/servers/{server}", "servers.get", "One of the user's named "
+      "servers (`stopped` with no record yet: it comes into being at its first start)",
+      "read", "Server", tag="servers", operation="servers_get_named"),
+    E("POST", "/users/{name}/servers/{server}", "servers.start",
+      "Start a named server (creating it; at most `spawn.max_named_servers` per user); "
+      "follow `progress_url`", "servers", "Server", body="StartServer", status=202,
+      tag="servers", operation="servers_start_named"),
+    E("DELETE", "/users/{name}/servers/{server}", "servers.stop",
+      "Stop a named server; with `remove=true` (or JupyterHub's body `{\"remove\": "
+      "true}`) also remove it (its record goes; the user's files stay)", "servers",
+      "Stopped", body="StopServer",
+      query=(Param("remove", "boolean", "also remove the server once stopped (default "
+                                        "false)"),), tag="servers",
+      operation="servers_stop_named"),
+    E("POST", "/users/{name}/servers/{server}/pause", "servers.pause",
+      "Pause (freeze) a named server", "servers", "Paused", tag="servers",
+      operation="servers_pause_named"),
+    E("POST", "/users/{name}/servers/{server}/resume", "servers.resume",
+      "Resume a paused named server", "servers", "Resumed", tag="servers",
+      operation="servers_resume_named"),
+    E("GET", "/users/{name}/servers/{server}/progress", "servers.progress",
+      "A named server's start progress as Server-Sent Events (as the default server's)",
+      "read", None, stream="text/event-stream", tag="servers",
+      operation="servers_progress_named"),
+    # -- shares (issue 19 §3): of the default server and of a named one
+    *(e for suffix, pre, label in (("/server/shares", "", "the (default) server"),
+                                   ("/servers/{server}/shares", "_named", "a named server"))
+      for e in (
+        E("GET", "/users/{name}" + suffix, "shares.list", f"Who {label} is shared with",
+          "read", "SharePage", query=PAGING, tag="shares", operation=f"shares_list{pre}"),
+        E("POST", "/users/{name}" + suffix, "shares.add",
+          f"Share {label} with a `user` or a `group` (`mode` rw or view), or change the "
+          "mode of that share", "servers", "Share", body="NewShare", status=201,
+          tag="shares", operation=f"shares_add{pre}"),
+        E("DELETE", "/users/{name}" + suffix, "shares.remove",
+          f"Revoke a share of {label} (`user`, `group` or `all=true`): the guests' open "
+          "connections to it are closed at once", "servers", "SharesRemoved",
+          query=(Param("user", description="the guest user"),
+                 Param("group", description="the guest group"),
+                 Param("all", "boolean", "revoke every share of the server")),
+          tag="shares", operation=f"shares_remove{pre}"))),
+    E("GET", "/users/{name}/shared", "shares.shared_with",
+      "The servers shared with the user (directly or through a group)", "read", "SharePage",
+      query=PAGING, tag="shares"),
     # -- history and events
     E("GET", "/users/{name}/history", "records.files",
       "The files with a history (deleted ones too: `present` is false)", "read",

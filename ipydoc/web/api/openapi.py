@@ -37,7 +37,7 @@ def _error_statuses(endpoint: Endpoint) -> list[int]:
 
 def _operation(endpoint: Endpoint) -> dict[str, Any]:
     op: dict[str, Any] = {
-        "operationId": endpoint.handler.replace(".", "_"),
+        "operationId": endpoint.operation_id,
         "summary": endpoint.summary,
         "description": SCOPE_TEXT[endpoint.scope],
         "tags": [endpoint.tag] if endpoint.tag else [],

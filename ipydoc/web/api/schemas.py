@@ -46,7 +46,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Caller": obj({"name": NAME, "admin": BOOL, "kind": {"enum": ["token", "session"]},
                    "scopes": SCOPE_LIST}),
     "Server": obj({
-        "name": {"type": "string", "description": "\"\" is the user's default server"},
+        "name": {"type": "string", "description": "\"\" is the user's default server; "
+                 "else the named server's name"},
         "user": NAME, "state": {"enum": SERVER_STATES}, "ready": BOOL,
         "image": STR, "profile": STR, "started": TIME, "paused_since": TIME,
         "last_activity": TIME, "error": STR,
@@ -61,7 +62,16 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "UserChange": obj({"admin": BOOL, "disabled": BOOL}, required=(), minProperties=1),
     "StartServer": obj({"image": {"type": "string", "maxLength": 512},
                         "profile": {"type": "string", "maxLength": 64}}, required=()),
-    "Stopped": obj({"stopped": BOOL, "server": ref("Server")}),
+    "StopServer": obj({"remove": {"type": "boolean", "description": "also remove the "
+                                  "named server (JupyterHub's form of `?remove=true`)"}},
+                      required=()),
+    "Stopped": obj({"stopped": BOOL, "server": ref("Server"),
+                    "removed": {"type": "boolean", "description": "the named server was "
+                                "removed (`remove=true`)"}},
+                   required=("stopped", "server")),
+    "Removed": obj({"removed": NAME, "sessions_revoked": INT,
+                    "servers_stopped": {"type": "array", "items": STR},
+                    "files": STR, "versions": INT, "mirror": STR, "reserved": BOOL}),
     "Paused": obj({"paused": BOOL, "server": ref("Server")}),
     "Resumed": obj({"resumed": BOOL, "server": ref("Server")}),
     "Token": obj({"id": STR, "note": STR, "created": TIME, "expires": TIME,
@@ -84,6 +94,16 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Version": obj({"rev": STR, "time": {"type": "number"}, "author": STR, "message": STR,
                     "change": STR, "path": STR, "from_path": STR}),
     "VersionPage": page_of("Version"),
+    "Share": obj({"server": {"type": "string", "description": "the server key: the owner's "
+                             "name (default server) or OWNER--SERVER"},
+                  "owner": NAME, "kind": {"enum": ["user", "group"]}, "guest": NAME,
+                  "mode": {"enum": ["rw", "view"]}, "by": STR, "created": TIME}),
+    "SharePage": page_of("Share"),
+    "NewShare": obj({"user": NAME, "group": NAME,
+                     "mode": {"enum": ["rw", "view"], "description": "rw (default): the "
+                              "same JupyterLab, running code; view: reading only, enforced "
+                              "by the proxy"}}, required=(), minProperties=1),
+    "SharesRemoved": obj({"removed": {"type": "array", "items": ref("Share")}}),
     "VersionContent": obj({"path": STR, "rev": STR, "encoding": {"enum": ["utf-8", "base64"]},
                            "content": STR, "size": INT}),
 }

@@ -1,9 +1,15 @@
 """``/hub/api/user`` and ``/hub/api/users``: who is calling; accounts for admins (list,
-add, grant/withdraw admin, disable/enable) with the same effects as the admin page."""
+add, grant/withdraw admin, disable/enable, remove) with the same effects as the admin
+page and ``ipydoc user remove``.
+
+Removing an account keeps its files and reserves its name: the removal itself is
+:class:`ipydoc.control.removal.Removal`'s (handed in by :mod:`ipydoc.tap` as an
+:class:`AccountRemoval`; web and control are siblings), so there is one rule for what a
+removal keeps, whichever way it is asked for."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet import threads
 from twisted.logger import Logger
@@ -16,11 +22,19 @@ from ipydoc.web.api.call import Call, Shared
 from ipydoc.web.api.errors import ApiError
 
 
+class AccountRemoval(Protocol):
+    """Deletes an account whose servers are stopped, keeping its files and reserving its
+    name (:meth:`ipydoc.control.removal.Removal.reserve`)."""
+
+    async def reserve(self, user: Any, by: str) -> dict[str, Any]: ...
+
+
 class UserHandlers:
     log = Logger()
 
-    def __init__(self, shared: Shared) -> None:
+    def __init__(self, shared: Shared, removal: AccountRemoval | None = None) -> None:
         self.shared = shared
+        self.removal = removal
 
     async def me(self, call: Call) -> dict[str, Any]:
         who = call.who
@@ -83,10 +97,37 @@ class UserHandlers:
             if body["disabled"]:  # as the admin page: logged out, server stopped
                 await store.revoke_sessions(name)
                 try:
-                    await manager.stop(name, f"account disabled by {call.who.name}")
+                    await manager.stop_all(name, f"account disabled by {call.who.name}")
                 except BackendError as e:
                     raise ApiError("backend_error", f"{name} is disabled but the server did "
                                                     f"not stop: {e.message}") from None
             await store.add_event(f"user-{action}", name, f"by {call.by()}")
         self.log.info("{by} changed {name}: {body}", by=call.by(), name=name, body=body)
         return await self.shared.user_item(await self.shared.user(name), call.request)
+
+    async def remove(self, call: Call) -> dict[str, Any]:
+        """As ``ipydoc user remove NAME`` (files kept): the account is locked first, so no
+        login slips in, then logged out, every server of it stopped, then removed."""
+        name = call.params["name"]
+        user = await self.shared.user(name)
+        if name == call.who.name:
+            raise ApiError("conflict", "you cannot remove your own account")
+        if self.removal is None:
+            raise ApiError("unavailable", "account removal is not available here")
+        store, manager = self.shared.store, self.shared.manager
+        await store.update_user(name, disabled=True)
+        revoked = await store.revoke_sessions(name)
+        try:
+            stopped = await manager.stop_all(name, f"user removed by {call.who.name}")
+        except BackendError as e:
+            raise ApiError("backend_error", f"{name} is disabled but a server did not "
+                                            f"stop: {e.message}; try again") from None
+        kept = await self.removal.reserve(user, call.by())
+        await self.shared.pages.gate.recheck_exchanges()  # its tokens' open connections
+        await store.add_event("user-removed", name, f"by {call.by()}; files kept, name "
+                                                    "reserved until `ipydoc user purge`")
+        self.log.info("{by} removed the user {name}", by=call.by(), name=name)
+        return {"removed": name, "sessions_revoked": int(revoked or 0),
+                "servers_stopped": stopped, "files": str(kept.get("files", "")),
+                "versions": int(kept.get("versions", 0)), "mirror": str(kept.get("mirror", "")),
+                "reserved": True}
