@@ -5,14 +5,13 @@ the hub's handoff.  Shared by the subdomain, handoff and isolation tests.
 
 from __future__ import annotations
 
-import json
 import re
 from http.cookies import SimpleCookie
 from urllib.parse import urlsplit
 
 import requests
 
-from support import Daemon
+from support import Daemon, progress_steps
 
 DOMAIN = "nb.test"
 STATE = "ipydoc-handoff"  # the handoff's state cookie on a user's host (plain http)
@@ -73,17 +72,10 @@ def login(b: Browser, name: str, password: str) -> requests.Response:
 
 
 def wait_running(b: Browser, name: str) -> list[dict]:
-    steps = []
-    with requests.get(f"http://127.0.0.1:{b.port}/hub/api/users/{name}/server/progress",
-                      headers={"Host": b.host(),
-                               "Cookie": f"ipydoc-session={b.jar[b.host()]['ipydoc-session']}"},
-                      stream=True, timeout=120) as r:
-        assert r.status_code == 200, r.text
-        for line in r.iter_lines():
-            if line.startswith(b"data: "):
-                steps.append(json.loads(line[6:]))
-                if steps[-1]["phase"] in ("ready", "failed", "stopped"):
-                    break
+    steps = progress_steps(
+        f"http://127.0.0.1:{b.port}/hub/api/users/{name}/server/progress",
+        headers={"Host": b.host(),
+                 "Cookie": f"ipydoc-session={b.jar[b.host()]['ipydoc-session']}"})
     assert steps[-1]["phase"] == "ready", steps
     return steps
 

@@ -199,19 +199,27 @@ def csrf_of(session: requests.Session, base: str) -> str:
     return re.search(r'name="_csrf" value="([^"]+)"', page.text).group(1)
 
 
-def follow_progress(session: requests.Session, base: str, name: str, timeout: float = 90) -> list[dict[str, Any]]:
-    """Read the spawn progress stream until a final step; the steps seen."""
-    steps = []
-    with session.get(f"{base}/hub/api/users/{name}/server/progress", stream=True,
-                     timeout=timeout) as r:
+def progress_steps(url: str, *, session: requests.Session | None = None,
+                   headers: dict[str, str] | None = None,
+                   timeout: float = 120) -> list[dict[str, Any]]:
+    """Read a start's progress stream (server-sent events) at ``url`` until a final step
+    (ready, failed, stopped); the steps seen."""
+    steps: list[dict[str, Any]] = []
+    with (session or requests).get(url, headers=headers, stream=True, timeout=timeout) as r:
         assert r.status_code == 200, r.text
+        assert r.headers["Content-Type"].startswith("text/event-stream"), r.headers
         for line in r.iter_lines():
             if line.startswith(b"data: "):
-                step = json.loads(line[6:])
-                steps.append(step)
-                if step["phase"] in ("ready", "failed", "stopped"):
+                steps.append(json.loads(line[6:]))
+                if steps[-1]["phase"] in ("ready", "failed", "stopped"):
                     break
     return steps
+
+
+def follow_progress(session: requests.Session, base: str, name: str, timeout: float = 90) -> list[dict[str, Any]]:
+    """Read NAME's default server's progress stream until a final step; the steps seen."""
+    return progress_steps(f"{base}/hub/api/users/{name}/server/progress", session=session,
+                          timeout=timeout)
 
 
 def wait_for(predicate: Any, timeout: float = 30, interval: float = 0.1) -> Any:

@@ -152,11 +152,9 @@ class AdminPages:
 
     @app.route("/admin/users", methods=["POST"])
     async def add_user(self, request: IRequest) -> bytes:
-        session = await self.pages.admin_session(request)
+        session = await self._admin_post(request)
         if not isinstance(session, Session):
             return session
-        if not self.pages.post_allowed(request, session.csrf):
-            return self.pages.expired_form(request, session)
         typed = arg(request, "name")
         password = arg(request, "password")
         admin = arg(request, "admin") == "1"
@@ -186,11 +184,9 @@ class AdminPages:
     @app.route("/admin/users/<name>/<action>", methods=["POST"])
     async def action(self, request: IRequest, name: str, action: str) -> bytes:
         pages = self.pages
-        session = await pages.admin_session(request)
+        session = await self._admin_post(request)
         if not isinstance(session, Session):
             return session
-        if not pages.post_allowed(request, session.csrf):
-            return pages.expired_form(request, session)
         if action not in ACTIONS:
             return pages.error(request, 404, "Not found", "There is no such action.", session)
         try:
@@ -239,11 +235,9 @@ class AdminPages:
     async def stop_named(self, request: IRequest, name: str, server: str) -> bytes:
         """Stop a user's named server (after a confirmation without JavaScript)."""
         pages = self.pages
-        session = await pages.admin_session(request)
+        session = await self._admin_post(request)
         if not isinstance(session, Session):
             return session
-        if not pages.post_allowed(request, session.csrf):
-            return pages.expired_form(request, session)
         try:
             key = server_key(name, validate_server_name(server))
         except InvalidName:
@@ -262,21 +256,21 @@ class AdminPages:
         self.log.info("{admin}: stop {key}", admin=session.user, key=key)
         return pages.redirect(request, with_notice(back, "stop", name))
 
-    # -- groups ---------------------------------------------------------------------------
-    async def _group_post(self, request: IRequest) -> Session | bytes:
-        """The admin session of a groups form POST (CSRF + Origin), else the answer."""
+    async def _admin_post(self, request: IRequest) -> Session | bytes:
+        """The admin session of a form POST (CSRF + Origin), else the answer."""
         session = await self.pages.admin_session(request)
         if isinstance(session, Session) and not self.pages.post_allowed(request, session.csrf):
             return self.pages.expired_form(request, session)
         return session
 
+    # -- groups ---------------------------------------------------------------------------
     def _group_done(self, request: IRequest, done: str, group: str) -> bytes:
         return self.pages.redirect(request, "/hub/admin?" + urlencode(
             {"done": done, "user": group}) + "#groups")
 
     @app.route("/admin/groups", methods=["POST"])
     async def add_group(self, request: IRequest) -> bytes:
-        session = await self._group_post(request)
+        session = await self._admin_post(request)
         if not isinstance(session, Session):
             return session
         typed = arg(request, "name").strip().lower()
@@ -304,7 +298,7 @@ class AdminPages:
 
     @app.route("/admin/groups/<group>/members", methods=["POST"])
     async def add_member(self, request: IRequest, group: str) -> bytes:
-        session = await self._group_post(request)
+        session = await self._admin_post(request)
         if not isinstance(session, Session):
             return session
         member = arg(request, "user").strip().lower()
@@ -325,7 +319,7 @@ class AdminPages:
 
     @app.route("/admin/groups/<group>/members/<member>/remove", methods=["POST"])
     async def remove_member(self, request: IRequest, group: str, member: str) -> bytes:
-        session = await self._group_post(request)
+        session = await self._admin_post(request)
         if not isinstance(session, Session):
             return session
         try:
@@ -340,7 +334,7 @@ class AdminPages:
 
     @app.route("/admin/groups/<group>/remove", methods=["POST"])
     async def remove_group(self, request: IRequest, group: str) -> bytes:
-        session = await self._group_post(request)
+        session = await self._admin_post(request)
         if not isinstance(session, Session):
             return session
         try:

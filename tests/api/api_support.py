@@ -4,14 +4,13 @@ user makes them (their session, CSRF and Origin)."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 from typing import Any
 
 import jsonschema
 import requests
 
-from support import Daemon, csrf_of, login
+from support import Daemon, csrf_of, login, progress_steps
 
 API = "/hub/api"
 
@@ -108,17 +107,8 @@ def make_token(d: Daemon, doc: dict[str, Any], name: str, password: str,
 
 def follow(base: str, name: str, headers: dict[str, str], timeout: float = 120) -> list[dict]:
     """The progress stream's steps until a final one."""
-    steps = []
-    with requests.get(f"{base}{API}/users/{name}/server/progress", headers=headers,
-                      stream=True, timeout=timeout) as r:
-        assert r.status_code == 200, r.text
-        assert r.headers["Content-Type"].startswith("text/event-stream")
-        for line in r.iter_lines():
-            if line.startswith(b"data: "):
-                steps.append(json.loads(line[6:]))
-                if steps[-1]["phase"] in ("ready", "failed", "stopped"):
-                    break
-    return steps
+    return progress_steps(f"{base}{API}/users/{name}/server/progress", headers=headers,
+                          timeout=timeout)
 
 
 def redis_cli(d: Daemon, *args: str) -> str:

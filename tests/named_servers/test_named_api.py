@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "api"))
 
 from api_support import API, Client, make_token, openapi, redis_cli  # noqa: E402
 
-from support import Daemon, docker, wait_for  # noqa: E402
+from support import Daemon, docker, progress_steps, wait_for  # noqa: E402
 
 PW = {"ada": "ada-named-api-1", "alice": "alice-named-api-1", "bob": "bob-named-api-1",
       "carl": "carl-named-api-1"}
@@ -45,19 +45,7 @@ def api(site):
 
 
 def follow(site: Daemon, client: Client, path: str) -> list[dict]:
-    import json
-
-    import requests
-    steps = []
-    with requests.get(site.url + API + path, headers=client.headers, stream=True,
-                      timeout=120) as r:
-        assert r.status_code == 200, r.text
-        for line in r.iter_lines():
-            if line.startswith(b"data: "):
-                steps.append(json.loads(line[6:]))
-                if steps[-1]["phase"] in ("ready", "failed", "stopped"):
-                    break
-    return steps
+    return progress_steps(site.url + API + path, headers=client.headers)
 
 
 def containers(site: Daemon, user: str) -> list[str]:

@@ -14,7 +14,6 @@ bob runs his default one.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import secrets
@@ -26,7 +25,7 @@ import requests
 import websocket
 
 from kernel_client import connect, execute, start_kernel
-from support import Daemon, docker, login, wait_for
+from support import Daemon, docker, login, progress_steps, wait_for
 
 PW = {"alice": "alice-named-pw-1", "bob": "bob-named-pw-1"}
 API = "/hub/api"
@@ -42,15 +41,7 @@ def api_headers(session: requests.Session, base: str) -> dict[str, str]:
 
 
 def follow(session: requests.Session, url: str, timeout: float = 120) -> list[dict]:
-    steps = []
-    with session.get(url, stream=True, timeout=timeout) as r:
-        assert r.status_code == 200, r.text
-        for line in r.iter_lines():
-            if line.startswith(b"data: "):
-                steps.append(json.loads(line[6:]))
-                if steps[-1]["phase"] in ("ready", "failed", "stopped"):
-                    break
-    return steps
+    return progress_steps(url, session=session, timeout=timeout)
 
 
 def start(d: Daemon, session: requests.Session, user: str, server: str = "") -> None:
