@@ -22,15 +22,21 @@ class InvalidName(ValueError):
 
 def validate_name(value: object) -> str:
     """Return ``value`` if it is a valid user name, else raise :class:`InvalidName`."""
+    return _checked(value, "user name", MAX_LENGTH)
+
+
+def _checked(value: object, what: str, max_length: int) -> str:
+    """``value`` if it is a string that follows the one pattern within ``max_length``
+    characters, else InvalidName saying why (``what``: "user name", "server name")."""
     if not isinstance(value, str):
-        raise InvalidName("a user name must be a string")
+        raise InvalidName(f"a {what} must be a string")
     if not value:
-        raise InvalidName("a user name must not be empty")
-    if len(value) > MAX_LENGTH:
-        raise InvalidName(f"a user name has at most {MAX_LENGTH} characters")
+        raise InvalidName(f"a {what} must not be empty")
+    if len(value) > max_length:
+        raise InvalidName(f"a {what} has at most {max_length} characters")
     if not _PATTERN.fullmatch(value):
         raise InvalidName(
-            "a user name uses only lower-case letters a-z, digits and single hyphens, "
+            f"a {what} uses only lower-case letters a-z, digits and single hyphens, "
             "starts with a letter and does not end with a hyphen"
         )
     return value
@@ -70,13 +76,7 @@ def validate_server_name(value: object) -> str:
     Jupyter's own top-level paths."""
     if not isinstance(value, str) or not value:
         raise InvalidName("a server name must be a non-empty string")
-    if len(value) > MAX_SERVER_LENGTH:
-        raise InvalidName(f"a server name has at most {MAX_SERVER_LENGTH} characters")
-    if not _PATTERN.fullmatch(value):
-        raise InvalidName(
-            "a server name uses only lower-case letters a-z, digits and single hyphens, "
-            "starts with a letter and does not end with a hyphen"
-        )
+    _checked(value, "server name", MAX_SERVER_LENGTH)
     if value in RESERVED_SERVER_NAMES:
         raise InvalidName(f"{value!r} is one of Jupyter's own paths; choose another name")
     return value

@@ -194,6 +194,21 @@ def login(base: str, name: str, password: str, next: str | None = None) -> tuple
     return s, r
 
 
+def running_site(root: Path, sections: dict[str, Any], users: dict[str, str],
+                 admins: tuple[str, ...] = ()):
+    """A started daemon with ``users`` (name: password; ``admins`` among them), for a
+    module fixture to yield from; stopped and its containers removed after."""
+    d = Daemon(root, sections)
+    d.start()
+    try:
+        for name, password in users.items():
+            d.add_user(name, password, admin=name in admins)
+        yield d
+    finally:
+        d.stop()
+        d.cleanup_docker()
+
+
 def csrf_of(session: requests.Session, base: str) -> str:
     page = session.get(base + "/hub/home")
     return re.search(r'name="_csrf" value="([^"]+)"', page.text).group(1)

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).parent.parent / "api"))
 
 from api_support import API, Client, make_token, openapi, redis_cli  # noqa: E402
 
-from support import Daemon, docker, progress_steps, wait_for  # noqa: E402
+from support import Daemon, docker, progress_steps, running_site, wait_for  # noqa: E402
 
 PW = {"ada": "ada-named-api-1", "alice": "alice-named-api-1", "bob": "bob-named-api-1",
       "carl": "carl-named-api-1"}
@@ -23,16 +23,9 @@ PW = {"ada": "ada-named-api-1", "alice": "alice-named-api-1", "bob": "bob-named-
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, notebook_image):
-    d = Daemon(tmp_path_factory.mktemp("named-api"), {
-        "auth": {"start_on_login": False}, "spawn": {"max_named_servers": 1}})
-    d.start()
-    try:
-        for name, pw in PW.items():
-            d.add_user(name, pw, admin=name == "ada")
-        yield d
-    finally:
-        d.stop()
-        d.cleanup_docker()
+    yield from running_site(tmp_path_factory.mktemp("named-api"), {
+        "auth": {"start_on_login": False}, "spawn": {"max_named_servers": 1}}, PW,
+        admins=("ada",))
 
 
 @pytest.fixture(scope="module")

@@ -14,23 +14,16 @@ import re
 import pytest
 import requests
 
-from support import Daemon, login, wait_for
+from support import Daemon, login, running_site, wait_for
 
 PW = {"ada": "ada-named-pages-1", "alice": "alice-named-pages-1", "bob": "bob-named-pages-1"}
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, notebook_image):
-    d = Daemon(tmp_path_factory.mktemp("named-pages"), {
-        "auth": {"start_on_login": False}, "spawn": {"max_named_servers": 1}})
-    d.start()
-    try:
-        for name, pw in PW.items():
-            d.add_user(name, pw, admin=name == "ada")
-        yield d
-    finally:
-        d.stop()
-        d.cleanup_docker()
+    yield from running_site(tmp_path_factory.mktemp("named-pages"), {
+        "auth": {"start_on_login": False}, "spawn": {"max_named_servers": 1}}, PW,
+        admins=("ada",))
 
 
 @pytest.fixture(scope="module")
