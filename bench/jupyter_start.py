@@ -26,6 +26,7 @@ bench/results/.
     .venv/bin/python bench/jupyter_start.py [--reps 10] [--image A --image B]
     .venv/bin/python bench/jupyter_start.py --image base=IMG --image nolsp=IMG \\
         --extra nolsp=--ServerApp.jpserver_extensions=jupyter_lsp=False --cmd nolsp=jupyter-lab
+    .venv/bin/python bench/jupyter_start.py --bodies [--reps 9]   # docker start by shape
 """
 
 from __future__ import annotations
@@ -147,6 +148,58 @@ def one_start(image: str, extra: list[str], cmd: list[str], with_kernel: bool) -
         docker("rm", "-f", name)
 
 
+#: ``docker start`` of a container shaped like ipydoc's (a user-defined bridge network, a
+#: volume, memory and pids limits, no capabilities), and each shape with one part left out.
+BODIES = {
+    "as ipydoc": [],
+    "network none": ["--network", "none"],
+    "no volume": ["-v"],
+    "no limits": ["--memory", "--memory-swap", "--pids-limit"],
+    "no security opts": ["--cap-drop", "--security-opt"],
+}
+
+
+def body_args(net: str, vol: str, leave_out: list[str]) -> list[str]:
+    full = [("--network", net), ("-v", f"{vol}:/home/jovyan/work"), ("--memory", "1g"),
+            ("--memory-swap", "1g"), ("--pids-limit", "512"), ("--cap-drop", "ALL"),
+            ("--security-opt", "no-new-privileges")]
+    if leave_out[:1] == ["--network"]:
+        return [*leave_out, *(a for kv in full[1:] for a in kv)]
+    return [a for k, v in full if k not in leave_out for a in (k, v)]
+
+
+def bodies(image: str, reps: int) -> str:
+    """``docker start`` alone (a ``sleep``, no Jupyter) per container shape, interleaved:
+    what the network attach, the volume, the limits and the security options cost.  The
+    run's tag (in the names of everything it created)."""
+    tag = secrets.token_hex(4)
+    net, vol = f"ipydoc-jstart-net-{tag}", f"ipydoc-jstart-vol-{tag}"
+    docker("network", "create", net)
+    docker("volume", "create", vol)
+    times: dict[str, list[float]] = {k: [] for k in BODIES}
+    try:
+        for i in range(reps):
+            for label, leave_out in BODIES.items():
+                name = f"ipydoc-jstart-{tag}-{i}-{len(times[label])}-{list(BODIES).index(label)}"
+                subprocess.run(["docker", "create", "--name", name, "--user", "1000:100",
+                                *body_args(net, vol, leave_out), "--entrypoint", "sleep",
+                                image, "60"], check=True, capture_output=True)
+                t0 = time.time()
+                subprocess.run(["docker", "start", name], check=True, capture_output=True)
+                times[label].append(time.time() - t0)
+                docker("rm", "-f", name)
+    finally:
+        docker("network", "rm", net)
+        docker("volume", "rm", vol)
+    base = statistics.median(times["as ipydoc"])
+    print(f"docker start by container shape, median of {reps} (s)\n")
+    print("| shape | start | min | max | × as ipydoc |\n|---|---|---|---|---|")
+    for label, ts in times.items():
+        print(f"| {label} | {statistics.median(ts):.3f} | {min(ts):.3f} | {max(ts):.3f} | "
+              f"{statistics.median(ts) / base:.2f} |")
+    return tag
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=10)
@@ -160,7 +213,13 @@ def main() -> None:
     ap.add_argument("--kernel", action="store_true",
                     help="also time a kernel: POST /api/kernels → first execute_reply")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--bodies", action="store_true",
+                    help="instead: docker start alone by container shape (network, volume, "
+                         "limits, security options), on the first image")
     args = ap.parse_args()
+    if args.bodies:
+        bodies((args.image or [IMAGE])[0].rpartition("=")[2], args.reps)
+        return
     variants = dict((v.partition("=")[0], v.partition("=")[2] or v)
                     for v in (args.image or [IMAGE]))
     images = list(variants)
