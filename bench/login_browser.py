@@ -16,6 +16,10 @@ Scenarios (server × browser cache), run interleaved rep by rep:
   127.0.0.1, token in the URL), t0 just before the navigation: the floor;
 - ``warm``: through ipydoc, the user's server already running;
 - ``cold``: through ipydoc, the server stopped (``ipydoc server stop``) before each rep;
+  the browser holds no cookie of the hub (a first login on this browser);
+- ``return``: as ``cold``, but the browser is a returning one: it keeps the hint a login
+  leaves (``ipydoc-return``; its session ended), so the login page starts the server
+  (``spawn.prestart_on_login``, docs/cold_login.md) before the click;
 - ``:empty`` a new browser context per rep (empty HTTP cache, no cookies);
   ``:cached`` one persistent context (on-disk profile) that loaded JupyterLab once before
   the reps; its cookies are cleared before each rep, its HTTP cache kept.
@@ -43,7 +47,8 @@ for the document chain, the lab page's ``performance.getEntries()``):
 Prints a table (median, min, max per scenario; Δ and ratio vs the direct floor of the
 same cache; cold − warm) and the breakdown medians; JSON to bench/results/.
 
-    .venv/bin/python bench/login_browser.py [--reps 5] [--scenarios direct,warm,cold]
+    .venv/bin/python bench/login_browser.py [--reps 5] [--scenarios direct,warm,cold,return]
+        [--think 0]
         [--image ipydoc-test-notebook:latest] [--json]
 """
 
@@ -76,7 +81,8 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
 LAUNCHER = ".jp-Launcher .jp-LauncherCard"
 VIEWPORT = {"width": 1280, "height": 900}
 USER = "alice"
-SERVERS = ("direct", "warm", "cold")
+SERVERS = ("direct", "warm", "cold", "return")
+RETURN_COOKIE = "ipydoc-return"
 CACHES = ("empty", "cached")
 
 # Stamps the moment the launcher's first card enters the DOM, on the page's clock.
@@ -247,7 +253,7 @@ def wire_bytes(req: Any) -> int:
     return sizes["responseBodySize"] + sizes["responseHeadersSize"]
 
 
-def login_rep(ctx: BrowserContext, base: str) -> dict:
+def login_rep(ctx: BrowserContext, base: str, think: float = 0.0) -> dict:
     reqs: list[Any] = []
     errors: list[str] = []
     page = open_page(ctx, reqs, errors)
@@ -258,6 +264,7 @@ def login_rep(ctx: BrowserContext, base: str) -> dict:
         page.get_by_label("Password").fill(PASSWORD)
         button = page.get_by_role("button", name="Log in")
         button.wait_for()
+        time.sleep(think)  # a person typing (--think), the same for every login scenario
         reqs.clear()
         t0 = time.time() * 1000
         button.click()
@@ -323,6 +330,7 @@ def run(args: argparse.Namespace) -> dict:
                 viewport=VIEWPORT)
             # One untimed load each: the server starts, the cached profile gets JupyterLab.
             login_rep(cached, d.url)
+            hint = [c for c in cached.cookies() if c["name"] == RETURN_COOKIE]
             if any(s == "direct" for s, _ in scenarios):
                 direct_rep(cached, direct)
             for rep in range(args.reps):
@@ -333,12 +341,18 @@ def run(args: argparse.Namespace) -> dict:
                         ctx.clear_cookies()
                     else:
                         ctx = browser.new_context(viewport=VIEWPORT)
+                    if server == "return":  # a returning browser: only its hint is left
+                        if not hint:
+                            raise SystemExit("the login left no returning-browser hint: "
+                                             "is spawn.prestart_on_login off?")
+                        ctx.add_cookies(hint)
                     try:
-                        if server == "cold":
+                        if server in ("cold", "return"):
                             d.cli("server", "stop", USER)
                         elif server == "warm":  # already running: answers at once
                             d.cli("server", "start", USER)
-                        r = direct_rep(ctx, direct) if server == "direct" else login_rep(ctx, d.url)
+                        r = (direct_rep(ctx, direct) if server == "direct"
+                             else login_rep(ctx, d.url, args.think))
                     except PlaywrightError as e:  # a rep that never showed the launcher
                         r = {"failed": str(e).splitlines()[0]}
                         failures[key] = failures.get(key, 0) + 1
@@ -408,8 +422,9 @@ def report(result: dict) -> str:
         med = s["median_ms"]
         delta = fmt_s(med - floor) if floor and med and server != "direct" else ""
         ratio = f"{med / floor:.2f}" if floor and med and server != "direct" else ""
-        cw = fmt_s(med - warm) if server == "cold" and warm and med else ""
-        xw = f"{med / warm:.2f}" if server == "cold" and warm and med else ""
+        cold = server in ("cold", "return")
+        cw = fmt_s(med - warm) if cold and warm and med else ""
+        xw = f"{med / warm:.2f}" if cold and warm and med else ""
         lines.append(f"| {key} | {s['n']} | {fmt_s(med)} | {fmt_s(s['min_ms'])} | "
                      f"{fmt_s(s['max_ms'])} | {delta} | {ratio} | {cw} | {xw} |")
     lines += ["", "breakdown (medians; times in s, bytes in KiB):", "",
@@ -441,9 +456,12 @@ def report(result: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=5, help="reps per scenario (median of these)")
-    ap.add_argument("--scenarios", default="direct,warm,cold",
-                    help="comma-separated: direct, warm, cold, each optionally :empty or "
-                         ":cached (default: both caches)")
+    ap.add_argument("--scenarios", default="direct,warm,cold,return",
+                    help="comma-separated: direct, warm, cold, return, each optionally "
+                         ":empty or :cached (default: both caches)")
+    ap.add_argument("--think", type=float, default=0.0,
+                    help="seconds between the login form ready and the click (a person "
+                         "typing; before t0, the same for warm, cold and return)")
     ap.add_argument("--image", default=IMAGE, help="notebook image (daemon and floor)")
     ap.add_argument("--tag", default="", help="suffix of the results file name")
     ap.add_argument("--json", action="store_true", help="print the JSON result on stdout")

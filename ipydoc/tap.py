@@ -124,6 +124,7 @@ class IpydocDaemon(MultiService):
         from ipydoc.access.cookies import load_secret
         from ipydoc.access.gate import UserGate
         from ipydoc.access.login_limits import LimitSettings
+        from ipydoc.access.return_hint import ReturnHints
         from ipydoc.access.sessions import Sessions
         from ipydoc.access.shares import ShareRule
         from ipydoc.access.user_hosts import HostSessions
@@ -145,6 +146,7 @@ class IpydocDaemon(MultiService):
         from ipydoc.edge.site import make_site
         from ipydoc.servers.activity import Activity
         from ipydoc.servers.manager import Limits, ServerManager
+        from ipydoc.servers.prestart import LoginPagePrestart
         from ipydoc.servers.profiles import Catalogue
         from ipydoc.state.redis_service import RedisService, redis_url, secret_fingerprint
         from ipydoc.web.hub import make_hub
@@ -222,6 +224,8 @@ class IpydocDaemon(MultiService):
         # Account removal: the control channel's and the REST API's (DELETE /users/NAME)
         self.removal = Removal(self.redis, self.backend, self.history, reactor, state,
                                mirror=cfg.history.remote, git=cfg.history.git)
+        # A login that would not start the server does not have the login page start it.
+        prestart_on_login = cfg.spawn.prestart_on_login and cfg.auth.start_on_login
         hub = make_hub(
             sessions=sessions, manager=self.manager, gate=self.gate, routing=routing,
             hosts=hosts, history=self.history, stats=self.backend.stats,
@@ -233,7 +237,10 @@ class IpydocDaemon(MultiService):
             providers=build_providers(cfg.auth, reactor), local_login=cfg.auth.local,
             provider_limits=ProviderLimits.from_auth(cfg.auth), public_url=cfg.server.public_url,
             metrics_token=read_token(cfg.metrics.token_file) if cfg.metrics.token_file else None,
-            static=self.static_cache, removal=self.removal)
+            static=self.static_cache, removal=self.removal,
+            prestart=(LoginPagePrestart(self.manager, reactor, cfg.spawn.prestart_grace,
+                                        self.activity.last) if prestart_on_login else None),
+            hints=ReturnHints(secret) if prestart_on_login else None)
         site = make_site(hub.resource(), self.gate, reactor, limits=RequestLimits(
             header_timeout=cfg.server.client_header_timeout,
             body_timeout=cfg.server.client_body_timeout,

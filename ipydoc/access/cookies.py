@@ -102,13 +102,13 @@ def cookie_name(name: str, secure: bool) -> str:
 
 
 def cookie_header(name: str, value: str, *, secure: bool, max_age: int | None,
-                  path: str = "/") -> str:
-    """A Set-Cookie value: HttpOnly, SameSite=Lax, host-only; over https (``secure``)
-    also Secure and named ``__Host-name``, which needs ``Path=/`` (``path`` is then
-    ignored)."""
+                  path: str = "/", same_site: str = "Lax") -> str:
+    """A Set-Cookie value: HttpOnly, SameSite=Lax (or ``same_site``), host-only; over
+    https (``secure``) also Secure and named ``__Host-name``, which needs ``Path=/``
+    (``path`` is then ignored)."""
     if secure:
         name, path = HOST_PREFIX + name, "/"
-    parts = [f"{name}={value}", f"Path={path}", "HttpOnly", "SameSite=Lax"]
+    parts = [f"{name}={value}", f"Path={path}", "HttpOnly", f"SameSite={same_site}"]
     if secure:
         parts.append("Secure")
     if max_age is not None:

@@ -1,7 +1,8 @@
 """Password hashing with argon2id (argon2-cffi): memory-hard, salted, self-describing hashes.
 
-Hashing costs ~50 ms of CPU and 64 MiB on purpose, so it runs in a thread, never on the
-reactor.  A hash made with older parameters is still verified (argon2 encodes them).
+Hashing costs 50-110 ms of CPU on purpose (argon2-cffi's defaults, RFC 9106's second
+recommended parameters: 3 passes over 64 MiB; ~108 ms on the 2-core test machine), so it
+runs in a thread, never on the reactor.  A hash made with older parameters is still verified (argon2 encodes them).
 """
 
 from __future__ import annotations

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from twisted.web.iweb import IRequest
@@ -27,6 +26,7 @@ from twisted.web.iweb import IRequest
 from ipydoc.access import metrics
 from ipydoc.access.collaborators import StoreSource
 from ipydoc.access.cookies import SESSION_COOKIE, Signer, cookie_header, new_id, read_cookie
+from ipydoc.access.lru import LRU
 from ipydoc.state.store import Store
 
 
@@ -46,11 +46,9 @@ class Sessions:
         self._store_source = store_source
         self.signer = Signer(secret, "session")
         self.lifetime = lifetime
-        # signed cookie → (session, valid until); least recently used first
-        self._cache: OrderedDict[bytes, tuple[Session, float]] = OrderedDict()
-        self._cache_max = cache_max
-        #: Entries dropped to keep the cache within ``cache_max`` (this instance).
-        self.evictions = 0
+        # signed cookie → (session, valid until), the least recently used dropped when full
+        self._cache: LRU[bytes, tuple[Session, float]] = LRU(
+            cache_max, on_evict=metrics.SESSION_CACHE_EVICTIONS.inc)
         self._generation = 0  # bumped when sessions end: a lookup in flight then is not cached
         self._watched: Store | None = None
 
@@ -77,16 +75,15 @@ class Sessions:
         hit = self._cache.get(signed)
         if hit is not None:
             if hit[1] > now:
-                self._cache.move_to_end(signed)
                 return hit[0]
-            del self._cache[signed]
+            self._cache.pop(signed)
         session_id = self.signer.unsign(signed)
         if session_id is None:
             return None
         generation = self._generation
         record = await store.get_session(session_id)
         if not record or "user" not in record:
-            self._cache.pop(signed, None)
+            self._cache.pop(signed)
             return None
         session = Session(session_id, record["user"], record.get("csrf", ""))
         if generation == self._generation:
@@ -94,12 +91,12 @@ class Sessions:
         return session
 
     def _remember(self, signed: bytes, session: Session, until: float) -> None:
-        self._cache[signed] = (session, until)
-        self._cache.move_to_end(signed)
-        while len(self._cache) > self._cache_max:
-            self._cache.popitem(last=False)
-            self.evictions += 1
-            metrics.SESSION_CACHE_EVICTIONS.inc()
+        self._cache.put(signed, (session, until))
+
+    @property
+    def evictions(self) -> int:
+        """Entries dropped to keep the cache within ``cache_max`` (this instance)."""
+        return self._cache.evictions
 
     @property
     def cached(self) -> int:

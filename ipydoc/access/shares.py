@@ -37,6 +37,7 @@ from twisted.web.iweb import IRequest
 
 from ipydoc.access import metrics
 from ipydoc.access.collaborators import StoreSource
+from ipydoc.access.lru import LRU
 from ipydoc.access.verdicts import json_reply
 from ipydoc.names import InvalidName, owner_of, server_key, validate_name
 from ipydoc.proxy.gate import Reply
@@ -47,7 +48,7 @@ from ipydoc.state.store import Store
 OWNER, RW, VIEW = "owner", "rw", "view"
 _RANK = {VIEW: 1, RW: 2}
 VIEW_METHODS = frozenset({b"GET", b"HEAD"})
-MAX_CACHED = 10_000   # server tables; emptied whole when full
+MAX_CACHED = 10_000   # server tables; the least recently used dropped when full
 MAX_SEEN = 100_000    # (credential, server) pairs already recorded as guest sessions
 _GUEST_REQUESTS = {m: metrics.GUEST_REQUESTS.labels(m) for m in (RW, VIEW)}
 
@@ -68,7 +69,7 @@ class ShareRule:
 
     def __init__(self, store_source: StoreSource) -> None:
         self._store_source = store_source
-        self._tables: dict[str, dict[str, str]] = {}
+        self._tables: LRU[str, dict[str, str]] = LRU(MAX_CACHED)
         self._generation = 0
         self._seen: set[tuple[str, str]] = set()
         self._watched: Store | None = None
@@ -88,9 +89,7 @@ class ShareRule:
             generation = self._generation
             table = await store.share_table(key)
             if generation == self._generation:
-                if len(self._tables) >= MAX_CACHED:
-                    self._tables.clear()
-                self._tables[key] = table
+                self._tables.put(key, table)
         best = table.get(f"user:{user}")
         if best != RW and any(f.startswith("group:") for f in table):
             for group in await store.user_groups(user):
@@ -154,7 +153,7 @@ class ShareRule:
 
     def _changed(self, key: str) -> None:
         self._generation += 1
-        self._tables.pop(key, None)
+        self._tables.pop(key)
         self._seen = {(c, k) for c, k in self._seen if k != key}
         for listener in list(self._listeners):
             try:

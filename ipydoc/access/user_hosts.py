@@ -49,6 +49,7 @@ from twisted.web.iweb import IRequest
 
 from ipydoc.access.collaborators import StoreSource
 from ipydoc.access.cookies import Signer, cookie_header, new_id, read_cookie
+from ipydoc.access.lru import LRU
 from ipydoc.access.sessions import Session
 from ipydoc.names import SERVER_KEY_SEPARATOR
 from ipydoc.state.keys import session_key
@@ -97,7 +98,7 @@ class HostSessions:
         #: share: issue 19 §3); None: owners only.
         self.guest_may_enter = guest_may_enter
         self.signer = Signer(secret, "user-host")
-        self._cache: dict[str, tuple[tuple[str, str], float]] = {}
+        self._cache: LRU[str, tuple[tuple[str, str], float]] = LRU(CACHE_MAX)
         self._generation = 0
         self._watched: Store | None = None
 
@@ -181,12 +182,10 @@ class HostSessions:
         store = self.store
         found = await store.host_session(host_id)
         if found is None or await store.hub_session_user(found[1]) != found[0]:
-            self._cache.pop(host_id, None)
+            self._cache.pop(host_id)
             return None
         if generation == self._generation:
-            if len(self._cache) >= CACHE_MAX:
-                self._cache.clear()
-            self._cache[host_id] = (found, now + CACHE_SECONDS)
+            self._cache.put(host_id, (found, now + CACHE_SECONDS))
         return found
 
     @staticmethod

@@ -29,6 +29,11 @@ class SpawnSection:
     start_wait: float = 30.0
     #: A logged-in user opening the hub's home page starts their stopped server.
     prestart_on_home: bool = False
+    #: The login page of a browser that logged in before starts that user's stopped
+    #: server while they type their password (docs/cold_login.md).
+    prestart_on_login: bool = True
+    #: Seconds such a start waits for the login before it is stopped again.
+    prestart_grace: float = 120.0
 
 
 def validate(s: SpawnSection) -> None:
@@ -46,6 +51,9 @@ def validate(s: SpawnSection) -> None:
             or s.max_named_servers < 0:
         raise ConfigError("spawn.max_named_servers must be a whole number: 0 (named servers "
                           "off) or the most named servers one user may have")
+    if s.prestart_grace <= 0:
+        raise ConfigError("spawn.prestart_grace must be a positive number of seconds (how "
+                          "long a start from the login page waits for the login)")
     if s.start_wait < 0:
         raise ConfigError("spawn.start_wait must be 0 (no wait) or a positive number of "
                           "seconds")

@@ -28,6 +28,11 @@ SPAWN = Histogram(
 CULLED = Counter("ipydoc_culled_servers", "Servers stopped by the culler, by reason "
                  "(idle: cull.idle_timeout, max_age: cull.max_age)", ["reason"])
 
+PRESTARTS = Counter(
+    "ipydoc_login_page_prestarts", "Starts considered for a returning browser's login page "
+    "(spawn.prestart_on_login), by outcome: started, unused (stopped again: no login within "
+    "spawn.prestart_grace), or why not (no-account, not-stopped, full, cooldown)",
+    ["outcome"])
 PAUSED = Counter("ipydoc_paused_servers", "Servers paused (cull.pause_after or "
                  "`ipydoc server pause`)")
 RESUME = Histogram(

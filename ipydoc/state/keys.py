@@ -136,6 +136,12 @@ key                                    type    contents
                                                (``node`` id, ``hostname``, ``placed`` unix
                                                time); the user's server is pinned there
                                                (:mod:`ipydoc.state.placements`)
+``ipydoc:prestart:{name}``             string  a start of NAME's server from the login page of a
+                                               returning browser (:mod:`ipydoc.state.prestarts`):
+                                               ``pending`` until NAME logs in (then deleted),
+                                               ``unused`` after such a start was stopped for
+                                               want of a login (the cool-down: no other start
+                                               from the login page meanwhile); with a TTL
 ``ipydoc:lease:{what}``                string  a lease (:mod:`ipydoc.state.leases`): ``"OWNER FENCE"``
                                                with a TTL; OWNER is a daemon id
                                                (``host:pid:random``); ``{what}`` is
@@ -366,6 +372,10 @@ def oauth_starts_key(group: str) -> str:
 # -- several daemons (leases, fences, pub/sub) ---------------------------------------------
 CLUSTER_CHANNEL = P + "cluster"
 SECRET_FINGERPRINT = P + "cluster:secret"
+
+
+def prestart_key(name: str) -> str:
+    return f"{P}prestart:{name}"
 
 
 def lease_key(what: str) -> str:

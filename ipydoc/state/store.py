@@ -19,6 +19,7 @@ Each concern has its module (the key schema is in :mod:`ipydoc.state.keys`):
 :mod:`ipydoc.state.login_limits`    failed-login counters
 :mod:`ipydoc.state.handoff`         subdomain handoff tokens and host sessions
 :mod:`ipydoc.state.placements`      swarm: the node holding each user's files
+:mod:`ipydoc.state.prestarts`       starts from a returning browser's login page
 ==================================  ======================================================
 
 Callers hold one :class:`Store` and call its operations by name (``store.get_user``,
@@ -62,6 +63,7 @@ from ipydoc.state.leases import Leases, history_lease, start_lease
 from ipydoc.state.login_limits import LoginFailures
 from ipydoc.state.login_states import LoginStates
 from ipydoc.state.placements import Placements
+from ipydoc.state.prestarts import Prestarts
 from ipydoc.state.reservations import Reservations
 from ipydoc.state.servers import Servers
 from ipydoc.state.sessions import Sessions
@@ -74,7 +76,7 @@ from ipydoc.state.users import Users
 
 class Store(Users, Reservations, IdentityBindings, Sessions, Tokens, Servers, Events,
             SpawnSettings, HistoryQueue, UserRepos, LoginStates, LoginFailures, Handoffs,
-            Placements, Leases, FencedServers, Groups, Shares):
+            Placements, Leases, FencedServers, Groups, Shares, Prestarts):
     """Typed operations on the key schema, over a txredisapi connection pool."""
 
     def __init__(self, redis: Any, clock: Any = None, bus: Bus | None = None) -> None:

@@ -51,11 +51,13 @@ from twisted.web.resource import IResource
 from twisted.web.static import File
 
 from ipydoc.access.login_limits import LoginLimits
+from ipydoc.access.return_hint import ReturnHints
 from ipydoc.access.sessions import Sessions
 from ipydoc.auth.base import Provider
 from ipydoc.auth.login_state import Limits as ProviderLimits
 from ipydoc.edge.routing import Routing
 from ipydoc.servers.manager import ServerManager
+from ipydoc.servers.prestart import LoginPagePrestart
 from ipydoc.servers.static_cache import StaticCache
 from ipydoc.web.account_pages import AccountPages
 from ipydoc.web.admin_pages import AdminPages
@@ -135,13 +137,15 @@ def make_hub(*, sessions: Sessions, manager: ServerManager, gate: Gate, routing:
              provider_limits: ProviderLimits = ProviderLimits(),
              public_url: str = "", metrics_token: str | None = None,
              static: StaticCache | None = None,
-             removal: AccountRemoval | None = None) -> HubSite:
+             removal: AccountRemoval | None = None,
+             prestart: LoginPagePrestart | None = None,
+             hints: ReturnHints | None = None) -> HubSite:
     """The hub with its page groups, from the daemon's parts (:mod:`ipydoc.tap`)."""
     providers = dict(providers or {})
     pages = Pages(sessions, manager, gate)
     limits = LoginLimits(sessions, settings.login_limits)
     login = LoginPages(pages, settings, limits, routing, local=local_login,
-                       providers=providers.values())
+                       providers=providers.values(), hints=hints, prestart=prestart)
     return HubSite({
         "login": login,
         "providers": ProviderPages(pages, login, providers, limits=provider_limits,

@@ -20,10 +20,12 @@ from twisted.web.iweb import IRequest
 from ipydoc.access.cookies import LOGIN_CSRF_COOKIE, cookie_header, read_cookie
 from ipydoc.access.login_limits import LoginLimits, Refusal, client_group
 from ipydoc.access.passwords import verify_password
+from ipydoc.access.return_hint import ReturnHints
 from ipydoc.edge.redirects import safe_next
 from ipydoc.edge.request_args import arg
 from ipydoc.edge.routing import Routing
 from ipydoc.names import InvalidName, normalize_login
+from ipydoc.servers.prestart import LoginPagePrestart
 from ipydoc.web import metrics
 from ipydoc.web.pages import HubSettings, Pages, RedisDown, redis_down
 
@@ -41,13 +43,19 @@ class LoginPages:
     log = Logger()
 
     def __init__(self, pages: Pages, settings: HubSettings, limits: LoginLimits,
-                 routing: Routing, *, local: bool = True, providers: Iterable[Any] = ()) -> None:
+                 routing: Routing, *, local: bool = True, providers: Iterable[Any] = (),
+                 hints: ReturnHints | None = None,
+                 prestart: LoginPagePrestart | None = None) -> None:
         self.pages = pages
         self.settings = settings
         self.limits = limits
         self.routing = routing
         self.local = local  # [auth] local: the name and password form is offered
         self.providers = list(providers)  # shown as buttons on the form
+        # spawn.prestart_on_login: the login page of a returning browser starts its
+        # user's server (both None when off: no hint is set or read)
+        self.hints = hints
+        self.prestart = prestart
 
     @property
     def store(self) -> Any:
@@ -60,6 +68,10 @@ class LoginPages:
         nxt = arg(request, "next")
         if session is not None:
             return self.pages.redirect(request, safe_next(nxt, "/hub/home"), 302)
+        if self.hints is not None and self.prestart is not None:
+            hint = self.hints.read(request)  # a browser that logged in before
+            if hint is not None:  # its server starts while the password is typed
+                self.prestart.consider_soon(hint.name, hint.created_ms)
         return self.form(request, nxt)
 
     def form(self, request: IRequest, nxt: str, error: str = "", username: str = "",
@@ -141,6 +153,11 @@ class LoginPages:
         the hub's, else JupyterLab: straight there while its start is under way, through
         the spawn page when the server is stopped and was not started here."""
         target = self.routing.user_target(name, nxt, request)
+        if self.hints is not None:
+            user = await self.store.get_user(name)
+            if user is not None:
+                self.hints.issue(request, name, user.created)
+            await self.store.prestart_used(name)  # a start from the login page is kept
         server = await self.store.get_server(name)
         manager = self.pages.manager
         if server and server.state == "running" and name in manager.routes:
@@ -171,11 +188,13 @@ class LoginPages:
     @app.route("/logout", methods=["POST"])
     async def logout(self, request: IRequest) -> bytes:
         session = await self.pages.sessions.from_request(request)
-        if session is None:
+        if session is None:  # ended already; the browser is not remembered either
+            ReturnHints.forget(request)
             return self.pages.redirect(request, "/hub/login")
         if not self.pages.post_allowed(request, session.csrf):
             return self.pages.expired_form(request, session)
         await self.pages.sessions.end(request, session)  # also closes its open WebSockets
+        ReturnHints.forget(request)  # nobody's server starts from this browser's login page
         # The browser forgets what the user's pages stored too (same origin in path mode).
         request.setHeader(b"Clear-Site-Data", b'"cookies", "storage"')
         await self.store.add_event("logout", session.user, "")

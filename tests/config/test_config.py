@@ -207,9 +207,21 @@ def test_spawn_cold_login_keys_default_and_are_checked():
     assert (spawn.static_cache, spawn.start_wait, spawn.prestart_on_home) == (False, 0, True)
     with pytest.raises(ConfigError, match="spawn.start_wait must be 0"):
         from_dict({"spawn": {"start_wait": -1}})
-    for key in ("static_cache", "prestart_on_home"):
+    for key in ("static_cache", "prestart_on_home", "prestart_on_login"):
         with pytest.raises(ConfigError, match=f"spawn.{key} must be true or false"):
             from_dict({"spawn": {key: "yes"}})
+
+
+def test_spawn_prestart_on_login_keys_default_and_are_checked():
+    """``spawn.prestart_on_login`` (on) and ``prestart_grace`` (120 s, positive)."""
+    spawn = from_dict({}).spawn
+    assert (spawn.prestart_on_login, spawn.prestart_grace) == (True, 120.0)
+    spawn = from_dict({"spawn": {"prestart_on_login": False, "prestart_grace": 5}}).spawn
+    assert (spawn.prestart_on_login, spawn.prestart_grace) == (False, 5)
+    for bad, says in ((0, "a positive number"), (-1, "a positive number"),
+                      ("soon", "a number"), (True, "a number")):
+        with pytest.raises(ConfigError, match=f"spawn.prestart_grace must be {says}"):
+            from_dict({"spawn": {"prestart_grace": bad}})
 
 
 def test_spawn_max_named_servers_defaults_and_is_checked():
