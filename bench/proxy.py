@@ -343,16 +343,17 @@ def main() -> None:
             # in send()/recv() and runnable-but-preempted on the shared core), and --gil
             # (only samples holding the GIL: the Python-level CPU work).
             result["pyspy"] = {}
-            for kind, extra in (("wall", []), ("gil", ["--gil"])):
+            pyspy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+            for kind, flags in (("wall", []), ("gil", ["--gil"])):
                 prof = out_dir / f"pyspy-ipydoc-{kind}.speedscope.json"
                 first = names[1]  # the (first) daemon
                 w = subprocess.Popen(cli + ["wrk", "-t1", f"-c{a.pyspy_conns}", f"-d{int(a.pyspy) + 4}s",
                                             "--latency", *wrk_h(first), wrk_url(first)],
                                      stdout=subprocess.PIPE, text=True)
                 time.sleep(2)
-                subprocess.run(cli + ["py-spy", "record", "-d", str(int(a.pyspy)), "-r", str(a.pyspy_rate),
+                subprocess.run(cli + [pyspy, "record", "-d", str(int(a.pyspy)), "-r", str(a.pyspy_rate),
                                       "-p", str(d.proc.pid),
-                                      "-o", str(prof), "--format", "speedscope", "--nonblocking", *extra],
+                                      "-o", str(prof), "--format", "speedscope", "--nonblocking", *flags],
                                capture_output=True)
                 txt = w.communicate()[0]
                 (out_dir / f"wrk-pyspy-{kind}-ipydoc.txt").write_text(txt)

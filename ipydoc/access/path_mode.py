@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 from twisted.web.iweb import IRequest
 
+from ipydoc.access.lru import LRU
 from ipydoc.access.metrics import NAMED_LOOKUPS
 from ipydoc.access.origin import request_origin
 from ipydoc.access.sessions import Sessions
@@ -34,9 +35,10 @@ from ipydoc.names import (
 )
 from ipydoc.proxy.gate import Reply
 from ipydoc.servers.manager import ServerManager
-from ipydoc.state.keys import session_key
 
 PREFIX = b"/user/"
+#: Valid user names remembered by :meth:`PathMode.locate`.
+NAMES_CACHED = 10_000
 _RESERVED = frozenset(n.encode() for n in RESERVED_SERVER_NAMES)
 
 
@@ -62,13 +64,19 @@ class PathMode:
         self.sessions = sessions
         self.extra_origins = frozenset(extra_origins)
         self.servers = servers  # None: no named servers (the default one only)
+        # path segments already found to be valid user names: the name rule (a regex)
+        # is not run again for every request of a user (only valid names are kept)
+        self._names: LRU[bytes, str] = LRU(NAMES_CACHED)
 
     async def locate(self, request: IRequest) -> str | Reply:
         segment = request.path[len(PREFIX):].split(b"/", 1)[0]
-        try:
-            name = validate_name(segment.decode("ascii"))
-        except (UnicodeDecodeError, InvalidName):
-            return json_reply(404, "no such user server")
+        name = self._names.get(segment)
+        if name is None:
+            try:
+                name = validate_name(segment.decode("ascii"))
+            except (UnicodeDecodeError, InvalidName):
+                return json_reply(404, "no such user server")
+            self._names.put(segment, name)
         if request.path == PREFIX + segment:  # /user/alice → /user/alice/ (the base URL)
             query = request.uri[len(request.path):]
             return redirect((request.path + b"/" + query).decode("latin-1"))
@@ -84,7 +92,7 @@ class PathMode:
 
     async def holder(self, request: IRequest) -> Holder | None:
         session = await self.sessions.from_request(request)
-        return None if session is None else Holder(session.user, session_key(session.id))
+        return None if session is None else Holder(session.user, session.key)
 
     def sign_in(self, request: IRequest, name: str) -> Reply:
         nxt = quote(request.uri.decode("latin-1"), safe="/")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass
+from functools import cached_property
 
 from twisted.web.iweb import IRequest
 
@@ -27,6 +28,7 @@ from ipydoc.access import metrics
 from ipydoc.access.collaborators import StoreSource
 from ipydoc.access.cookies import SESSION_COOKIE, Signer, cookie_header, new_id, read_cookie
 from ipydoc.access.lru import LRU
+from ipydoc.state.keys import session_key
 from ipydoc.state.store import Store
 
 
@@ -35,6 +37,12 @@ class Session:
     id: str
     user: str
     csrf: str
+
+    @cached_property
+    def key(self) -> str:
+        """The session's Redis key (what its open exchanges are revoked by), hashed once
+        per cached session rather than once per request."""
+        return session_key(self.id)
 
 
 CACHE_SECONDS = 5.0

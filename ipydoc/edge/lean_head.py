@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 from twisted.web.http_headers import Headers
 
+from ipydoc.proxy.headers import add_checked
+
 #: RFC 9110 tchar, as bytes values.
 _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789"
                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
@@ -84,7 +86,6 @@ def read_head(buffer: bytes | bytearray, max_size: int, max_headers: int
             or uri[:1] != b"/" or not _TARGET_OK.issuperset(uri):
         return HAND_OVER
     headers = Headers()
-    add = headers.addRawHeader
     length = -1
     hosts = 0
     for line in lines[1:]:
@@ -104,7 +105,7 @@ def read_head(buffer: bytes | bytearray, max_size: int, max_headers: int
             length = int(value)
         elif lower == b"host":
             hosts += 1
-        add(name, value)
+        add_checked(headers, name, value)  # no CR or LF (above), no NUL
     if hosts != 1:
         return HAND_OVER
     return Head(method, uri, headers, max(length, 0), size)

@@ -40,6 +40,7 @@ from ipydoc.proxy.body import BodyStream
 from ipydoc.proxy.gate import Forward, Gate
 from ipydoc.proxy.headers import (
     HOP_BY_HOP,
+    add_checked,
     backend_request_lines,
     is_hub_cookie,
     own_host_cookie,
@@ -263,7 +264,7 @@ class _Relay(Exchange):
         request.defaultContentType = None  # never invent a Content-Type
         request.setResponseCode(head.code, head.phrase)
         named = head.connection
-        add = request.responseHeaders.addRawHeader
+        headers = request.responseHeaders
         content_type = None
         token = fwd.token.encode()
         secure = request.isSecure()
@@ -280,7 +281,7 @@ class _Relay(Exchange):
                     value = secure_cookie(value)
             if token and token in value:
                 value = value.replace(token, b"")
-            add(name, value)
+            add_checked(headers, name, value)  # parse_head checked it: no CR, LF, NUL
         if token and is_textual(content_type):
             self._scrubber = Scrubber(token)  # the body may shrink: its length changes
             request.responseHeaders.removeHeader(b"content-length")

@@ -257,7 +257,7 @@ class _ClientEnd(Protocol):
     def dataReceived(self, data: bytes) -> None:
         ack_now(_socket_transport(self.transport))
         self._activity.touch()
-        metrics.TO_SERVER.inc(len(data))
+        metrics.websocket_bytes(len(data), 0)
         send_now(self._backend, data)
 
     def connectionLost(self, reason: Failure = Failure(error.ConnectionDone())) -> None:
@@ -287,7 +287,7 @@ def _splice(request: IRequest, backend: _Backend, head: bytes, activity: _Activi
 
     def to_client(data: bytes) -> None:
         activity.touch()
-        metrics.TO_CLIENT.inc(len(data))
+        metrics.websocket_bytes(0, len(data))
         send_now(client, data)
 
     def backend_closed(_: None) -> None:

@@ -226,7 +226,8 @@ def test_alice_signs_in_and_reaches_her_server_through_nginx(stack):
     ours = [raw for raw in b.seen if "ipydoc-" in raw.split("=", 1)[0]]
     names = {raw.split("=", 1)[0] for raw in ours}
     assert names == {"__Host-ipydoc-login-csrf", "__Host-ipydoc-session",
-                     "__Host-ipydoc-handoff", "__Host-ipydoc-user"}, names
+                     "__Host-ipydoc-handoff", "__Host-ipydoc-user",
+                     "__Host-ipydoc-return"}, names
     for raw in ours:
         attrs = [a.strip().lower() for a in raw.split(";")[1:]]
         assert "secure" in attrs and "path=/" in attrs, raw

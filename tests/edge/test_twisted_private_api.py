@@ -197,3 +197,22 @@ def test_an_adopted_listener_is_closed_without_ending_it_for_other_processes():
     with private("tcp._SocketCloser._shouldShutdown", where):
         assert tcp._SocketCloser._shouldShutdown is True
         assert _SharedUnixPort._shouldShutdown is False
+
+
+def test_headers_raw_table_and_name_encoder_are_usable():
+    """``Headers._rawHeaders`` and ``http_headers._nameEncoder``: :func:`ipydoc.proxy.headers
+    .add_checked` adds a value ipydoc's parsers checked without Twisted's sanitizing."""
+    from twisted.web.http_headers import Headers
+
+    from ipydoc.proxy.headers import add_checked
+
+    with private("Headers._rawHeaders / http_headers._nameEncoder",
+                 "ipydoc.proxy.headers.add_checked"):
+        headers = Headers()
+        add_checked(headers, b"content-type", b"text/plain")
+        add_checked(headers, b"Set-Cookie", b"a=1")
+        add_checked(headers, b"set-cookie", b"b=2")
+        assert headers.getRawHeaders(b"Content-Type") == [b"text/plain"]
+        assert headers.getRawHeaders(b"set-cookie") == [b"a=1", b"b=2"]
+        assert dict(headers.getAllRawHeaders()) == {b"Content-Type": [b"text/plain"],
+                                                    b"Set-Cookie": [b"a=1", b"b=2"]}
