@@ -48,3 +48,13 @@ def execute(ws: websocket.WebSocket, code: str) -> dict[str, Any]:
             return result
         elif kind == "execute_reply" and msg["content"]["status"] != "ok":
             raise AssertionError(f"execute failed: {msg['content']}")
+
+
+def run_code(session: requests.Session, base: str, user: str, code: str) -> str:
+    """``code`` run in a new kernel of ``user``'s server (``NAME`` or ``NAME/SERVER``)
+    through the proxy's WebSocket: its ``text/plain`` result."""
+    ws = connect(session, base, user, start_kernel(session, base, user))
+    try:
+        return execute(ws, code)["text/plain"]
+    finally:
+        ws.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from kernel_client import connect, execute, start_kernel
+from kernel_client import run_code
 from support import csrf_of, follow_progress, login, wait_for
 from swarm_support import WORKER_HOSTNAME, engine, service, task_of
 
@@ -22,12 +22,7 @@ def start(d, name: str):
 
 
 def run(d, session, name: str, code: str) -> str:
-    kernel = start_kernel(session, d.url, name)
-    ws = connect(session, d.url, name, kernel)
-    try:
-        return execute(ws, code)["text/plain"]
-    finally:
-        ws.close()
+    return run_code(session, d.url, name, code)
 
 
 def stop(d, session, name: str) -> None:

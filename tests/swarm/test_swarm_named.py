@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import subprocess
 
-from kernel_client import connect, execute, start_kernel
+from kernel_client import run_code
 from support import CLI, login, wait_for
 from swarm_support import service, task_of
 
@@ -14,12 +14,7 @@ PW = "correct horse battery"
 
 
 def run(d, session, path: str, code: str) -> str:
-    kernel = start_kernel(session, d.url, path)
-    ws = connect(session, d.url, path, kernel)
-    try:
-        return execute(ws, code)["text/plain"]
-    finally:
-        ws.close()
+    return run_code(session, d.url, path, code)
 
 
 def cli(d, *args: str) -> subprocess.CompletedProcess:

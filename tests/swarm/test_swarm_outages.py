@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 
-from kernel_client import connect, execute, start_kernel
+from kernel_client import run_code
 from support import csrf_of, follow_progress, login, wait_for
 from swarm_support import SCRIPT, WORKER, WORKER_HOSTNAME, WORKER_PIDFILE, engine, swarm_up, task_of
 
@@ -37,11 +37,7 @@ def on_worker(d, nodes: dict[str, str]) -> str:
 
 
 def run(d, session, name: str, code: str) -> str:
-    ws = connect(session, d.url, name, start_kernel(session, d.url, name))
-    try:
-        return execute(ws, code)["text/plain"]
-    finally:
-        ws.close()
+    return run_code(session, d.url, name, code)
 
 
 def home(d, session) -> str:
