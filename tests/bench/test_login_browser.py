@@ -16,7 +16,7 @@ def test_a_bare_server_name_means_both_caches_and_repeats_are_dropped() -> None:
     got = login_browser.parse_scenarios("warm, cold:empty,warm:cached,cold")
     assert got == [("warm", "empty"), ("warm", "cached"), ("cold", "empty"),
                    ("cold", "cached")]
-    assert {s for s, _ in login_browser.parse_scenarios("direct,warm,cold")} == set(
+    assert {s for s, _ in login_browser.parse_scenarios("direct,warm,cold,return")} == set(
         login_browser.SERVERS)
     # An empty cache part is the bare name.
     assert login_browser.parse_scenarios("cold:") == [("cold", c) for c in login_browser.CACHES]
