@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -65,3 +66,20 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     if report.when == "call" and report.failed:
         item.failed = True
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Static-cache helpers (created, never started) that a test daemon killed while it
+    read the image left behind: removed, so a run leaves nothing on the engine.  Only test
+    instances' (``t`` + 6 hex digits, see support.Daemon); never fails the run."""
+    try:
+        out = subprocess.run(
+            ["docker", "ps", "-a", "--filter", "label=ipydoc.helper=static", "--filter",
+             "status=created", "--format", '{{.ID}} {{.Label "ipydoc.instance"}}'],
+            capture_output=True, text=True, timeout=30).stdout
+        ids = [cid for cid, _, inst in (line.partition(" ") for line in out.splitlines())
+               if re.fullmatch(r"t[0-9a-f]{6}", inst)]
+        if ids:
+            subprocess.run(["docker", "rm", "-f", *ids], capture_output=True, timeout=60)
+    except Exception:  # noqa: BLE001 - housekeeping after the run, never its outcome
+        pass

@@ -24,11 +24,13 @@ import io
 import re
 import secrets
 import tarfile
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import ResponseDone
 from twisted.web.http import PotentialDataLoss
@@ -40,6 +42,8 @@ from ipydoc.backends.docker_api import API_VERSION, DockerAPI
 from ipydoc.backends.docker_transport import CONNECTION_ERRORS, engine_agent, reason
 from ipydoc.backends.httppool import quiet_pool
 
+log = Logger()
+
 #: Where images commonly install JupyterLab (conda, pip into /usr/local, distributions).
 PREFIXES = ("/opt/conda", "/usr/local", "/usr")
 LAB_STATIC = "share/jupyter/lab/static"
@@ -47,6 +51,8 @@ LAB_EXTENSIONS = "share/jupyter/labextensions"
 #: (kept for callers that list where JupyterLab's own files are looked for)
 STATIC_DIRS = tuple(f"{p}/{LAB_STATIC}" for p in PREFIXES)
 HELPER_LABEL = "ipydoc.helper"
+#: A helper older than the archive deadline plus this (seconds) is nobody's read any more.
+STALE_MARGIN = 60.0
 EXTENSION_PREFIX = "extensions/"
 #: A versioned name: a hex hash of at least 16 digits as its last-but-one dotted part.
 VERSIONED = re.compile(r"^(?:[A-Za-z0-9_-]+\.)?([0-9a-f]{16,40})\.(js|css|woff2?|ttf|eot|svg)$")
@@ -105,6 +111,7 @@ class ImageStaticReader:
         image_id = await self.image_id(image)
         if image_id is None:
             raise BackendError("image_missing", f"image {image} is not on the engine")
+        await self.remove_stale_helpers(self.timeout + STALE_MARGIN)
         body = {"Image": image_id, "Entrypoint": ["true"], "Cmd": [], "NetworkDisabled": True,
                 "Labels": {"ipydoc.instance": self.instance, HELPER_LABEL: "static"},
                 "HostConfig": {"NetworkMode": "none"}}
@@ -127,6 +134,34 @@ class ImageStaticReader:
         finally:
             self._helpers.discard(cid)
             await self.api.remove_container(cid, force=True)
+
+    async def remove_stale_helpers(self, older_than: float) -> int:
+        """Remove this instance's helpers created over ``older_than`` seconds ago, none
+        of them this reader's: left by a daemon that was killed while it read (a live
+        reader removes its own, and no read outlasts its deadline).  How many went."""
+        try:
+            found = await self.api.list_containers(
+                {"ipydoc.instance": self.instance, HELPER_LABEL: "static"})
+        except BackendError as e:
+            log.warn("static cache: cannot list old helpers: {e}", e=e.message)
+            return 0
+        cutoff = time.time() - older_than
+        removed = 0
+        for c in found:
+            cid = c.get("Id", "")
+            created = c.get("Created")
+            if cid and cid not in self._helpers and isinstance(created, int) \
+                    and created < cutoff:
+                try:
+                    await self.api.remove_container(cid, force=True)
+                    removed += 1
+                except BackendError as e:
+                    log.warn("static cache: cannot remove old helper {cid}: {e}",
+                             cid=cid[:12], e=e.message)
+        if removed:
+            log.info("static cache: removed {n} helper container(s) a stopped daemon had "
+                     "left", n=removed)
+        return removed
 
     async def _archive(self, cid: str, path: str, deadline: float) -> bytes | None:
         """The engine's tar of ``path`` (None when the image has no such directory),

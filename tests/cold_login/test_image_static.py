@@ -185,3 +185,26 @@ async def test_one_deadline_covers_the_whole_archive_read():
         await api.close()
         engine.shutdown()
         engine.server_close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_helpers_a_killed_daemon_left_are_removed_and_no_others(instance):
+    """A daemon killed while it read the image leaves its helper (created, never started);
+    the next read of that instance removes helpers older than any read can take, and
+    leaves other instances' and other kinds alone."""
+    other = "t" + secrets.token_hex(3)
+    left = docker("create", "--label", f"ipydoc.instance={instance}", "--label",
+                  "ipydoc.helper=static", "--network", "none", TEST_IMAGE, "true").strip()
+    theirs = docker("create", "--label", f"ipydoc.instance={other}", "--label",
+                    "ipydoc.helper=static", "--network", "none", TEST_IMAGE, "true").strip()
+    volume_helper = docker("create", "--label", f"ipydoc.instance={instance}", "--label",
+                           "ipydoc.helper=volume", "--network", "none", TEST_IMAGE,
+                           "true").strip()
+    try:
+        reader = ImageStaticReader(reactor, DockerAPI(reactor), instance=instance)
+        assert await reader.remove_stale_helpers(older_than=3600) == 0  # too young
+        assert await reader.remove_stale_helpers(older_than=-5) == 1
+        ids = docker("ps", "-aq", "--no-trunc").split()
+        assert left not in ids and theirs in ids and volume_helper in ids
+    finally:
+        docker("rm", "-f", theirs, volume_helper, check=False)
