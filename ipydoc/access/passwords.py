@@ -2,7 +2,8 @@
 
 Hashing costs 50-110 ms of CPU on purpose (argon2-cffi's defaults, RFC 9106's second
 recommended parameters: 3 passes over 64 MiB; ~108 ms on the 2-core test machine), so it
-runs in a thread, never on the reactor.  A hash made with older parameters is still verified (argon2 encodes them).
+runs in a thread, never on the reactor.  A hash made with older parameters is still
+verified (argon2 encodes them).
 """
 
 from __future__ import annotations

@@ -48,10 +48,8 @@ class ReturnHints:
         """Remember on this browser that ``name`` (the account created at ``created``)
         logged in."""
         expires = int(self.clock()) + self.lifetime
-        value = self.signer.sign(f"{name}~{int(created * 1000)}~{expires}")
-        request.responseHeaders.addRawHeader(b"Set-Cookie", cookie_header(
-            RETURN_COOKIE, value, secure=request.isSecure(), max_age=self.lifetime,
-            same_site="Strict").encode())
+        _set(request, self.signer.sign(f"{name}~{int(created * 1000)}~{expires}"),
+             self.lifetime)
 
     def read(self, request: IRequest) -> ReturnHint | None:
         """The account this browser logged in as, or None (none, forged, expired)."""
@@ -71,6 +69,10 @@ class ReturnHints:
     @staticmethod
     def forget(request: IRequest) -> None:
         """Delete the hint (logout)."""
-        request.responseHeaders.addRawHeader(b"Set-Cookie", cookie_header(
-            RETURN_COOKIE, "", secure=request.isSecure(), max_age=0,
-            same_site="Strict").encode())
+        _set(request, "", 0)
+
+
+def _set(request: IRequest, value: str, max_age: int) -> None:
+    request.responseHeaders.addRawHeader(b"Set-Cookie", cookie_header(
+        RETURN_COOKIE, value, secure=request.isSecure(), max_age=max_age,
+        same_site="Strict").encode())

@@ -17,11 +17,11 @@ from ipydoc.state.keys import prestart_key
 PENDING = "pending"
 UNUSED = "unused"
 
-# KEYS: prestart:{name}; ARGV: cool-down ms.  1 (and the cool-down set) if the start is
-# still waiting for its login, else 0.
+# KEYS: prestart:{name}; ARGV: cool-down ms, PENDING, UNUSED.  1 (and the cool-down set)
+# if the start is still waiting for its login, else 0.
 CLAIM_UNUSED_SCRIPT = """
-if redis.call('GET', KEYS[1]) ~= 'pending' then return 0 end
-redis.call('SET', KEYS[1], 'unused', 'PX', ARGV[1])
+if redis.call('GET', KEYS[1]) ~= ARGV[2] then return 0 end
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[1])
 return 1
 """
 
@@ -42,4 +42,4 @@ class Prestarts(StoreBase):
         """True if ``name``'s start from the login page never saw its login (the caller
         stops it); the key then holds the cool-down for ``cooldown`` seconds."""
         return int(await self._eval(CLAIM_UNUSED_SCRIPT, [prestart_key(name)],
-                                    str(int(cooldown * 1000)))) == 1
+                                    str(int(cooldown * 1000)), PENDING, UNUSED)) == 1

@@ -26,6 +26,7 @@ from ipydoc.edge.request_args import arg
 from ipydoc.edge.routing import Routing
 from ipydoc.names import InvalidName, normalize_login
 from ipydoc.servers.prestart import LoginPagePrestart
+from ipydoc.state.users import User
 from ipydoc.web import metrics
 from ipydoc.web.pages import HubSettings, Pages, RedisDown, redis_down
 
@@ -119,7 +120,7 @@ class LoginPages:
         await self.pages.sessions.create(request, name)
         await self.store.add_event("login", name, "password")
         self.log.info("{name} logged in", name=name)
-        return await self.after_login(request, name, nxt)
+        return await self.after_login(request, name, nxt, user)
 
     def limited(self, request: IRequest, nxt: str, typed: str, name: str | None, group: str,
                 refusal: Refusal) -> bytes:
@@ -148,13 +149,14 @@ class LoginPages:
         paused(request, refusal)
         return self.form(request, nxt, f"{WRONG} {refusal.message}", typed, 429)
 
-    async def after_login(self, request: IRequest, name: str, nxt: str) -> bytes:
+    async def after_login(self, request: IRequest, name: str, nxt: str,
+                          user: User | None = None) -> bytes:
         """Where a fresh login goes (any provider): ``next`` if it is the user's own or
         the hub's, else JupyterLab: straight there while its start is under way, through
         the spawn page when the server is stopped and was not started here."""
         target = self.routing.user_target(name, nxt, request)
         if self.hints is not None:
-            user = await self.store.get_user(name)
+            user = user or await self.store.get_user(name)  # a provider's login: read it
             if user is not None:
                 self.hints.issue(request, name, user.created)
             await self.store.prestart_used(name)  # a start from the login page is kept
