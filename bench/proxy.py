@@ -18,6 +18,8 @@ ipydoc     wrk to the daemon's port, ``Cookie: ipydoc-session=...`` from the log
 chp        configurable-http-proxy (/tmp/peer-chp), ``--default-target`` = that URL
 nginx      nginx, upstream keepalive, as ``../shared/peer/nginx.conf``
 direct-ip  (``--direct-ip``) the container's own address:8888, bypassing docker-proxy
+relay      (``--relay``) ``bench/twisted_relay.py``: a bare Twisted byte relay (no HTTP) on
+           the daemon's CPU, the ceiling of any proxy written on Twisted here
 
 Then the kernel WebSocket round trip (``bench/proxy_ws.py``, the logic of the peer's
 ``run_ws_bench.py``) for the same targets.  Optionally (``--pyspy S``), after the
@@ -57,6 +59,7 @@ USER = "p00"
 UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 LABEL = {"direct": "direct", "ipydoc": "ipydoc", "chp": "configurable-http-proxy",
          "nginx": "nginx (keepalive upstream)", "direct-ip": "direct, container IP (no docker-proxy)",
+         "relay": "bare Twisted relay (no HTTP)",
          "ipydoc-lean": "ipydoc, lean front end", "ipydoc-twisted": "ipydoc, twisted.web front end",
          "ipydoc-baseline": "ipydoc, baseline code (--baseline)"}
 
@@ -168,6 +171,9 @@ def main() -> None:
     ap.add_argument("--no-pin", action="store_true")
     ap.add_argument("--no-peers", action="store_true", help="skip configurable-http-proxy and nginx")
     ap.add_argument("--direct-ip", action="store_true", help="also the container IP, bypassing docker-proxy")
+    ap.add_argument("--relay", action="store_true",
+                    help="also a bare Twisted byte relay (bench/twisted_relay.py, no HTTP) on the "
+                         "daemon's CPU: the ceiling of a proxy on Twisted")
     ap.add_argument("--skip-wrk", action="store_true")
     ap.add_argument("--skip-ws", action="store_true")
     ap.add_argument("--pyspy", type=float, default=0, help="seconds of py-spy record of the daemon (0: none)")
@@ -273,6 +279,15 @@ def main() -> None:
             targets["nginx"] = {"url": f"http://127.0.0.1:{nginx_port}", "headers": tok_h}
         if a.direct_ip:
             targets["direct-ip"] = {"url": f"http://{cip}:8888", "headers": tok_h}
+        relay_pid = 0
+        if a.relay:
+            relay_port = spawn.free_port()
+            bhost, bport = backend.split("//", 1)[1].rsplit(":", 1)
+            procs.append(subprocess.Popen(
+                srv + [sys.executable, str(HERE / "twisted_relay.py"), bhost, bport, str(relay_port)],
+                stdout=open(root / "relay.log", "wb"), stderr=subprocess.STDOUT))
+            relay_pid = procs[-1].pid
+            targets["relay"] = {"url": f"http://127.0.0.1:{relay_port}", "headers": tok_h}
         for t, v in targets.items():
             wait_200(v["url"] + base + "/api/status", v["headers"], t)
 
@@ -304,7 +319,8 @@ def main() -> None:
         meter = CpuMeter({"daemon": [x.proc.pid for x, _ in daemons],
                           **{f"daemon:{label}": [x.proc.pid] for x, label in daemons}, "redis": [d.redis_pid()],
                           "docker-proxy": dproxy,
-                          "chp": [p.pid for p in procs], "nginx": nginx_pids},
+                          "chp": [p.pid for p in procs if p.pid != relay_pid],
+                          "relay": [relay_pid] if relay_pid else [], "nginx": nginx_pids},
                          Path(f"/sys/fs/cgroup/cpuacct/docker/{info['Id']}/cpuacct.usage"))
         names = list(targets)
         wrk_url = lambda t: targets[t]["url"] + base + "/api/status"
@@ -421,6 +437,10 @@ def summarize(rows: dict, ws: dict | None, names: list[str]) -> dict:
                 med["daemon_us_per_req"] = statistics.median(per_rep)
                 cpu_txt += (f"; daemon {med['daemon_us_per_req']:.0f} µs/req (each rep "
                             + ", ".join(f"{x:.0f}" for x in per_rep) + ")")
+            if t == "relay" and med["rps"]:  # what the reactor and the socket calls alone cost
+                per_rep = [r["cpu_cores"].get("relay", 0) * 1e6 / r["rps"] for r in rs if r["rps"]]
+                med["relay_us_per_req"] = statistics.median(per_rep)
+                cpu_txt += f"; relay {med['relay_us_per_req']:.0f} µs/req"
             lines.append(f"| {c} | {LABEL[t]} | {med['rps']:.0f} | {', '.join('%.0f' % r['rps'] for r in rs)} | "
                          f"{med['p50_ms']:.2f} | {med['p90_ms']:.2f} | {med['p99_ms']:.2f} | "
                          + " | ".join(f"{med[f'vs_{b}']:.2f}" for b in ref) + f" | {cpu_txt} | {errs} |")

@@ -36,6 +36,7 @@ from twisted.python import usage
 from ipydoc import __version__
 from ipydoc.config.errors import ConfigError
 from ipydoc.config.load import Config, find_config, load
+from ipydoc.edge import reactor as lean_reactor
 
 
 class Options(usage.Options):
@@ -53,6 +54,9 @@ class Options(usage.Options):
         except ConfigError as e:
             # A clear one-line error, not twistd's usage dump: the file is wrong, not argv.
             raise SystemExit(f"ipydoc: configuration error: {e}") from None
+        # Before anything imports the reactor (twistd and the worker both parse these
+        # options first); ``twistd --reactor NAME`` has installed its own already.
+        lean_reactor.install()
 
 
 class ListenService(Service):

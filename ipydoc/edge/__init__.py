@@ -10,6 +10,8 @@
 * ``forwarding`` — the client and scheme behind a trusted proxy; ``routing`` — hosts and
   paths of the hub and users' servers; ``redirects`` — safe ``next=``;
   ``request_args`` — the one request-argument reader.
+* ``reactor`` — the daemon's epoll reactor (installed when ipydoc's options are read):
+  Twisted's, without a log context pushed per I/O event.
 
 It imports only ``proxy``, ``state`` and ``names`` below it.
 """

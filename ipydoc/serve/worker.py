@@ -47,7 +47,9 @@ def run(options_class: type[usage.Options], make_service: Callable[[Any], Any],
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)],
                                      redirectStandardIO=False)
     from twisted.internet import reactor
+    from twisted.python.reflect import qual
 
+    log.info("reactor class: {reactor}.", reactor=qual(type(reactor)))  # as twistd says it
     service = make_service(options)  # SystemExit(1) with a message on a config error
     ready = getattr(service, "ready", None)
     if ready is not None:

@@ -216,3 +216,25 @@ def test_headers_raw_table_and_name_encoder_are_usable():
         assert headers.getRawHeaders(b"set-cookie") == [b"a=1", b"b=2"]
         assert dict(headers.getAllRawHeaders()) == {b"Content-Type": [b"text/plain"],
                                                     b"Set-Cookie": [b"a=1", b"b=2"]}
+
+
+def test_epoll_reactor_poller_selectables_and_dispatch_are_usable():
+    """``EPollReactor._poller``, ``._selectables`` and ``_doReadOrWrite(selectable, fd,
+    event)``: :class:`ipydoc.edge.reactor.LeanEPollReactor` polls and dispatches with
+    them (without ``callWithLogger``)."""
+    import select
+
+    from twisted.internet.epollreactor import EPollReactor
+
+    from ipydoc.edge.reactor import LeanEPollReactor
+
+    where = "ipydoc.edge.reactor.LeanEPollReactor"
+    r = LeanEPollReactor()
+    try:
+        with private("EPollReactor._poller / ._selectables / _doReadOrWrite", where):
+            assert isinstance(r._poller, select.epoll)
+            assert isinstance(r._selectables, dict)
+            assert params(EPollReactor._doReadOrWrite)[1:] == ["selectable", "fd", "event"]
+            assert params(EPollReactor.doPoll)[1:] == ["timeout"]
+    finally:
+        r._poller.close()
