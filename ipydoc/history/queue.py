@@ -85,11 +85,15 @@ FULL_EVENT_EVERY = 60.0  # seconds between history-queue-full events of one user
 DEAD_EVENTS = 10       # history-dead-letter events per user and minute; then one summary
 
 
+#: The methods whose answers may say a file changed.
+CHANGING_METHODS = frozenset({b"PUT", b"PATCH", b"DELETE", b"POST"})
+
+
 def saved_change(prefix: str, method: bytes, path: bytes, code: int,
                  body: bytes | None = None) -> dict[str, Any] | None:
     """The queue entry for a response of a user's server whose contents API is at
     ``prefix``, or None when the response changed no file (see "What is seen")."""
-    if not 200 <= code < 300 or method not in (b"PUT", b"PATCH", b"DELETE", b"POST"):
+    if not 200 <= code < 300 or method not in CHANGING_METHODS:
         return None
     raw_prefix = prefix.encode()
     if not path.startswith(raw_prefix):
@@ -204,6 +208,8 @@ class HistoryQueue:
         """A response from the server ``user`` (a server key; called by the gate,
         synchronously); ``body`` is a rename's answer when the proxy could keep it.  The
         entry goes to the owner's queue, naming the server when it is a named one."""
+        if method not in CHANGING_METHODS:  # most answers: no prefix built for them
+            return None
         entry = saved_change(self.contents.prefix(user), method, path, code, body)
         if entry is None:
             return None

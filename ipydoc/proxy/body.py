@@ -53,8 +53,7 @@ class BodyStream:
         #: Body bytes taken from the client to pass on (not the discarded ones): metrics.
         self.taken = 0
         self._failure: Failure | None = None
-        #: Fires (with None) once the whole body has been received; never errbacks.
-        self.received: Deferred[None] = Deferred()
+        self._on_received: Callable[[], None] | None = None
 
     # -- the client side (twisted.web calls these) ---------------------------------
 
@@ -80,7 +79,18 @@ class BodyStream:
         self._update()
         if self._consumer is not None and not self._discarding:
             self._flush()
-        self.received.callback(None)
+        call, self._on_received = self._on_received, None
+        if call is not None:
+            call()
+
+    def when_received(self, call: Callable[[], None]) -> None:
+        """Call ``call`` once the whole body is in (now, if it is; one caller, the
+        forwarder's timer).  Not a Deferred: most requests have no body, and one per
+        request was made, fired and chained for nothing."""
+        if self.done:
+            call()
+        else:
+            self._on_received = call
 
     def fail(self, reason: Failure) -> None:
         """The client went away before the body was complete."""

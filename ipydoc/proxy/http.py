@@ -144,7 +144,7 @@ class HttpForwarder:
         relay = _Relay(self, request, fwd, head, body)
         request.on_gone = relay.client_gone  # SiteRequest calls it if the client leaves
         self._exchanges.add(relay)
-        body.received.addCallback(relay.start_timer)
+        body.when_received(relay.start_timer)
         relay.connect(host, port)
         return relay.done
 
@@ -209,7 +209,7 @@ class _Relay(Exchange):
             return
         self._error(reason)
 
-    def start_timer(self, _: object = None) -> None:
+    def start_timer(self) -> None:
         """The body is in: the backend now has ``head_timeout`` to start answering."""
         if not self._finished and self._code == 0:
             self._timer = True
