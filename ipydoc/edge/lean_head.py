@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from twisted.web.http_headers import Headers
 
-from ipydoc.proxy.headers import add_checked
+from ipydoc.proxy.headers import FastHeaders, add_checked
 
 #: RFC 9110 tchar, as bytes values.
 _TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789"
@@ -85,7 +85,7 @@ def read_head(buffer: bytes | bytearray, max_size: int, max_headers: int
     if version != b"HTTP/1.1" or not method or not _TCHAR.issuperset(method) \
             or uri[:1] != b"/" or not _TARGET_OK.issuperset(uri):
         return HAND_OVER
-    headers = Headers()
+    headers = FastHeaders()
     length = -1
     hosts = 0
     for line in lines[1:]:

@@ -22,6 +22,8 @@ from twisted.internet.defer import Deferred
 from twisted.web.http import RESPONSES, parse_qs
 from twisted.web.http_headers import Headers
 
+from ipydoc.proxy.headers import FastHeaders
+
 if TYPE_CHECKING:
     from ipydoc.edge.lean_channel import LeanChannel
 
@@ -59,7 +61,7 @@ class LeanRequest:
         self.uri = uri
         self.path = uri.partition(b"?")[0]
         self.requestHeaders = headers
-        self.responseHeaders = Headers()
+        self.responseHeaders = FastHeaders()
         self.client = client
         self._secure = secure
         self._notifications: list[Deferred[None]] = []
