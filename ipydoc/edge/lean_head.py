@@ -85,7 +85,7 @@ def read_head(buffer: bytes | bytearray, max_size: int, max_headers: int
     if version != b"HTTP/1.1" or not method or not _TCHAR.issuperset(method) \
             or uri[:1] != b"/" or not _TARGET_OK.issuperset(uri):
         return HAND_OVER
-    headers = FastHeaders()
+    checked: list[tuple[bytes, bytes]] = []
     length = -1
     hosts = 0
     for line in lines[1:]:
@@ -105,7 +105,9 @@ def read_head(buffer: bytes | bytearray, max_size: int, max_headers: int
             length = int(value)
         elif lower == b"host":
             hosts += 1
-        add_checked(headers, name, value)  # no CR or LF (above), no NUL
+        checked.append((name, value))
     if hosts != 1:
         return HAND_OVER
+    headers = FastHeaders()
+    add_checked(headers, checked)  # no CR or LF (above), no NUL
     return Head(method, uri, headers, max(length, 0), size)

@@ -268,6 +268,7 @@ class _Relay(Exchange):
         content_type = None
         token = fwd.token.encode()
         secure = request.isSecure()
+        kept = []
         for name, value in head.headers:
             lower = name.lower()
             if lower in HOP_BY_HOP or lower.startswith(b"proxy-") or lower in named:
@@ -281,7 +282,8 @@ class _Relay(Exchange):
                     value = secure_cookie(value)
             if token and token in value:
                 value = value.replace(token, b"")
-            add_checked(headers, name, value)  # parse_head checked it: no CR, LF, NUL
+            kept.append((name, value))
+        add_checked(headers, kept)  # parse_head checked them: no CR, LF, NUL
         if token and is_textual(content_type):
             self._scrubber = Scrubber(token)  # the body may shrink: its length changes
             request.responseHeaders.removeHeader(b"content-length")
@@ -441,7 +443,8 @@ def _all_or_timeout(waits: list[Deferred[Any]], reactor: Any, seconds: float) ->
 def request_head(request: IRequest, token: str, body: BodyStream) -> bytes:
     """The request line and headers for the user's server, framing included."""
     method, uri = request.method, request.uri
-    if not uri.startswith(b"/") or any(c in uri for c in b" \r\n\x00"):
+    if not uri.startswith(b"/") or b" " in uri or b"\r" in uri or b"\n" in uri \
+            or b"\x00" in uri:
         raise ValueError("bad request target")
     lines = [b"%s %s HTTP/1.1" % (method, uri), *backend_request_lines(request, token)]
     if body.has_body:

@@ -209,9 +209,8 @@ def test_headers_raw_table_and_name_encoder_are_usable():
     with private("Headers._rawHeaders / http_headers._nameEncoder",
                  "ipydoc.proxy.headers.add_checked"):
         headers = Headers()
-        add_checked(headers, b"content-type", b"text/plain")
-        add_checked(headers, b"Set-Cookie", b"a=1")
-        add_checked(headers, b"set-cookie", b"b=2")
+        add_checked(headers, [(b"content-type", b"text/plain"), (b"Set-Cookie", b"a=1")])
+        add_checked(headers, [(b"set-cookie", b"b=2")])
         assert headers.getRawHeaders(b"Content-Type") == [b"text/plain"]
         assert headers.getRawHeaders(b"set-cookie") == [b"a=1", b"b=2"]
         assert dict(headers.getAllRawHeaders()) == {b"Content-Type": [b"text/plain"],
