@@ -29,6 +29,9 @@ from ipydoc.proxy.sendnow import send_now  # noqa: E402
 class Backend(protocol.Protocol):
     front: Front | None = None
 
+    def connectionMade(self) -> None:
+        self.transport.setTcpNoDelay(True)  # as ipydoc, CHP and nginx: no Nagle stalls
+
     def dataReceived(self, data: bytes) -> None:
         assert self.front is not None
         send_now(self.front.transport, data)
@@ -42,6 +45,7 @@ class Front(protocol.Protocol):
     backend: Backend | None = None
 
     def connectionMade(self) -> None:
+        self.transport.setTcpNoDelay(True)
         self.pending: list[bytes] = []
         creator = protocol.ClientCreator(reactor, Backend)
         creator.connectTCP(HOST, PORT).addCallbacks(self._connected, lambda _: self.transport.loseConnection())
