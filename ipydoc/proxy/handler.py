@@ -95,9 +95,7 @@ class Proxy:
         if is_websocket_upgrade(request) and not body.has_body:
             await self.websocket.forward(request, decision)
         else:
-            # Not awaited: its Deferred never fails, and nobody waits for this one's
-            # end (a Deferred resumed per request for nothing).
-            self.http.forward(request, decision)
+            self.http.forward(request, decision)  # runs on by itself: nothing to await
 
     def _crashed(self, failure: Failure, request: IRequest) -> None:
         self._log.failure(

@@ -267,8 +267,10 @@ def is_websocket_upgrade(request: IRequest) -> bool:
         return False
     h = request.requestHeaders
     upgrade = h.getRawHeaders(b"upgrade")
+    if not upgrade:
+        return False
     connection = h.getRawHeaders(b"connection")
-    if not upgrade or not connection:
+    if not connection:
         return False
     protocols = token_list(upgrade, versions=True)
     options = token_list(connection)

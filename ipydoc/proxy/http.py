@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from twisted.internet import error
-from twisted.internet.defer import CancelledError, Deferred, DeferredList, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredList
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
@@ -130,8 +130,9 @@ class HttpForwarder:
                 self._addresses.clear()
         return address
 
-    def forward(self, request: IRequest, fwd: Forward) -> Deferred[None]:
-        """Relay ``request``; the Deferred fires when the exchange is over (never fails)."""
+    def forward(self, request: IRequest, fwd: Forward) -> None:
+        """Relay ``request``.  Nothing to wait for: the exchange ends on its own (and is
+        in the open exchanges until then, for revocation and the drain)."""
         body: BodyStream = request.content
         try:
             host, port = self._address(fwd.target)
@@ -139,14 +140,13 @@ class HttpForwarder:
         except ValueError:
             body.discard()
             write_reply(request, error_reply(request, 400))
-            return succeed(None)
+            return
         self._gate.saw_traffic(fwd.user)
         relay = _Relay(self, request, fwd, head, body)
         request.on_gone = relay.client_gone  # SiteRequest calls it if the client leaves
         self._exchanges.add(relay)
         body.when_received(relay.start_timer)
         relay.connect(host, port)
-        return relay.done
 
 
 class _Relay(Exchange):
@@ -180,7 +180,6 @@ class _Relay(Exchange):
         self._head = head
         self._body = body
         self._started = perf_counter()
-        self.done: Deferred[None] = Deferred()
 
     # -- connecting and sending ---------------------------------------------------------
 
@@ -405,7 +404,6 @@ class _Relay(Exchange):
         request = self._request
         metrics.http_done(request.code if request.startedWriting else self._code,
                           perf_counter() - self._started, self._body.taken, request.sentLength)
-        self.done.callback(None)
 
 
 def keep_response_header(lower: bytes, value: bytes, fwd: Forward) -> bool:
