@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from urllib.parse import urlsplit
 
 from twisted.web.iweb import IRequest
@@ -78,7 +79,7 @@ class Routing:
     domain: str = ""
     public_url: str = ""
 
-    @property
+    @cached_property  # read for every request: worked out once
     def subdomain(self) -> bool:
         return self.mode == "subdomain"
 
