@@ -5,8 +5,8 @@ handler through ``twisted.python.log.callWithLogger``: it asks the protocol for 
 ``logPrefix()`` and pushes a context dictionary, so that a *legacy* ``log.msg`` made
 inside the handler is tagged with that prefix.  ipydoc logs with ``twisted.logger``,
 which never reads that context, yet the proxy paid for it on every event (two per
-proxied request at least): in the daemon's profile under load it was about 8% of the
-Python time, and in a bare relay measured alone 6-9 µs per request.
+proxied request at least): 7-9 µs per proxied request, 3-4% of the daemon's CPU
+(``bench/proxy.py --baseline``, docs/front_end.md).
 
 :class:`LeanEPollReactor` dispatches the same events to the same
 ``_doReadOrWrite`` (which still catches and logs any exception and drops the
