@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import cached_property
 from urllib.parse import urlsplit
 
 from twisted.web.iweb import IRequest
@@ -79,7 +78,7 @@ class Routing:
     domain: str = ""
     public_url: str = ""
 
-    @cached_property  # read for every request: worked out once
+    @property
     def subdomain(self) -> bool:
         return self.mode == "subdomain"
 
