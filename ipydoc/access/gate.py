@@ -47,7 +47,6 @@ from ipydoc.access.tokens import TokenCheck
 from ipydoc.access.user_hosts import HostSessions
 from ipydoc.edge.routing import Routing
 from ipydoc.proxy.gate import Forward, Reply
-from ipydoc.proxy.headers import SAFE_METHODS
 from ipydoc.proxy.live import OpenExchanges
 from ipydoc.servers.activity import Activity
 from ipydoc.servers.manager import ServerManager
@@ -234,16 +233,13 @@ class UserGate:
         """Saves (contents PUT/PATCH/DELETE) go to the history queue (ipydoc.history);
         the Deferred fires once the entry is in Redis (the proxy holds the answer till
         then, so a save the browser saw succeed is never forgotten)."""
-        if method in SAFE_METHODS:  # changes no file: most answers stop here
-            return None
         if self._saves is not None and not self._saves.wants_body(user, method, path, code):
             return self._saves.note(user, method, path, code)
         return None
 
     def wants_body(self, user: str, method: bytes, path: bytes, code: int) -> bool:
         """A rename's answer names the new path, which the request line does not."""
-        return (method not in SAFE_METHODS and self._saves is not None
-                and self._saves.wants_body(user, method, path, code))
+        return self._saves is not None and self._saves.wants_body(user, method, path, code)
 
     def saw_body(self, user: str, method: bytes, path: bytes, code: int,
                  body: bytes | None) -> Deferred[None] | None:
