@@ -198,13 +198,29 @@ class GitRepo:
         return (self.path / "HEAD").is_file()
 
     def ensure(self) -> None:
+        """Create the repository if it is missing, atomically.
+
+        ``git init`` writes ``HEAD`` before ``objects/``: a reader that ran in between
+        would find a ``HEAD`` (so :meth:`exists`) and then fail with "not a git
+        repository".  So the repository is built in a private folder beside its place and
+        renamed into it whole; a reader sees no repository or a complete one."""
         if self.exists():
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([self.git, "init", "--quiet", "--bare", str(self.path)],
-                       check=True, capture_output=True, env=self._env())
-        self.run("symbolic-ref", "HEAD", BRANCH)
-        self.run("config", "gc.auto", "256")
+        building = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
+        try:
+            env = self._env({"GIT_DIR": str(building)})
+            subprocess.run([self.git, "init", "--quiet", "--bare", str(building)],
+                           check=True, capture_output=True, env=env)
+            for args in (("symbolic-ref", "HEAD", BRANCH), ("config", "gc.auto", "256")):
+                subprocess.run([self.git, *args], check=True, capture_output=True, env=env)
+            try:
+                building.rename(self.path)
+            except OSError:
+                if not self.exists():  # not a lost race: a real failure
+                    raise
+        finally:
+            shutil.rmtree(building, ignore_errors=True)
 
     def head(self) -> str | None:
         if not self.exists():

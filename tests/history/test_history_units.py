@@ -47,6 +47,45 @@ def test_repo_commits_moves_deletes_and_skips_no_op(tmp_path: Path):
     assert summary["a.ipynb"]["present"] is False and summary["moved/x.txt"]["present"]
 
 
+def test_a_reader_never_sees_a_half_made_repository(tmp_path: Path):
+    """``git init`` writes HEAD before objects/: a read in between once failed with "not a
+    git repository" (CI, a re-added user's first save).  ensure() builds it aside and
+    renames it into place, so each read finds no repository or a whole one."""
+    import threading
+
+    failures: list[BaseException] = []
+    for round_ in range(20):
+        path = tmp_path / f"u{round_}.git"
+        made = threading.Event()
+
+        def read(path: Path = path, made: threading.Event = made) -> None:
+            reader = GitRepo(path)
+            while not made.is_set():
+                try:
+                    reader.head()
+                    reader.resolve("abcd")
+                except BaseException as e:  # noqa: BLE001 - collected, asserted below
+                    failures.append(e)
+                    return
+
+        def make(path: Path = path) -> None:
+            GitRepo(path).ensure()
+
+        readers = [threading.Thread(target=read) for _ in range(2)]
+        makers = [threading.Thread(target=make) for _ in range(2)]
+        for t in readers + makers:
+            t.start()
+        for t in makers:
+            t.join()
+        made.set()
+        for t in readers:
+            t.join()
+        assert GitRepo(path).exists() and GitRepo(path).head() is None
+    assert failures == []
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted(f"u{i}.git" for i in range(20))  # no building folder left
+
+
 @pytest.mark.parametrize("bad", ["", "/etc/passwd", "../x", "a/../b", "a//b", ".git/config",
                                  "x/.GIT/y", "a\\b"])
 def test_paths_that_cannot_be_versioned(bad):
