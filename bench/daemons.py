@@ -39,6 +39,7 @@ import requests
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import spawn  # noqa: E402  (Daemon, login, free_port)
+import tools  # noqa: E402
 from proxy import parse_wrk  # noqa: E402
 
 USER = "p00"
@@ -106,6 +107,7 @@ def main() -> None:
     ap.add_argument("--conns", type=int, default=50)
     ap.add_argument("--revokes", type=int, default=20)
     a_ = ap.parse_args()
+    tools.require("wrk", "nginx", "docker")
     if not Path("/usr/lib/nginx/modules/ngx_stream_module.so").exists():
         raise SystemExit("nginx's stream module is missing: apt-get install libnginx-mod-stream "
                          "(scripts/bootstrap.sh --test does)")

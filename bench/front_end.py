@@ -26,6 +26,8 @@ import sys
 import tempfile
 import time
 
+import tools
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 SITE = os.path.join(ROOT, "tests", "proxy_in_a_process.py")
@@ -62,6 +64,7 @@ def main() -> None:
     ap.add_argument("--baseline", metavar="DIR",
                     help="a directory holding an ipydoc package to compare with (lean)")
     a = ap.parse_args()
+    tools.require("wrk")
     front_ends = FRONT_ENDS + (("baseline",) if a.baseline else ())
     procs = []
     base_root = None

@@ -52,6 +52,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import nginx_conf  # noqa: E402
 import spawn  # noqa: E402  (Daemon, login, free_port, docker)
+import tools  # noqa: E402
 
 CHP = "/tmp/peer-chp/node_modules/.bin/configurable-http-proxy"
 WS_PYTHON = "/tmp/peer-venv/bin/python"
@@ -188,6 +189,8 @@ def main() -> None:
                          "change; same front end as the first), measured in the same rotation")
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
+    tools.require("wrk", "docker", *([] if a.no_pin else ["taskset"]),
+                  *([] if a.no_peers else ["nginx"]))
 
     srv = [] if a.no_pin else ["taskset", "-c", "1"]
     cli = [] if a.no_pin else ["taskset", "-c", "0"]

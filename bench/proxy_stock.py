@@ -39,6 +39,7 @@ import requests
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
+import tools  # noqa: E402
 from proxy import parse_wrk, proc_cpu  # noqa: E402
 from spawn import free_port  # noqa: E402
 
@@ -104,6 +105,7 @@ def main() -> None:
     ap.add_argument("--jupyter-python", default="")
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
+    tools.require("wrk", "taskset")
 
     py = stock_python(a.jupyter_python)
     token = secrets.token_hex(24)

@@ -44,6 +44,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 sys.path.insert(0, str(HERE.parent))
 import nginx_conf  # noqa: E402
+import tools  # noqa: E402
 
 from ipydoc.access.cookies import SESSION_COOKIE, Signer, load_secret  # noqa: E402
 from ipydoc.state.keys import (  # noqa: E402
@@ -151,6 +152,7 @@ def main() -> int:
                    help="seconds of idle CPU measured with no traffic (default 20)")
     p.add_argument("--no-pin", action="store_true")
     a = p.parse_args()
+    tools.require("wrk", "nginx", *([] if a.no_pin else ["taskset"]))
 
     srv = [] if a.no_pin else ["taskset", "-c", "1"]
     cli = [] if a.no_pin else ["taskset", "-c", "0"]

@@ -29,6 +29,7 @@ import requests
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import tools  # noqa: E402
 from spawn import PASSWORD, Daemon  # noqa: E402
 
 CSRF_RE = re.compile(r'name="_csrf" value="([^"]+)"')
@@ -71,6 +72,7 @@ def main() -> None:
     ap.add_argument("--conns", type=int, default=10)
     ap.add_argument("--image", default="ipydoc-test-notebook:latest")
     args = ap.parse_args()
+    tools.require("wrk", "docker")
     d = Daemon(args.image, Path(tempfile.mkdtemp(prefix="ipydoc-share-bench-")),
                server_extra="[auth]\nstart_on_login = false")
     d.start()
