@@ -105,9 +105,11 @@ class Mode(Protocol):
         """Step 4: the origins ``name``'s server may be driven from."""
 
 
-def start_url(routing: Routing, request: IRequest, name: str) -> str:
+def start_url(routing: Routing, name: str, request: IRequest) -> str:
     """The hub's start page for the server ``name`` (a server key), coming back to this
-    request's URL."""
+    request's URL.  The request comes last, so that ``partial(start_url, routing, name)``
+    (:attr:`~ipydoc.proxy.gate.Forward.start_url`) does not hold the request: the request
+    holds it, and the other way round would be a cycle per request."""
     back = request.uri.decode("latin-1")
     if not routing.subdomain:
         return f"{spawn_path(name)}?next={quote(back, safe='/:')}"
@@ -191,7 +193,7 @@ class Ladder:
             return json_reply(503, f"{user}'s server is not running; its owner can start it")
         if route is None:
             if holder.browser and wants_page(request):
-                return redirect(start_url(self.routing, request, name))
+                return redirect(start_url(self.routing, name, request))
             hub = self.routing.hub_origin(request)
             return json_reply(503, "your server is starting" if self.manager.is_starting(name)
                               else f"your server is not running: start it at "
@@ -214,7 +216,7 @@ class Ladder:
             self.shares.guest_seen(holder.user, name, guest, holder.credential,
                                    "browser" if holder.browser else "token")
         return Forward(name, route.url, route.token, holder.credential,
-                       self.routing.subdomain, partial(start_url, self.routing, request, name))
+                       self.routing.subdomain, partial(start_url, self.routing, name))
 
     async def _guest(self, request: IRequest, name: str, holder: Holder) -> str | Reply:
         """Step 3 for someone not the owner: their share's mode (a view share lets only
@@ -241,7 +243,7 @@ class Ladder:
         if self.lab_pages is None:
             return None
         early = await self.lab_pages.early_reply(
-            self.manager, name, name, start_url(self.routing, request, name),
+            self.manager, name, name, start_url(self.routing, name, request),
             f"/hub/api/users/{name}/server/progress", self.start_wait)
         if early is not None:
             mark(request, "early-lab")

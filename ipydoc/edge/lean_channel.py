@@ -81,7 +81,7 @@ class LeanChannel(Protocol):
         self.host: Any = None
         self._peer: Any = None
         self._secure = False
-        self._reader = _Reader(self)
+        self._reader: _Reader | None = _Reader(self)
 
     # -- the connection ---------------------------------------------------------------
 
@@ -104,6 +104,7 @@ class LeanChannel(Protocol):
         site.lean_clock.add(self)
 
     def connectionLost(self, reason: Any) -> None:
+        self._reader = None  # it points back here: no cycle left for the collector
         if self._delegate is not None:
             self._delegate.connectionLost(reason)
             return

@@ -108,7 +108,7 @@ class StrictChannel(HTTPChannel):
         self.maxHeaders = limits.max_headers
         self.totalHeadersSize = limits.max_header_size
         self.MAX_LENGTH = limits.max_header_size
-        self.reader = _Reader(self)
+        self.reader: _Reader | None = _Reader(self)
 
     # -- connection and timers --------------------------------------------------------
 
@@ -126,6 +126,7 @@ class StrictChannel(HTTPChannel):
     def connectionLost(self, reason: Any) -> None:
         for name in ("_head_timer", "_body_timer", "_send_timer"):
             self._cancel(name)
+        self.reader = None  # it points back here: no cycle left for the collector
         super().connectionLost(reason)
 
     def dataReceived(self, data: bytes) -> None:

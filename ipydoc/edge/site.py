@@ -100,7 +100,7 @@ class SiteRequest(server.Request):
             on_start = self._send_continue if expect[0].lower() == b"100-continue" else None
             # The strict channel's reader: time the proxy holds the client back is not
             # counted against it as a slow body (ipydoc.edge.request_rules).
-            client = getattr(self.channel, "reader", self.channel.transport)
+            client = getattr(self.channel, "reader", None) or self.channel.transport
             self.content = BodyStream(client, length, self._hang_up, on_start)
             site.proxy.handle(self)
         elif length is not None and length > site.hub_body_limit:

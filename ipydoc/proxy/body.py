@@ -76,6 +76,7 @@ class BodyStream:
         if self.done:
             return
         self.done = True
+        self._on_overflow = _nothing  # no more bytes can come: let go of the request
         self._update()
         if self._consumer is not None and not self._discarding:
             self._flush()
@@ -95,6 +96,7 @@ class BodyStream:
     def fail(self, reason: Failure) -> None:
         """The client went away before the body was complete."""
         self.done = True
+        self._on_overflow = _nothing
         self._failure = reason
         d, self._producing = self._producing, None
         if d is not None:
@@ -168,3 +170,9 @@ class BodyStream:
         elif self._client_paused:
             self._client.resumeProducing()
         self._client_paused = want
+
+
+def _nothing() -> None:
+    """The overflow callback of a body that is over.  The real one is the request's
+    ``hang_up``, and the request holds this stream: dropping it breaks that cycle, so a
+    request is freed when its exchange ends rather than by the cyclic collector."""

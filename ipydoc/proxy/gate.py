@@ -30,9 +30,10 @@ class Forward:
     #: hub's origin, so e.g. ``Service-Worker-Allowed`` is not relayed.
     own_origin: bool = False
     #: The hub's start page for this server, coming back to the request's URL: offered
-    #: on the error page when the server does not answer (502, 504).  A callable, so it
-    #: is only worked out when such a page is actually shown, not for every request.
-    start_url: Callable[[], str] | None = None
+    #: on the error page when the server does not answer (502, 504).  A callable of the
+    #: request, so it is only worked out when such a page is actually shown, not for every
+    #: request (and holds no request: the request holds it).
+    start_url: Callable[[IRequest], str] | None = None
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from ipydoc.proxy.headers import (
 )
 from ipydoc.proxy.live import OpenExchanges
 from ipydoc.proxy.replies import error_reply, write_reply
-from ipydoc.proxy.scrub import Scrubber, is_textual
+from ipydoc.proxy.scrub import Scrubber, is_textual, scrub_whole
 
 _TIMEOUTS = (error.TimeoutError, error.TCPTimedOutError)
 
@@ -160,6 +160,7 @@ class _Relay(Exchange):
     _timed_out = False
     _scrubber: Scrubber | None = None
     _small: list[bytes] | None = None
+    _token = b""  # the server token, for a small body scrubbed whole
     _keep = 0
     _kept: bytes | None = None
     _code = 0
@@ -284,10 +285,12 @@ class _Relay(Exchange):
             kept.append((name, value))
         add_checked(headers, kept)  # parse_head checked them: no CR, LF, NUL
         if token and is_textual(content_type):
-            self._scrubber = Scrubber(token)  # the body may shrink: its length changes
-            request.responseHeaders.removeHeader(b"content-length")
             if head.length is not None and head.length <= SMALL_BODY:
-                self._small = []  # collected, scrubbed, sent with its exact length
+                self._small = []  # collected whole, scrubbed, sent with its exact length
+                self._token = token
+            else:  # streamed: the body may shrink, so its length is not known
+                self._scrubber = Scrubber(token)
+                request.responseHeaders.removeHeader(b"content-length")
         if self._conn is not None and self._conn.transport is not None:
             request.registerProducer(self._conn.transport, True)
             self._registered = True
@@ -325,8 +328,10 @@ class _Relay(Exchange):
         if self._finished:
             return
         if self._small is not None:
-            body = self._scrubber.feed(b"".join(self._small)) + self._scrubber.flush()
-            request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
+            body = b"".join(self._small)
+            if self._token in body:  # else the server's Content-Length stands (framed exact)
+                body = scrub_whole(body, self._token)
+                request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
             request.write(body)  # one write, no chunked framing
         elif self._scrubber is not None:
             rest = self._scrubber.flush()
@@ -402,6 +407,9 @@ class _Relay(Exchange):
         self._stop_timer()
         self._forwarder._exchanges.remove(self)
         request = self._request
+        # on_gone is this relay's client_gone: a cycle (request, relay, Forward) that
+        # only the cyclic collector would free, a few dozen objects per request.
+        request.on_gone = None
         metrics.http_done(request.code if request.startedWriting else self._code,
                           perf_counter() - self._started, self._body.taken, request.sentLength)
 

@@ -47,7 +47,7 @@ _START_ATTR = "_ipydoc_start_url"
 SERVER = b"ipydoc"
 
 
-def remember_start_url(request: IRequest, start_url: Callable[[], str]) -> None:
+def remember_start_url(request: IRequest, start_url: Callable[[IRequest], str]) -> None:
     """Note where the server ``request`` goes to is started (the gate's
     :attr:`~ipydoc.proxy.gate.Forward.start_url`), so an error page can offer it; it is
     only worked out if that page is shown."""
@@ -95,7 +95,7 @@ def error_reply(request: IRequest, code: int, message: str | None = None) -> Rep
         return Reply(code, body, "application/json")
     if wants_html(request):
         start = getattr(request, _START_ATTR, None)
-        start_url = start() if start is not None else None
+        start_url = start(request) if start is not None else None
         retry = request.uri.decode("latin-1") if request.method in (b"GET", b"HEAD") \
             and code in (502, 504) else None
         return Reply(code, error_page(code, text, start_url, retry), "text/html; charset=utf-8")

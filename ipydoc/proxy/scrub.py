@@ -15,6 +15,13 @@ def is_textual(content_type: bytes | None) -> bool:
     return content_type is None or content_type.lower().lstrip().startswith(TEXTUAL)
 
 
+def scrub_whole(data: bytes, secret: bytes) -> bytes:
+    """``data`` without any ``secret`` (removing one copy can join halves into another)."""
+    while secret in data:
+        data = data.replace(secret, b"")
+    return data
+
+
 class Scrubber:
     """Removes every occurrence of ``secret`` from a stream of chunks."""
 
@@ -27,9 +34,7 @@ class Scrubber:
 
     def feed(self, data: bytes) -> bytes:
         """Scrubbed bytes that are safe to send now (a possible prefix is held back)."""
-        buf = self._tail + data
-        while self._secret in buf:  # removing one copy can join halves into another
-            buf = buf.replace(self._secret, b"")
+        buf = scrub_whole(self._tail + data, self._secret)
         if self._keep == 0:
             self._tail = b""
             return buf

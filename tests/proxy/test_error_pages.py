@@ -44,7 +44,7 @@ class Gate:
             raise RuntimeError("secret internal detail <script>")
         # the start page as the real gate names it (path mode)
         return Forward("alice", self.target, "tok",
-                       start_url=partial(start_url, Routing(), request, "alice"))
+                       start_url=partial(start_url, Routing(), "alice"))
 
     def saw_traffic(self, user: str) -> None:
         pass
