@@ -22,6 +22,9 @@ class StoreSource(Protocol):
 class SaveObserver(Protocol):
     """Told about saves the proxy sees (the history service, when versioning is on)."""
 
+    #: The request methods whose answers can be saves; no other answer is shown to it.
+    methods: frozenset[bytes]
+
     def wants_body(self, user: str, method: bytes, path: bytes, code: int) -> bool:
         """A rename's answer names the new path, which the request line does not."""
 

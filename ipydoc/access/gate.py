@@ -71,6 +71,10 @@ class UserGate:
         self.routing = routing
         self._activity = activity
         self._saves = saves  # the history service, when versioning is on
+        #: The methods whose answers saw_response and wants_body need to see (the proxy
+        #: calls neither for any other: a GET's answer is never a save).
+        self.observed_methods: frozenset[bytes] = saves.methods if saves is not None \
+            else frozenset()
         self.extra_origins = frozenset({public_url.rstrip("/").lower()} if public_url else ())
         mode = (SubdomainMode(routing, hosts, manager) if routing.subdomain
                 else PathMode(sessions, self.extra_origins, manager))

@@ -27,7 +27,7 @@ from ipydoc.config.history import HistorySection
 from ipydoc.history.commits import Recorder
 from ipydoc.history.contents import Contents, StoreSource, UserServers
 from ipydoc.history.mirror import Pusher
-from ipydoc.history.queue import HistoryQueue
+from ipydoc.history.queue import CHANGING_METHODS, HistoryQueue
 from ipydoc.history.reader import HistoryReader
 from ipydoc.history.repo import GitRepo, Repositories, Version
 from ipydoc.history.sealing import Sealer
@@ -37,6 +37,8 @@ from ipydoc.history.user_repo import UserRepos
 class History(Service):
     name = "history"
     log = Logger()
+    #: The answers the proxy shows it (:class:`ipydoc.access.collaborators.SaveObserver`).
+    methods = CHANGING_METHODS
 
     def __init__(self, cfg: HistorySection, state_dir: Path, store_source: StoreSource,
                  manager: UserServers, reactor: Any, secret: bytes, lease_ttl: float = 10.0,

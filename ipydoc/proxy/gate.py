@@ -63,6 +63,9 @@ class Gate(Protocol):
     # Optional: ``exchanges`` (an :class:`ipydoc.proxy.live.OpenExchanges`): the proxy
     # registers every open exchange there, so the gate can cut them on revocation.
 
+    # Optional: ``observed_methods`` (a set of methods): saw_response and wants_body are
+    # called only for requests with one of these methods (absent: for every request).
+
     # Optional: a gate may also define
     #   wants_body(user, method, path, code) -> bool
     #   saw_body(user, method, path, code, body: bytes | None) -> Deferred | None

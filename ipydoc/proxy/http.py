@@ -86,6 +86,7 @@ class HttpForwarder:
         self._gate = gate
         self._head_timeout = head_timeout
         self._exchanges = exchanges if exchanges is not None else OpenExchanges()
+        self._observed: frozenset[bytes] | None = getattr(gate, "observed_methods", None)
         self._pool = BackendPool(reactor, per_target=pool_size, connect_timeout=connect_timeout)
         self._addresses: dict[str, tuple[str, int]] = {}
         # Requests waiting for an answer's head, by deadline: one sweep a second (or a
@@ -255,11 +256,13 @@ class _Relay(Exchange):
         self._stop_timer()
         request, fwd, gate = self._request, self._fwd, self._forwarder._gate
         self._code = head.code
-        self._noted = gate.saw_response(fwd.user, request.method, request.path, head.code)
-        wants_body = getattr(gate, "wants_body", None)
-        if wants_body and wants_body(fwd.user, request.method, request.path, head.code):
-            self._keep = CAPTURE_LIMIT
-            self._kept = b""
+        observed = self._forwarder._observed
+        if observed is None or request.method in observed:
+            self._noted = gate.saw_response(fwd.user, request.method, request.path, head.code)
+            wants_body = getattr(gate, "wants_body", None)
+            if wants_body and wants_body(fwd.user, request.method, request.path, head.code):
+                self._keep = CAPTURE_LIMIT
+                self._kept = b""
 
         request.defaultContentType = None  # never invent a Content-Type
         request.setResponseCode(head.code, head.phrase)
@@ -313,6 +316,9 @@ class _Relay(Exchange):
         if self._finished:
             return
         self._unregister()
+        if self._noted is None and not self._keep:  # nothing recorded: most answers
+            self._send_rest()
+            return
         waits = [self._noted] if isinstance(self._noted, Deferred) else []
         if self._keep and self._small is not None:  # the whole answer is still here
             waits.append(self._note_body())
