@@ -209,11 +209,11 @@ class GitRepo:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         building = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", dir=self.path.parent))
         try:
-            env = self._env({"GIT_DIR": str(building)})
+            there = {"GIT_DIR": str(building)}
             subprocess.run([self.git, "init", "--quiet", "--bare", str(building)],
-                           check=True, capture_output=True, env=env)
-            for args in (("symbolic-ref", "HEAD", BRANCH), ("config", "gc.auto", "256")):
-                subprocess.run([self.git, *args], check=True, capture_output=True, env=env)
+                           check=True, capture_output=True, env=self._env(there))
+            self.run("symbolic-ref", "HEAD", BRANCH, env=there)
+            self.run("config", "gc.auto", "256", env=there)
             try:
                 building.rename(self.path)
             except OSError:
