@@ -99,6 +99,33 @@ def cpu_busy() -> dict[str, float]:
     return out
 
 
+def preemptions(pids: list[int]) -> int:
+    """Times these processes (all their threads) were preempted so far
+    (``nonvoluntary_ctxt_switches``): the container's count says how often a proxy woken
+    on its core took the CPU from jupyter_server in the middle of its work."""
+    n = 0
+    for pid in pids:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                for line in Path(f"/proc/{pid}/task/{tid}/status").read_text().splitlines():
+                    if line.startswith("nonvoluntary_ctxt_switches:"):
+                        n += int(line.split()[1])
+            except OSError:
+                pass
+    return n
+
+
+def set_batch(pids: list[int]) -> None:
+    """``SCHED_BATCH`` for every thread of these processes (``--sched batch``): woken,
+    they no longer preempt what runs on their CPU, so they run less often, longer."""
+    for pid in pids:
+        subprocess.run(["chrt", "-b", "-a", "-p", "0", str(pid)], check=True, capture_output=True)
+
+
 def tcp_active_opens() -> int:
     """Host-namespace TCP connect()s so far (/proc/net/snmp Tcp: ActiveOpens)."""
     rows = [l.split() for l in Path("/proc/net/snmp").read_text().splitlines() if l.startswith("Tcp:")]
@@ -111,6 +138,7 @@ class CpuMeter:
     def __init__(self, pids: dict[str, list[int]], cgroup_usage: Path | None) -> None:
         self.pids = pids
         self.cgroup_usage = cgroup_usage
+        self.cgroup_procs = cgroup_usage.parent / "cgroup.procs" if cgroup_usage else None
 
     def snap(self) -> dict[str, float]:
         s = {k: sum(proc_cpu(p) for p in ps) for k, ps in self.pids.items()}
@@ -119,13 +147,18 @@ class CpuMeter:
         s.update({f"host-{k}-busy": v for k, v in cpu_busy().items()})
         if self.cgroup_usage and self.cgroup_usage.exists():
             s["container"] = int(self.cgroup_usage.read_text()) / 1e9
+        if self.cgroup_procs and self.cgroup_procs.exists():
+            s["container-preempted"] = preemptions(
+                [int(x) for x in self.cgroup_procs.read_text().split()])
         return s
 
     @staticmethod
     def delta(a: dict, b: dict, seconds: float) -> dict[str, float]:
         """Share of one core used by each component between snaps a and b."""
         out = {k: round((b[k] - a[k]) / seconds, 3) for k in b if k in a}
-        out["tcp-connects"] = b["tcp-connects"] - a["tcp-connects"]  # a count, not a rate
+        for count in ("tcp-connects", "container-preempted"):  # counts, not rates
+            if count in b and count in a:
+                out[count] = b[count] - a[count]
         return out
 
 
@@ -187,10 +220,16 @@ def main() -> None:
     ap.add_argument("--baseline", metavar="DIR",
                     help="also a daemon of the ipydoc package in DIR (e.g. the tree before a "
                          "change; same front end as the first), measured in the same rotation")
+    ap.add_argument("--sched", choices=["other", "batch"], default="other",
+                    help="scheduling policy of every proxy under test (daemons, CHP, nginx, the "
+                         "relay; never the container): batch = SCHED_BATCH, no wakeup preemption")
+    ap.add_argument("--hog", action="store_true",
+                    help="a CPU-bound process on the servers' CPU during the measured runs "
+                         "(another user's computation): what a proxy's latency is then")
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
     tools.require("wrk", "docker", *([] if a.no_pin else ["taskset"]),
-                  *([] if a.no_peers else ["nginx"]))
+                  *([] if a.no_peers else ["nginx"]), *(["chrt"] if a.sched == "batch" else []))
 
     srv = [] if a.no_pin else ["taskset", "-c", "1"]
     cli = [] if a.no_pin else ["taskset", "-c", "0"]
@@ -325,6 +364,11 @@ def main() -> None:
                           "chp": [p.pid for p in procs if p.pid != relay_pid],
                           "relay": [relay_pid] if relay_pid else [], "nginx": nginx_pids},
                          Path(f"/sys/fs/cgroup/cpuacct/docker/{info['Id']}/cpuacct.usage"))
+        result["sched"], result["hog"] = a.sched, a.hog
+        if a.sched == "batch":
+            set_batch([x.proc.pid for x, _ in daemons] + [p.pid for p in procs] + nginx_pids)
+        if a.hog:  # on the servers' CPU, as another user's kernel computing would be
+            procs.append(subprocess.Popen(srv + [sys.executable, "-c", "while True: pass"]))
         names = list(targets)
         wrk_url = lambda t: targets[t]["url"] + base + "/api/status"
         wrk_h = lambda t: [x for k, v in targets[t]["headers"].items() for x in ("-H", f"{k}: {v}")]
@@ -430,8 +474,14 @@ def summarize(rows: dict, ws: dict | None, names: list[str]) -> dict:
             cpu = {k: statistics.median([r["cpu_cores"].get(k, 0) for r in rs]) for k in rs[0].get("cpu_cores", {})}
             med["cpu_cores"] = cpu
             cpu_txt = ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()
-                                if v >= 0.02 and k != "tcp-connects" and not k.startswith("daemon:"))
+                                if v >= 0.02 and k not in ("tcp-connects", "container-preempted")
+                                and not k.startswith("daemon:"))
             cpu_txt += f"; {cpu.get('tcp-connects', 0):.0f} TCP connects"
+            if "container-preempted" in cpu and med["rps"]:  # how often a proxy cut in
+                med["container_preempted_per_req"] = statistics.median(
+                    [r["cpu_cores"].get("container-preempted", 0) / r["requests"]
+                     for r in rs if r["requests"]])
+                cpu_txt += f"; container preempted {med['container_preempted_per_req']:.2f}×/req"
             if t.startswith("ipydoc") and med["rps"]:  # the daemon's CPU per proxied request
                 # the target's own daemon (the others idle meanwhile), per rep, then the
                 # median: cores and req/s of the same run belong together

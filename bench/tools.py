@@ -11,7 +11,8 @@ import shutil
 import sys
 
 #: Program → the Debian package that installs it.
-PACKAGES = {"wrk": "wrk", "nginx": "nginx", "taskset": "util-linux", "docker": "docker.io"}
+PACKAGES = {"wrk": "wrk", "nginx": "nginx", "taskset": "util-linux", "chrt": "util-linux",
+            "docker": "docker.io"}
 
 
 def require(*programs: str) -> None:
