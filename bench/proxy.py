@@ -459,8 +459,9 @@ def summarize(rows: dict, ws: dict | None, names: list[str]) -> dict:
     has = set(names)
     ref = [t for t in ("direct", "chp", "nginx") if t in has]
     lines = ["| conns | target | req/s | req/s each rep | p50 ms | p90 ms | p99 ms | "
-             + " | ".join(f"req/s vs {t}" for t in ref) + " | CPU (cores, median) | errors |",
-             "|---|---|---|---|---|---|---|" + "---|" * len(ref) + "---|---|"]
+             + " | ".join(f"req/s vs {t}" for t in ref)
+             + " | vs direct, same rep: median (each) | CPU (cores, median) | errors |",
+             "|---|---|---|---|---|---|---|" + "---|" * len(ref) + "---|---|---|"]
     for c in sorted({c for c, _ in rows}):
         for t in names:
             rs = rows.get((c, t))
@@ -469,6 +470,13 @@ def summarize(rows: dict, ws: dict | None, names: list[str]) -> dict:
             med = {k: statistics.median([r[k] for r in rs]) for k in ("rps", "p50_ms", "p90_ms", "p99_ms")}
             for b in ref:
                 med[f"vs_{b}"] = med["rps"] / statistics.median([r["rps"] for r in rows[(c, b)]])
+            # The same ratio within each repetition (the two runs minutes apart at most):
+            # the machine's drift between repetitions cancels out of it.
+            direct = {r["rep"]: r["rps"] for r in rows.get((c, "direct"), [])}
+            paired = [r["rps"] / direct[r["rep"]] for r in rs if direct.get(r["rep"])]
+            if paired:
+                med["vs_direct_paired"] = statistics.median(paired)
+                med["vs_direct_each_rep"] = paired
             wrk[f"c{c}-{t}"] = {**med, "reps": rs}
             errs = ";".join(r["errors"] for r in rs if r["errors"]) or "none"
             cpu = {k: statistics.median([r["cpu_cores"].get(k, 0) for r in rs]) for k in rs[0].get("cpu_cores", {})}
@@ -496,7 +504,10 @@ def summarize(rows: dict, ws: dict | None, names: list[str]) -> dict:
                 cpu_txt += f"; relay {med['relay_us_per_req']:.0f} µs/req"
             lines.append(f"| {c} | {LABEL[t]} | {med['rps']:.0f} | {', '.join('%.0f' % r['rps'] for r in rs)} | "
                          f"{med['p50_ms']:.2f} | {med['p90_ms']:.2f} | {med['p99_ms']:.2f} | "
-                         + " | ".join(f"{med[f'vs_{b}']:.2f}" for b in ref) + f" | {cpu_txt} | {errs} |")
+                         + " | ".join(f"{med[f'vs_{b}']:.2f}" for b in ref)
+                         + f" | {med.get('vs_direct_paired', 0):.2f} ("
+                         + ", ".join(f"{x:.2f}" for x in med.get("vs_direct_each_rep", ())) + ")"
+                         + f" | {cpu_txt} | {errs} |")
     if ws:
         lines += ["", "| WebSocket (kernel `1+1` round trip) | msgs | p50 ms | p99 ms | mean ms | p50 per rep |",
                   "|---|---|---|---|---|---|"]
