@@ -105,6 +105,22 @@ def wait_for_lab(page: Page) -> None:
     page.locator(".jp-LauncherCard").first.wait_for(timeout=60_000)
 
 
+#: A notebook's execution indicator once its kernel is ready.
+KERNEL_IDLE = ".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']"
+
+
+def wait_for_kernel(page: Page, timeout: float = 60_000) -> None:
+    """The open notebook's kernel is idle.  JupyterLab sometimes asks first which kernel to
+    start (a "Select Kernel" dialog over the notebook, the notebook's own kernel
+    preselected; seen once in CI): a person accepts it, and so does this."""
+    idle = page.locator(KERNEL_IDLE)
+    dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
+    idle.or_(dialog).first.wait_for(timeout=timeout)
+    if not idle.is_visible() and dialog.is_visible():
+        dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
+        idle.wait_for(timeout=timeout)
+
+
 def phases_shown(seen: list[list[list[str]]]) -> list[str]:
     """Distinct phases the step list showed, in order of first appearance."""
     out: list[str] = []

@@ -10,7 +10,13 @@ import re
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
-from browser_support import browser_fixture, browser_login, page_fixture, wait_for_lab  # noqa: F401
+from browser_support import (  # noqa: F401
+    browser_fixture,
+    browser_login,
+    page_fixture,
+    wait_for_kernel,
+    wait_for_lab,
+)
 from support import docker, wait_for
 
 
@@ -54,8 +60,7 @@ def test_cold_login_lands_on_a_working_jupyterlab(make_daemon, page):
     page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click(timeout=60_000)
     editor = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first
     editor.wait_for(timeout=60_000)
-    page.locator(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']"
-                 ).wait_for(timeout=60_000)
+    wait_for_kernel(page)
     editor.click()
     page.keyboard.type("6*7")
     output = page.locator(".jp-NotebookPanel .jp-OutputArea-output").first

@@ -10,7 +10,7 @@ import json
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from browser_support import LAB, browser_fixture, browser_login  # noqa: F401
+from browser_support import LAB, browser_fixture, browser_login, wait_for_kernel  # noqa: F401
 from support import Daemon, wait_for
 
 PW = {"alice": "alice-browser-share-pw", "bob": "bob-browser-share-pw"}
@@ -26,8 +26,7 @@ def open_notebook(page, base: str, owner: str, path: str):
     page.goto(f"{base}/user/{owner}/lab/tree/{path}")
     editor = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first
     editor.wait_for(timeout=120_000)
-    page.locator(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']"
-                 ).wait_for(timeout=60_000)
+    wait_for_kernel(page)
     return editor
 
 

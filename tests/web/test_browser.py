@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import sync_playwright
 
-from browser_support import ARGS, ARTIFACTS, CHROMIUM
+from browser_support import ARGS, ARTIFACTS, CHROMIUM, wait_for_kernel
 
 
 @pytest.fixture
@@ -47,8 +47,7 @@ def test_log_in_and_compute_in_jupyterlab(make_daemon, browser_page):
     page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click(timeout=60_000)
     editor = page.locator(".jp-NotebookPanel .jp-Cell .cm-content").first
     editor.wait_for(timeout=60_000)
-    page.locator(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(
-        timeout=60_000)
+    wait_for_kernel(page)
     editor.click()
     page.keyboard.type("6*7")
     output = page.locator(".jp-NotebookPanel .jp-OutputArea-output").first
