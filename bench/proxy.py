@@ -61,6 +61,7 @@ UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 LABEL = {"direct": "direct", "ipydoc": "ipydoc", "chp": "configurable-http-proxy",
          "nginx": "nginx (keepalive upstream)", "direct-ip": "direct, container IP (no docker-proxy)",
          "relay": "bare Twisted relay (no HTTP)",
+         "minimal": "minimal HTTP proxy on Twisted (bench only)",
          "ipydoc-lean": "ipydoc, lean front end", "ipydoc-twisted": "ipydoc, twisted.web front end",
          "ipydoc-baseline": "ipydoc, baseline code (--baseline)"}
 
@@ -208,6 +209,10 @@ def main() -> None:
     ap.add_argument("--relay", action="store_true",
                     help="also a bare Twisted byte relay (bench/twisted_relay.py, no HTTP) on the "
                          "daemon's CPU: the ceiling of a proxy on Twisted")
+    ap.add_argument("--minimal", action="store_true",
+                    help="also bench/twisted_minimal_http.py on the daemon's CPU: the least HTTP "
+                         "work a gate needs (heads parsed and rewritten, a cookie looked up, a "
+                         "log record), the ceiling of an HTTP proxy on Twisted here")
     ap.add_argument("--skip-wrk", action="store_true")
     ap.add_argument("--skip-ws", action="store_true")
     ap.add_argument("--pyspy", type=float, default=0, help="seconds of py-spy record of the daemon (0: none)")
@@ -330,6 +335,17 @@ def main() -> None:
                 stdout=open(root / "relay.log", "wb"), stderr=subprocess.STDOUT))
             relay_pid = procs[-1].pid
             targets["relay"] = {"url": f"http://127.0.0.1:{relay_port}", "headers": tok_h}
+        minimal_pid = 0
+        if a.minimal:
+            minimal_port = spawn.free_port()
+            bhost, bport = backend.split("//", 1)[1].rsplit(":", 1)
+            procs.append(subprocess.Popen(
+                srv + [sys.executable, str(HERE / "twisted_minimal_http.py"), bhost, bport,
+                       str(minimal_port), token, cookie, USER],
+                stdout=open(root / "minimal.log", "wb"), stderr=subprocess.STDOUT))
+            minimal_pid = procs[-1].pid
+            targets["minimal"] = {"url": f"http://127.0.0.1:{minimal_port}",
+                                  "headers": {"Cookie": f"ipydoc-session={cookie}"}}
         for t, v in targets.items():
             wait_200(v["url"] + base + "/api/status", v["headers"], t)
 
@@ -361,8 +377,9 @@ def main() -> None:
         meter = CpuMeter({"daemon": [x.proc.pid for x, _ in daemons],
                           **{f"daemon:{label}": [x.proc.pid] for x, label in daemons}, "redis": [d.redis_pid()],
                           "docker-proxy": dproxy,
-                          "chp": [p.pid for p in procs if p.pid != relay_pid],
-                          "relay": [relay_pid] if relay_pid else [], "nginx": nginx_pids},
+                          "chp": [p.pid for p in procs if p.pid not in (relay_pid, minimal_pid)],
+                          "relay": [relay_pid] if relay_pid else [],
+                          "minimal": [minimal_pid] if minimal_pid else [], "nginx": nginx_pids},
                          Path(f"/sys/fs/cgroup/cpuacct/docker/{info['Id']}/cpuacct.usage"))
         result["sched"], result["hog"] = a.sched, a.hog
         if a.sched == "batch":
@@ -498,10 +515,11 @@ def summarize(rows: dict, ws: dict | None, names: list[str]) -> dict:
                 med["daemon_us_per_req"] = statistics.median(per_rep)
                 cpu_txt += (f"; daemon {med['daemon_us_per_req']:.0f} µs/req (each rep "
                             + ", ".join(f"{x:.0f}" for x in per_rep) + ")")
-            if t == "relay" and med["rps"]:  # what the reactor and the socket calls alone cost
-                per_rep = [r["cpu_cores"].get("relay", 0) * 1e6 / r["rps"] for r in rs if r["rps"]]
-                med["relay_us_per_req"] = statistics.median(per_rep)
-                cpu_txt += f"; relay {med['relay_us_per_req']:.0f} µs/req"
+            if t in ("relay", "minimal") and med["rps"]:  # what the reactor and the socket
+                # calls alone cost; and with the least HTTP work
+                per_rep = [r["cpu_cores"].get(t, 0) * 1e6 / r["rps"] for r in rs if r["rps"]]
+                med[f"{t}_us_per_req"] = statistics.median(per_rep)
+                cpu_txt += f"; {t} {med[f'{t}_us_per_req']:.0f} µs/req"
             lines.append(f"| {c} | {LABEL[t]} | {med['rps']:.0f} | {', '.join('%.0f' % r['rps'] for r in rs)} | "
                          f"{med['p50_ms']:.2f} | {med['p90_ms']:.2f} | {med['p99_ms']:.2f} | "
                          + " | ".join(f"{med[f'vs_{b}']:.2f}" for b in ref)
