@@ -64,11 +64,18 @@ def fields(request: Any) -> tuple[Any, ...]:
 def format_line(timestamp: str, f: tuple[Any, ...]) -> str:
     """The combined log format (as twisted.web's ``combinedLogFormatter``), URIs masked."""
     host, method, uri, proto, code, length, referer, agent, word = f
+    host = (host or "-").encode("latin-1", "replace")
+    uri = scrub_uri(uri)
+    referer = scrub_uri(referer[0]) if referer else b"-"
+    agent = agent[0] if agent else b"-"
+    # One C pass over all of them: a line of plain values needs no _escape call at all.
+    if (host + method + uri + proto + referer + agent).translate(None, _PLAIN):
+        host, method, uri, proto, referer, agent = (
+            _escape(v).encode("latin-1") for v in (host, method, uri, proto, referer, agent))
     line = '"%s" - - %s "%s %s %s" %d %s "%s" "%s"' % (
-        _escape((host or "-").encode("latin-1", "replace")), timestamp, _escape(method),
-        _escape(scrub_uri(uri)), _escape(proto), code, length or "-",
-        _escape(scrub_uri(referer[0])) if referer else "-",
-        _escape(agent[0]) if agent else "-")
+        host.decode("latin-1"), timestamp, method.decode("latin-1"), uri.decode("latin-1"),
+        proto.decode("latin-1"), code, length or "-", referer.decode("latin-1"),
+        agent.decode("latin-1"))
     return f"{line} {word}" if word else line
 
 

@@ -21,7 +21,7 @@ header's port); hosts always come from ``server.domain``, never from the request
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from twisted.web.iweb import IRequest
@@ -77,10 +77,12 @@ class Routing:
     mode: str = "path"
     domain: str = ""
     public_url: str = ""
+    #: Subdomain mode (else path mode).  A field set once, not a property: the gate reads
+    #: it several times for every proxied request.
+    subdomain: bool = field(init=False, repr=False, compare=False)
 
-    @property
-    def subdomain(self) -> bool:
-        return self.mode == "subdomain"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "subdomain", self.mode == "subdomain")
 
     # -- where a request goes ------------------------------------------------------------
     def classify(self, request: IRequest) -> tuple[str, str]:

@@ -113,7 +113,15 @@ _IDLE, _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _UNTIL_CL
 
 
 class BackendConnection(Protocol):
-    """One keep-alive connection to a backend; one exchange at a time."""
+    """One keep-alive connection to a backend; one exchange at a time.
+
+    It is also the producer of the answer for the client's side (the exchange registers
+    it there): the client's flow control pauses and resumes reading from the backend
+    through it, so the pool knows whether a connection it takes back was left paused.
+    """
+
+    #: Reading paused by the client's side (its send buffer was full).
+    paused = False
 
     def __init__(self, pool: BackendPool, key: tuple[str, int]) -> None:
         self._pool = pool
@@ -174,6 +182,22 @@ class BackendConnection(Protocol):
 
     def unregisterProducer(self) -> None:  # IConsumer
         pass
+
+    # -- IPushProducer, for the client's side --------------------------------------------
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        if self.transport is not None:
+            self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        if self.transport is not None:
+            self.transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        if self.transport is not None:
+            self.transport.stopProducing()
 
     def _body_done(self, _: object) -> None:
         if self._body is None:
@@ -485,7 +509,8 @@ class BackendPool:
         transport = conn.transport
         if transport is None or not transport.connected or transport.disconnecting:
             return
-        transport.resumeProducing()  # a slow client may have left it paused
+        if conn.paused:  # a slow client left it paused
+            conn.resumeProducing()
         idle = self._idle.setdefault(conn.key, deque())
         if len(idle) >= self._per_target:
             transport.loseConnection()

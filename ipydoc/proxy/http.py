@@ -295,7 +295,7 @@ class _Relay(Exchange):
                 self._scrubber = Scrubber(token)
                 request.responseHeaders.removeHeader(b"content-length")
         if self._conn is not None and self._conn.transport is not None:
-            request.registerProducer(self._conn.transport, True)
+            request.registerProducer(self._conn, True)  # it tells the pool if left paused
             self._registered = True
 
     def body_received(self, data: bytes) -> None:

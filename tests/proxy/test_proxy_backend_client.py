@@ -16,6 +16,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.web.resource import Resource
 
 from ipydoc.edge.site import make_site
+from ipydoc.proxy.backend import BackendPool
 from ipydoc.proxy.gate import Forward
 
 TOKEN = "token-0123456789abcdef0123456789abcdef"
@@ -181,3 +182,25 @@ async def test_trailers_are_bounded_per_response_not_per_connection(proxied):
             r = await threads.deferToThread(s.get, base + "/trailers", timeout=10)
             assert r.status_code == 200 and r.content == b"hello"
     assert factory.connections == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_connection_a_slow_client_left_paused_reads_again_when_pooled():
+    """The client's flow control pauses the backend connection through the connection
+    itself, so the pool resumes one taken back paused (the next exchange on it would
+    otherwise wait forever) and leaves a connection nobody paused alone."""
+    backend = reactor.listenTCP(0, BackendFactory(), interface="127.0.0.1")
+    pool = BackendPool(reactor, per_target=4, connect_timeout=5)
+    key = ("127.0.0.1", backend.getHost().port)
+    try:
+        paused, untouched = await pool.connect(*key), await pool.connect(*key)
+        paused.pauseProducing()  # as a client's full send buffer does
+        assert paused.paused and paused.transport not in reactor.getReaders()
+        pool.release(paused)
+        assert not paused.paused and paused.transport in reactor.getReaders()
+        pool.release(untouched)
+        assert not untouched.paused and untouched.transport in reactor.getReaders()
+        assert {pool.take(*key), pool.take(*key)} == {paused, untouched}
+    finally:
+        await pool.close()
+        await backend.stopListening()
