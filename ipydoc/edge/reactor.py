@@ -16,7 +16,8 @@ system ``-`` instead of the protocol's prefix.
 
 :func:`install` puts it in place when nothing has installed a reactor yet; ``twistd
 --reactor NAME`` (installed before ipydoc's options are read) is left as chosen.  The
-private names it uses (``_poller``, ``_selectables``, ``_doReadOrWrite``) are checked in
+private names it uses (``_poller``, ``_selectables``, ``_doReadOrWrite``, ``_topHandler``,
+``_started``) are checked in
 ``tests/edge/test_twisted_private_api.py``.
 """
 
@@ -24,11 +25,29 @@ from __future__ import annotations
 
 import sys
 
+from twisted.internet.base import _topHandler
 from twisted.internet.epollreactor import EPollReactor
+from twisted.logger import Logger
+
+_log = Logger()
 
 
 class LeanEPollReactor(EPollReactor):
     """``EPollReactor`` whose ``doPoll`` calls each event's handler directly."""
+
+    def mainLoop(self) -> None:
+        """Twisted's loop, with its handler of unexpected errors entered once, not on
+        every round (two calls per round, a round or two per proxied request).  An error
+        that reaches it is still logged ("Unexpected error in main loop") and the loop
+        goes on, as in Twisted's."""
+        while self._started:
+            with _topHandler:
+                while self._started:
+                    self.runUntilCurrent()
+                    t2 = self.timeout()
+                    t = self.running and t2
+                    self.doIteration(t)
+        _log.info("Main loop terminated.")
 
     def doPoll(self, timeout: float | None) -> None:
         try:

@@ -16,20 +16,21 @@ import types
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
 
 def run_eagerly(coro: Coroutine[Any, Any, Any],
-                crashed: Callable[[Failure], object]) -> Deferred[None]:
-    """Run ``coro`` (its result is dropped); ``crashed`` gets what it raises."""
+                crashed: Callable[[Failure], object]) -> Deferred[None] | None:
+    """Run ``coro`` (its result is dropped); ``crashed`` gets what it raises.  None if it
+    ended in the call (no Deferred made for it), else the Deferred of the rest."""
     try:
         pending = coro.send(None)
     except StopIteration:
-        return succeed(None)
+        return None
     except BaseException:
         crashed(Failure())
-        return succeed(None)
+        return None
     d: Deferred[None] = Deferred.fromCoroutine(_rest(coro, pending))
     d.addErrback(crashed)
     return d

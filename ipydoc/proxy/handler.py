@@ -54,9 +54,10 @@ class Proxy:
             exchanges=self.exchanges,
         )
 
-    def handle(self, request: IRequest) -> Deferred[None]:
+    def handle(self, request: IRequest) -> Deferred[None] | None:
         """Proxy ``request`` (whose ``content`` is a :class:`BodyStream`).  Run eagerly: a
-        gate that decides from memory costs no Deferred (:mod:`ipydoc.proxy.eager`)."""
+        gate that decides from memory costs no Deferred (:mod:`ipydoc.proxy.eager`), and
+        then None is returned; else the Deferred of the rest (it never fails)."""
         return run_eagerly(self._handle(request),
                            lambda failure: self._crashed(failure, request))
 

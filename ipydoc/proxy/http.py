@@ -410,7 +410,8 @@ class _Relay(Exchange):
         if self._finished:
             return
         self._finished = True
-        self._stop_timer()
+        if self._timer:  # (most answers stopped it when their head came)
+            self._stop_timer()
         self._forwarder._exchanges.remove(self)
         request = self._request
         # on_gone is this relay's client_gone: a cycle (request, relay, Forward) that

@@ -96,6 +96,13 @@ SCRIPT = textwrap.dedent('''
         print("handled", sorted(got), flush=True)
         reactor.callFromThread(reactor.stop)
 
+    def fail_one_round():  # an error that reaches the main loop's own handler
+        def timeout():
+            del reactor.timeout  # the next rounds are normal again
+            raise RuntimeError("one round failed")
+        reactor.timeout = timeout
+
+    reactor.callWhenRunning(fail_one_round)
     reactor.callInThread(steps)
     reactor.run()
     print("reactor", type(reactor).__name__, flush=True)
@@ -107,6 +114,9 @@ def test_the_lean_reactor_dispatches_and_contains_failures() -> None:
                          timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "RuntimeError: handler failed" in out.stdout  # logged, as Twisted logs it
+    # an error out of a round of the main loop is logged, and the loop goes on
+    assert "Unexpected error in main loop" in out.stdout, out.stdout
+    assert "RuntimeError: one round failed" in out.stdout
     handled = [line.split("] ", 1)[1] for line in out.stdout.splitlines() if "] handled " in line]
     assert handled in (["handled [0]"], ["handled [1]"]), out.stdout  # one of the two, not both
     assert "reactor LeanEPollReactor" in out.stdout

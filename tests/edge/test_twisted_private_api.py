@@ -235,5 +235,10 @@ def test_epoll_reactor_poller_selectables_and_dispatch_are_usable():
             assert isinstance(r._selectables, dict)
             assert params(EPollReactor._doReadOrWrite)[1:] == ["selectable", "fd", "event"]
             assert params(EPollReactor.doPoll)[1:] == ["timeout"]
+        with private("twisted.internet.base._topHandler / ReactorBase._started", where):
+            from twisted.internet import base
+
+            assert hasattr(base._topHandler, "__enter__") and hasattr(base._topHandler, "__exit__")
+            assert r._started is False
     finally:
         r._poller.close()
