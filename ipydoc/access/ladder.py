@@ -206,6 +206,7 @@ class Ladder:
         if static is not None and self.static is not None:
             self.static.saw(static[0])
         if (self.lab_pages is not None and guest is None and name == user and holder.browser
+                and request.uri.endswith(b"/lab")  # (what _is_lab needs; cheap, first)
                 and wants_page(request) and self._is_lab(request, name)):
             self.lab_pages.learn_soon(self.manager.store, name, user,
                                       partial(self.manager.routes.get, name),
@@ -262,8 +263,8 @@ class Ladder:
     def _static_file(self, request: IRequest, name: str) -> tuple[str, str | None] | None:
         """(file name, ``?v=``) when a GET/HEAD asks for a file of ``static/lab`` or of
         an extension's ``lab/extensions/<package>/static``."""
-        if request.method not in (b"GET", b"HEAD"):
-            return None
+        if request.method not in (b"GET", b"HEAD") or b"static/" not in request.path:
+            return None  # (both patterns need "static/": most requests stop here)
         prefix = self.routing.base_url(name).encode()
         if not request.path.startswith(prefix):
             return None

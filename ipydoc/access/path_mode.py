@@ -88,6 +88,8 @@ class PathMode:
         if self.servers is None:
             return name
         segment = request.path[len(PREFIX) + len(name) + 1:].partition(b"/")[0]
+        if not segment or segment in _RESERVED:  # lab, api, static...: never a server's name
+            return name
         return await named_key(self.servers, name, segment) or name
 
     async def holder(self, request: IRequest) -> Holder | None:
