@@ -413,7 +413,8 @@ def main() -> None:
         if not a.skip_ws:
             ws_targets = [{"name": t, "http": targets[t]["url"] + base,
                            "ws": targets[t]["url"].replace("http://", "ws://") + base,
-                           "headers": targets[t].get("ws_headers", targets[t]["headers"])} for t in names]
+                           "headers": targets[t].get("ws_headers", targets[t]["headers"])}
+                          for t in names if t != "minimal"]  # (it speaks no WebSocket)
             wsf = out_dir / "ws.json"
             subprocess.run(cli + [WS_PYTHON, str(HERE / "proxy_ws.py"), "--targets", json.dumps(ws_targets),
                                   "--n", str(a.ws_n), "--reps", str(a.reps), "--out", str(wsf)], check=True)
