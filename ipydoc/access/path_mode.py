@@ -42,10 +42,16 @@ NAMES_CACHED = 10_000
 _RESERVED = frozenset(n.encode() for n in RESERVED_SERVER_NAMES)
 
 
+def may_name_server(segment: bytes) -> bool:
+    """Whether a path segment could name a server at all: not empty, not reserved (``lab``,
+    ``api``, ``static``...), not too long.  Decided without a look-up."""
+    return bool(segment) and segment not in _RESERVED and len(segment) <= MAX_SERVER_LENGTH
+
+
 async def named_key(servers: ServerManager, user: str, segment: bytes) -> str | None:
     """``USER--SEGMENT`` if ``segment`` names one of ``user``'s named servers (routed or
     starting here, else a record in Redis: one read), else None."""
-    if not segment or segment in _RESERVED or len(segment) > MAX_SERVER_LENGTH:
+    if not may_name_server(segment):
         return None
     try:
         key = user + SERVER_KEY_SEPARATOR + validate_server_name(segment.decode("ascii"))
@@ -88,7 +94,7 @@ class PathMode:
         if self.servers is None:
             return name
         segment = request.path[len(PREFIX) + len(name) + 1:].partition(b"/")[0]
-        if not segment or segment in _RESERVED:  # lab, api, static...: never a server's name
+        if not may_name_server(segment):  # most requests: no coroutine for named_key
             return name
         return await named_key(self.servers, name, segment) or name
 
