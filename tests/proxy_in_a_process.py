@@ -4,8 +4,8 @@ compare two front ends.
     python3 tests/proxy_in_a_process.py BACKEND_URL [LIMITS_JSON [FRONT_END]]
     # prints the port, serves
 
-Every ``/user/...`` request is forwarded to BACKEND_URL (the gate is not under test); the
-hub answers ``/page``.  LIMITS_JSON sets :class:`ipydoc.edge.limits.RequestLimits`
+Every ``/user/NAME/...`` request is forwarded to BACKEND_URL (the gate is not under test)
+with NAME's token (``secret-token`` for alice); the hub answers ``/page``.  LIMITS_JSON sets :class:`ipydoc.edge.limits.RequestLimits`
 fields, e.g. '{"header_timeout": 1}' ('' for the defaults).  FRONT_END is
 ``proxy.front_end`` (``lean`` or ``twisted``; default: the config's default); with it the
 access log is off, so two processes answer byte for byte alike.
@@ -13,6 +13,7 @@ access log is off, so two processes answer byte for byte alike.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -34,7 +35,12 @@ def main() -> None:
             return request.path.startswith(b"/user/")
 
         async def decide(self, request):
-            return Forward("alice", sys.argv[1], "secret-token")
+            # alice's token is "secret-token"; any other user (the path's second
+            # segment) has one of their own, so tokens differ between users
+            user = request.path.split(b"/")[2].decode("latin-1") or "alice"
+            token = "secret-token" if user == "alice" else \
+                "other-" + hashlib.sha256(user.encode()).hexdigest()[:12]
+            return Forward(user, sys.argv[1], token)
 
         def saw_traffic(self, user: str) -> None:
             pass

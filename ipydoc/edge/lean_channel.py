@@ -34,7 +34,7 @@ from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
 from twisted.python.failure import Failure
 
-from ipydoc.edge.lean_head import HAND_OVER, INCOMPLETE, read_head
+from ipydoc.edge.lean_head import HAND_OVER, INCOMPLETE, Head, read_head
 from ipydoc.edge.lean_request import LeanRequest
 from ipydoc.edge.limits import RequestLimits
 from ipydoc.edge.refusals import client_address
@@ -66,6 +66,7 @@ class LeanChannel(Protocol):
     _reading_paused = False
     _next_call: Any = None
     _in_next = False
+    _last_head: Head | None = None  # the previous request's, for read_head to reuse
     # when the current state began (time.monotonic), for LeanClock: a head partly in,
     # the last body bytes, waiting for the client to read, idle between requests.
     _head_began: float | None = None
@@ -161,7 +162,9 @@ class LeanChannel(Protocol):
         if self._request is not None or self._refused or self.transport is None \
                 or self._closing or not self._buffer:
             return
-        head = read_head(self._buffer, self.limits.max_header_size, self.limits.max_headers)
+        limits = self.limits
+        head = read_head(self._buffer, limits.max_header_size, limits.max_headers,
+                         self._last_head)
         if head is INCOMPLETE:
             if self._head_began is None:
                 self._head_began = time.monotonic()
@@ -183,6 +186,7 @@ class LeanChannel(Protocol):
             self._hand_over()
             return
         del self._buffer[:head.size]
+        self._last_head = head
         self._head_began = self._idle_since = None
         self._request = request
         self.requests.append(request)

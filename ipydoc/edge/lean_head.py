@@ -48,6 +48,9 @@ class Head:
     headers: Headers
     length: int
     size: int  # bytes of the head, final CRLF CRLF included
+    #: The header lines as received (after the request line): the key under which the
+    #: next request on the connection may reuse ``headers`` and ``length``.
+    block: bytes = b""
 
 
 #: ``read_head`` results besides a :class:`Head`.
@@ -55,10 +58,15 @@ INCOMPLETE = "incomplete"
 HAND_OVER = "hand over"
 
 
-def read_head(buffer: bytes | bytearray, max_size: int, max_headers: int
-              ) -> Head | str:
+def read_head(buffer: bytes | bytearray, max_size: int, max_headers: int,
+              last: Head | None = None) -> Head | str:
     """The head at the start of ``buffer``: a :class:`Head`, :data:`INCOMPLETE` (wait for
-    more bytes) or :data:`HAND_OVER` (not the plain case: twisted.web decides)."""
+    more bytes) or :data:`HAND_OVER` (not the plain case: twisted.web decides).
+
+    ``last``: the previous head accepted on this connection.  A client sends the same
+    header lines request after request (a browser's API calls, a poller); when they are
+    byte for byte ``last``'s, its checked, parsed headers are reused, not parsed again.
+    They are shared, so nobody may change a lean request's headers (nobody does)."""
     end = buffer.find(b"\r\n\r\n")
     if end < 0:
         if len(buffer) > max_size or buffer[:2] == b"\r\n":
@@ -75,20 +83,23 @@ def read_head(buffer: bytes | bytearray, max_size: int, max_headers: int
     head = bytes(buffer[:end])
     if head.count(b"\n") != head.count(b"\r") or head.count(b"\r\n") != head.count(b"\n"):
         return HAND_OVER  # a bare LF or CR somewhere
-    lines = head.split(b"\r\n")
-    if len(lines) > max_headers:  # request line + header lines: count < max_headers
-        return HAND_OVER
-    parts = lines[0].split(b" ")
+    request_line, _, block = head.partition(b"\r\n")
+    parts = request_line.split(b" ")
     if len(parts) != 3:
         return HAND_OVER
     method, uri, version = parts
     if version != b"HTTP/1.1" or not method or not _TCHAR.issuperset(method) \
             or uri[:1] != b"/" or not _TARGET_OK.issuperset(uri):
         return HAND_OVER
+    if last is not None and block == last.block:  # the same lines: the same verdict
+        return Head(method, uri, last.headers, last.length, size, block)
+    lines = block.split(b"\r\n")
+    if len(lines) >= max_headers:  # request line + header lines: count < max_headers
+        return HAND_OVER
     checked: list[tuple[bytes, bytes]] = []
     length = -1
     hosts = 0
-    for line in lines[1:]:
+    for line in lines:
         name, colon, value = line.partition(b":")
         if not colon or not name or not _TCHAR.issuperset(name):
             return HAND_OVER  # obs-fold (leading SP/HT), a space before ':', junk
@@ -110,4 +121,4 @@ def read_head(buffer: bytes | bytearray, max_size: int, max_headers: int
         return HAND_OVER
     headers = FastHeaders()
     add_checked(headers, checked)  # no CR or LF (above), no NUL
-    return Head(method, uri, headers, max(length, 0), size)
+    return Head(method, uri, headers, max(length, 0), size, block)

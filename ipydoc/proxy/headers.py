@@ -88,9 +88,12 @@ class FastHeaders(Headers):
     the name each time: a name Twisted has canonicalized before is looked up in its cache
     directly.  A lean request's and its response's headers are read a dozen times per
     proxied request (the gate, the forwarding head, the access log, the framing); anything
-    else (a ``str`` name, one never seen) goes through Twisted's own methods."""
+    else (a ``str`` name, one never seen) goes through Twisted's own methods.
 
-    __slots__ = ()
+    ``forwarding``, once set, holds what :func:`ipydoc.proxy.http.forwarded_lines` made
+    of these headers (they are never changed once parsed)."""
+
+    __slots__ = ("forwarding",)
 
     def getRawHeaders(self, name: Any, default: Any = None) -> Any:
         key = _CANONICAL.get(name) if name.__class__ is bytes else None

@@ -40,6 +40,7 @@ from ipydoc.proxy.body import BodyStream
 from ipydoc.proxy.gate import Forward, Gate
 from ipydoc.proxy.headers import (
     HOP_BY_HOP,
+    FastHeaders,
     add_checked,
     backend_request_lines,
     is_hub_cookie,
@@ -459,7 +460,7 @@ def request_head(request: IRequest, token: str, body: BodyStream) -> bytes:
     if not uri.startswith(b"/") or b" " in uri or b"\r" in uri or b"\n" in uri \
             or b"\x00" in uri:
         raise ValueError("bad request target")
-    lines = [b"%s %s HTTP/1.1" % (method, uri), *backend_request_lines(request, token)]
+    lines = [b"%s %s HTTP/1.1" % (method, uri), forwarded_lines(request, token)]
     if body.has_body:
         if isinstance(body.length, int):
             lines.append(b"Content-Length: %d" % body.length)
@@ -469,6 +470,27 @@ def request_head(request: IRequest, token: str, body: BodyStream) -> bytes:
         lines.append(b"Content-Length: 0")
     lines.append(b"\r\n")
     return b"\r\n".join(lines)
+
+
+def forwarded_lines(request: IRequest, token: str) -> bytes:
+    """:func:`backend_request_lines`, joined.  The lean front end hands the same parsed
+    headers to every request of a connection whose header lines did not change
+    (:func:`ipydoc.edge.lean_head.read_head`); they keep the lines made from them, for
+    the same token, client address, scheme and local address, as ``forwarding``."""
+    src = request.requestHeaders
+    if src.__class__ is not FastHeaders:
+        return b"\r\n".join(backend_request_lines(request, token))
+    client, secure, host = request.getClientAddress(), request.isSecure(), request.getHost()
+    try:
+        memo = src.forwarding
+    except AttributeError:
+        memo = None
+    if memo is not None and memo[0] == token and memo[1] is client and memo[2] == secure \
+            and memo[3] is host:
+        return memo[4]
+    joined = b"\r\n".join(backend_request_lines(request, token))
+    src.forwarding = (token, client, secure, host, joined)
+    return joined
 
 
 def _is_timeout(e: BaseException) -> bool:

@@ -50,6 +50,64 @@ def test_read_head_takes_only_the_plain_case(raw, verdict):
         assert got == verdict
 
 
+POST_A = b"POST /user/alice/a HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nContent-Length: 3\r\n\r\n"
+
+
+def test_read_head_reuses_the_last_heads_headers_only_for_the_same_lines():
+    first = read_head(POST_A, 4096, 30)
+    assert isinstance(first, Head)
+    same = read_head(b"PUT /user/bob/b?x=1 HTTP/1.1" + POST_A[POST_A.index(b"\r\n"):] + b"abc",
+                     4096, 30, first)
+    assert isinstance(same, Head) and same.headers is first.headers
+    assert (same.method, same.uri, same.length, same.size) == (
+        b"PUT", b"/user/bob/b?x=1", 3, len(POST_A) + len(b"PUT /user/bob/b?x=1") - len(
+            b"POST /user/alice/a"))
+    changed = read_head(POST_A.replace(b"X-A: 1", b"X-A: 2"), 4096, 30, first)
+    assert isinstance(changed, Head) and changed.headers is not first.headers
+    assert changed.headers.getRawHeaders(b"x-a") == [b"2"]
+    assert first.headers.getRawHeaders(b"x-a") == [b"1"]
+
+
+@pytest.mark.parametrize("request_line", [
+    b"GET /user/alice/ HTTP/1.0", b"GET http://h/user/alice/ HTTP/1.1",
+    b"GET /user/alice/\xc3\xa9 HTTP/1.1", b"G@T /user/alice/ HTTP/1.1", b"GET /user/alice/",
+])
+def test_a_reused_head_still_has_its_request_line_and_size_checked(request_line):
+    first = read_head(POST_A, 4096, 30)
+    raw = request_line + POST_A[POST_A.index(b"\r\n"):]
+    assert read_head(raw, 4096, 30, first) == HAND_OVER
+    assert read_head(POST_A, len(POST_A) - 1, 30, first) == HAND_OVER
+
+
+def test_the_forwarding_head_reused_on_a_connection_is_each_users_own(lean_site):
+    """One connection, the same header lines, several users: each request reaches the
+    server with its user's token, exactly as it would on a connection of its own."""
+    start, backend = lean_site
+    port = start()
+    paths = [b"/user/alice/a", b"/user/bob/b", b"/user/alice/c", b"/user/alice/d",
+             b"/user/carol/e"]
+    lines = b"Host: h\r\nCookie: ipydoc-session=s; _xsrf=x\r\nX-Case: %s\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        for path in paths:
+            s.sendall(b"GET %s HTTP/1.1\r\n" % path + lines % b"shared")
+            assert read_response(s)[0] == 200
+        s.sendall(b"GET /user/alice/f HTTP/1.1\r\nAccept: x/y\r\n" + lines % b"shared")
+        assert read_response(s)[0] == 200
+    for path in [*paths, b"/user/alice/f"]:
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+            extra = b"Accept: x/y\r\n" if path.endswith(b"/f") else b""
+            s.sendall(b"GET %s HTTP/1.1\r\n" % path + extra + lines % b"alone")
+            assert read_response(s)[0] == 200
+    shared, alone = backend.seen["shared"], backend.seen["alone"]
+    def without_case(heads):
+        return [[x for x in head if not x.startswith(b"X-Case:")] for head, _ in heads]
+    assert without_case(shared) == without_case(alone)
+    tokens = [next(x for x in head if x.startswith(b"Authorization:")) for head, _ in shared]
+    assert tokens[0] == tokens[2] == tokens[3] == tokens[5] == b"Authorization: token secret-token"
+    assert len({tokens[0], tokens[1], tokens[4]}) == 3
+    assert all(b"ipydoc-session" not in x for head, _ in shared for x in head)
+
+
 def site(backend: str, limits: dict) -> tuple[subprocess.Popen, int]:
     proc = subprocess.Popen([sys.executable, SITE, backend, json.dumps(limits), "lean"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
