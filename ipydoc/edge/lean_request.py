@@ -167,6 +167,32 @@ class LeanRequest:
         if channel is None:
             return
         channel.send(b"0\r\n\r\n" if self.chunked else b"", last=True)
+        self._done(channel)
+
+    def respond_whole(self, body: bytes) -> None:
+        """``write(body)`` and ``end_response()``: the whole answer, its head framed as
+        :meth:`write` frames it, in one ``send`` when the request's own body is in."""
+        channel = self.channel
+        if self.startedWriting or self.finished or self._disconnected or channel is None \
+                or not self._body_done:
+            self.write(body)
+            self.end_response()
+            return
+        self.startedWriting = True
+        head = self._head(channel)
+        if self.method == b"HEAD" or self.code in _NO_BODY_CODES:
+            self._no_body = True
+            body = b""
+        self.sentLength = len(body)
+        self.finished = True
+        if self.chunked:
+            channel.send(head + (b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body
+                                 else b"0\r\n\r\n"), last=True)
+        else:
+            channel.send(head + body, last=True)
+        self._done(channel)
+
+    def _done(self, channel: LeanChannel) -> None:
         for d in self._notifications:
             d.callback(None)
         self._notifications = []

@@ -76,6 +76,14 @@ class Exchange:
     def response_done(self) -> None:
         """The whole response is in."""
 
+    def whole_response(self, head: ResponseHead, body: bytes) -> None:
+        """Head and body came in one read: the same as the three calls above (which an
+        exchange may skip, answering in one step)."""
+        self.head_received(head)
+        if body:
+            self.body_received(body)
+        self.response_done()
+
     def exchange_failed(self, reason: Failure, head_seen: bool) -> None:
         """Connection lost, bad framing or aborted; nothing else will be called."""
 
@@ -237,9 +245,12 @@ class BackendConnection(Protocol):
         if self._state == _IDLE:
             self.abort()  # bytes nobody asked for: this connection cannot be trusted
             return
-        if self._state == _LENGTH and not self._buf:  # the common case, no copying
-            self._body_bytes(data)
-            return
+        if not self._buf:
+            if self._state == _LENGTH:  # a body going on: no copying
+                self._body_bytes(data)
+                return
+            if self._state == _HEAD and self._whole(data):
+                return
         self._buf += data
         try:
             self._parse()
@@ -319,6 +330,24 @@ class BackendConnection(Protocol):
         if framing == _LENGTH and length == 0:
             self._complete()
 
+    def _whole(self, data: bytes) -> bool:
+        """A whole answer framed by its ``Content-Length`` and nothing after it, in one
+        read (most answers): handed to the exchange in one call.  False: parse as usual."""
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        try:
+            head, framing, length = parse_head(data[:end], self._no_body)
+        except BadResponse as e:
+            self._fail(Failure(e))
+            self.abort()
+            return True
+        if framing != _LENGTH or len(data) - end - 4 != length or 100 <= head.code < 200:
+            return False  # (parsed again on the usual path: rare)
+        self._head = head
+        self._complete(data[end + 4:])
+        return True
+
     def _body_bytes(self, data: bytes) -> None:
         n = self._remaining
         if len(data) > n:
@@ -329,17 +358,25 @@ class BackendConnection(Protocol):
         if self._remaining == 0 and self._exchange is not None:
             self._complete()
 
-    def _complete(self) -> None:
+    def _complete(self, whole: bytes | None = None) -> None:
+        """The answer is in; ``whole``: its body, when it came whole with its head."""
         if self._aborted:
             return  # dropped meanwhile (the client left): connectionLost tells the exchange
         exchange, self._exchange = self._exchange, None
         self._state = _IDLE
-        reusable = self._head is not None and self._head.keep_alive
+        head = self._head
+        reusable = head is not None and head.keep_alive
         if self._buf:
             reusable = False  # the backend sent more than it framed
         self._reusable = reusable
         if exchange is not None:
-            exchange.response_done()
+            if whole is None:
+                exchange.response_done()
+            else:
+                assert head is not None
+                exchange.whole_response(head, whole)
+        if self._aborted:
+            return  # the exchange dropped it meanwhile (the client left)
         if not reusable:
             self.transport.loseConnection()
         elif self._body_sent:

@@ -172,6 +172,7 @@ class _Relay(Exchange):
     _noted: Any = None
     _body_noted = False
     _finished = False
+    _token_bytes = b""
 
     def __init__(self, fwd_: HttpForwarder, request: IRequest, fwd: Forward, head: bytes,
                  body: BodyStream) -> None:
@@ -264,13 +265,28 @@ class _Relay(Exchange):
             if wants_body and wants_body(fwd.user, request.method, request.path, head.code):
                 self._keep = CAPTURE_LIMIT
                 self._kept = b""
+        content_type = self._client_head(head)
+        token = self._token_bytes
+        if token and is_textual(content_type):
+            if head.length is not None and head.length <= SMALL_BODY:
+                self._small = []  # collected whole, scrubbed, sent with its exact length
+                self._token = token
+            else:  # streamed: the body may shrink, so its length is not known
+                self._scrubber = Scrubber(token)
+                request.responseHeaders.removeHeader(b"content-length")
+        if self._conn is not None and self._conn.transport is not None:
+            request.registerProducer(self._conn, True)  # it tells the pool if left paused
+            self._registered = True
 
+    def _client_head(self, head: ResponseHead) -> bytes | None:
+        """The status and the headers that may reach the client, on the request; returns
+        the ``Content-Type``."""
+        request, fwd = self._request, self._fwd
         request.defaultContentType = None  # never invent a Content-Type
         request.setResponseCode(head.code, head.phrase)
         named = head.connection
-        headers = request.responseHeaders
         content_type = None
-        token = fwd.token.encode()
+        token = self._token_bytes = fwd.token.encode()
         secure = request.isSecure()
         kept = []
         for name, value in head.headers:
@@ -287,17 +303,36 @@ class _Relay(Exchange):
             if token and token in value:
                 value = value.replace(token, b"")
             kept.append((name, value))
-        add_checked(headers, kept)  # parse_head checked them: no CR, LF, NUL
-        if token and is_textual(content_type):
-            if head.length is not None and head.length <= SMALL_BODY:
-                self._small = []  # collected whole, scrubbed, sent with its exact length
-                self._token = token
-            else:  # streamed: the body may shrink, so its length is not known
-                self._scrubber = Scrubber(token)
+        add_checked(request.responseHeaders, kept)  # parse_head checked them: no CR, LF, NUL
+        return content_type
+
+    def whole_response(self, head: ResponseHead, body: bytes) -> None:
+        """Head and body in one read (most answers): with a lean request that nobody
+        records, answered in one step and one ``send``; else as three calls."""
+        request = self._request
+        respond = getattr(request, "respond_whole", None)
+        observed = self._forwarder._observed
+        if respond is None or self._finished or observed is None \
+                or request.method in observed:
+            super().whole_response(head, body)
+            return
+        self._stop_timer()
+        self._code = head.code
+        content_type = self._client_head(head)
+        token = self._token_bytes
+        if token and is_textual(content_type):  # as head_received and _send_rest decide
+            if head.length is None or head.length > SMALL_BODY:
+                self._scrubber = Scrubber(token)  # streamed: no length (rare here)
                 request.responseHeaders.removeHeader(b"content-length")
-        if self._conn is not None and self._conn.transport is not None:
-            request.registerProducer(self._conn, True)  # it tells the pool if left paused
-            self._registered = True
+                if body:
+                    self.body_received(body)
+                self._send_rest()
+                return
+            if token in body:
+                body = scrub_whole(body, token)
+                request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
+        respond(body)
+        self._end()
 
     def body_received(self, data: bytes) -> None:
         if self._kept is not None:

@@ -1,0 +1,191 @@
+"""An answer that comes whole in one read takes the proxy's short way (one call from the
+backend connection, one ``send`` to the client); the same answer in pieces takes the
+usual way.  The client must get the same bytes either way, whatever the answer's shape:
+scrubbed or not, streamed when too long to scrub whole, no body (HEAD, 204, 304),
+headers dropped or rewritten, a connection the backend closes.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor, threads
+from twisted.web.resource import Resource
+
+from ipydoc.edge.site import make_site
+from ipydoc.proxy.gate import Forward
+from ipydoc.proxy.http import SMALL_BODY
+
+TOKEN = "tok-3141592653"
+T = TOKEN.encode()
+
+
+def answer(status: bytes, headers: list[bytes], body: bytes, *, length: bool = True) -> bytes:
+    lines = [b"HTTP/1.1 " + status, *headers]
+    if length:
+        lines.append(b"Content-Length: %d" % len(body))
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+#: name → the backend's answer (the request's method does not change it).
+ANSWERS = {
+    "scrubbed": answer(b"200 OK", [b"Content-Type: text/plain", b"X-Echo: " + T],
+                       b"before " + T + b" after"),
+    "plain": answer(b"200 OK", [b"Content-Type: application/json"], b'{"a": 1}'),
+    "binary": answer(b"200 OK", [b"Content-Type: application/octet-stream"], b"x" + T),
+    "long": answer(b"200 OK", [b"Content-Type: text/html"],
+                   b"<p>" + T + b"</p>" + b"y" * (SMALL_BODY + 10)),
+    "no-content": answer(b"204 No Content", [b"X-A: 1"], b"", length=False),
+    "not-modified": answer(b"304 Not Modified", [b"Content-Type: text/html", b"Etag: \"e\""],
+                           b"", length=False),
+    "headers": answer(b"201 Created", [
+        b"Content-Type: text/plain", b"Set-Cookie: a=1; Path=/", b"X-Dup: 1",
+        b"Set-Cookie: b=2; Domain=evil.example", b"Set-Cookie: ipydoc-session=planted",
+        b"Connection: X-Private", b"X-Private: secret", b"Keep-Alive: timeout=5",
+        b"Proxy-Thing: x", b"Service-Worker-Allowed: /", b"X-Dup: 2", b"X-Empty: "],
+        b"created"),
+    "closing": answer(b"500 Internal Server Error",
+                      [b"Content-Type: text/plain", b"Connection: close"], b"broke " + T),
+}
+
+
+class ScriptedBackend:
+    """Answers ``/user/alice/<mode>/<name>`` with ``ANSWERS[name]``: in one ``sendall``
+    (mode ``whole``) or a few bytes at a time with pauses (``pieces``: several reads)."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(32)
+        self.url = "http://127.0.0.1:%d" % self._sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reader = conn.makefile("rb")
+        try:
+            while True:
+                line = reader.readline()
+                if not line:
+                    return
+                while reader.readline() not in (b"\r\n", b""):
+                    pass
+                _, mode, name = line.split(b" ")[1].rsplit(b"/", 2)
+                data = ANSWERS[name.decode()]
+                if line.startswith(b"HEAD "):  # the head alone, its Content-Length kept
+                    data = data[:data.index(b"\r\n\r\n") + 4]
+                if mode == b"whole":
+                    conn.sendall(data)
+                else:
+                    for i in range(0, len(data), 7 if len(data) < 1000 else 30000):
+                        conn.sendall(data[i:i + (7 if len(data) < 1000 else 30000)])
+                        time.sleep(0.002)
+                if b"Connection: close" in data:
+                    return
+        except OSError:
+            return
+        finally:
+            conn.close()
+
+
+class Gate:
+    observed_methods = frozenset({b"PUT"})
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+
+    def claims(self, request) -> bool:
+        return request.path.startswith(b"/user/")
+
+    async def decide(self, request):
+        return Forward("alice", self.backend, TOKEN)
+
+    def saw_traffic(self, user: str) -> None:
+        pass
+
+    def saw_response(self, user, method, path, code) -> None:
+        pass
+
+
+@pytest_twisted.async_yield_fixture
+async def site_port():
+    backend = ScriptedBackend()
+    site = make_site(Resource(), Gate(backend.url), reactor, front_end="lean",
+                     access_log="off")
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
+    yield port.getHost().port
+    await port.stopListening()
+    await site.proxy.close()
+    backend.close()
+
+
+def exchange(port: int, method: bytes, path: bytes) -> bytes:
+    """Everything the client gets for one request (the connection closes after it)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        s.sendall(b"%s %s HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n" % (method, path))
+        got = b""
+        while chunk := s.recv(65536):
+            got += chunk
+    return got
+
+
+def dechunked(response: bytes) -> bytes:
+    """A chunked answer with its chunks joined (where they are cut follows the reads)."""
+    head, _, body = response.partition(b"\r\n\r\n")
+    if b"\r\nTransfer-Encoding: chunked" not in head:
+        return response
+    out = b""
+    while True:
+        size_line, _, body = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            assert body == b"\r\n"
+            return head + b"\r\n\r\n[dechunked]" + out
+        out, body = out + body[:size], body[size + 2:]
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("name", sorted(ANSWERS))
+@pytest.mark.parametrize("method", [b"GET", b"HEAD", b"PUT"])
+async def test_an_answer_whole_or_in_pieces_reaches_the_client_alike(site_port, name, method):
+    whole = await threads.deferToThread(
+        exchange, site_port, method, b"/user/alice/whole/" + name.encode())
+    pieces = await threads.deferToThread(
+        exchange, site_port, method, b"/user/alice/pieces/" + name.encode())
+    assert whole.startswith(b"HTTP/1.1 ")
+    assert dechunked(whole) == dechunked(pieces)
+    assert T not in whole or name == "binary"
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_short_way_answers_what_the_usual_way_would(site_port):
+    """The shapes above, checked for what they say (not only for being alike)."""
+    got = await threads.deferToThread(exchange, site_port, b"GET",
+                                      b"/user/alice/whole/headers")
+    head, _, body = got.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 201 Created" and body == b"created"
+    assert [x for x in lines if x.startswith(b"Set-Cookie")] == [b"Set-Cookie: a=1; Path=/"]
+    assert b"X-Dup: 1" in lines and b"X-Dup: 2" in lines
+    for gone in (b"X-Private", b"Keep-Alive", b"Proxy-Thing", b"Service-Worker-Allowed"):
+        assert not any(x.startswith(gone) for x in lines)
+    got = await threads.deferToThread(exchange, site_port, b"GET",
+                                      b"/user/alice/whole/scrubbed")
+    assert got.endswith(b"\r\n\r\nbefore  after") and b"Content-Length: 13\r\n" in got
+    got = await threads.deferToThread(exchange, site_port, b"GET", b"/user/alice/whole/long")
+    assert b"Transfer-Encoding: chunked\r\n" in got and b"Content-Length" not in got
