@@ -198,9 +198,9 @@ class LeanChannel(Protocol):
         request.content = BodyStream(self._reader, head.length, request.hang_up)
         self._body_left = head.length
         if not head.length:
-            # Bodiless: the body is complete before the gate is asked, so nothing pauses
-            # (and at once resumes) the client's reading for it: no epoll_ctl pair.
-            request.body_done()
+            # Bodiless: the body is complete (``done``) before the gate is asked, so nothing
+            # pauses (and at once resumes) the client's reading for it: no epoll_ctl pair.
+            request.body_in = True
             site.proxy.handle(request)
         else:
             self._body_seen = time.monotonic()

@@ -45,7 +45,8 @@ class LeanRequest:
     defaultContentType = None
     forwarded_https = False
     _disconnected = False
-    _body_done = False
+    #: The client's body is fully in (set by the channel, at once for a bodiless one).
+    body_in = False
     _finish_pending = False
     _no_body = False
     _args: dict[bytes, list[bytes]] | None = None
@@ -152,7 +153,7 @@ class LeanRequest:
         """Finish now, or once the client's body is fully in (as SiteRequest)."""
         if self.finished or self.channel is None:
             return
-        if self._body_done:
+        if self.body_in:
             self.finish()
         else:
             self._finish_pending = True
@@ -174,7 +175,7 @@ class LeanRequest:
         :meth:`write` frames it, in one ``send`` when the request's own body is in."""
         channel = self.channel
         if self.startedWriting or self.finished or self._disconnected or channel is None \
-                or not self._body_done:
+                or not self.body_in:
             self.write(body)
             self.end_response()
             return
@@ -220,7 +221,7 @@ class LeanRequest:
 
     def body_done(self) -> None:
         """The client's body is fully in."""
-        self._body_done = True
+        self.body_in = True
         self.content.finish()
         if self._finish_pending:
             self.finish()
@@ -241,7 +242,7 @@ class LeanRequest:
         gone, self.on_gone = self.on_gone, None
         if gone is not None and not self.finished:
             gone()
-        if not self._body_done and self.content is not None:
+        if not self.body_in and self.content is not None:
             self.content.fail(reason)
         for d in self._notifications:
             d.errback(reason)

@@ -28,6 +28,19 @@ class BodyStream:
     """Request body sink on one side, push producer for the backend on the other."""
 
     _log = Logger()
+    # Defaults (class attributes: most requests have no body, and are built fast).
+    _consumer: IConsumer | None = None
+    _producing: Deferred[None] | None = None
+    _deciding = False
+    _consumer_paused = True  # nobody reads until startProducing
+    _client_paused = False
+    _discarding = False
+    _discarded = 0
+    done = False
+    #: Body bytes taken from the client to pass on (not the discarded ones): metrics.
+    taken = 0
+    _failure: Failure | None = None
+    _on_received: Callable[[], None] | None = None
 
     def __init__(
         self,
@@ -36,24 +49,18 @@ class BodyStream:
         on_discard_overflow: Callable[[], None],
         on_start: Callable[[], None] | None = None,
     ) -> None:
+        """``length`` 0: no body, so the stream is complete (``done``) from the start."""
         self._client = client
         self._on_start = on_start
         self.length = UNKNOWN_LENGTH if length is None else length
-        self.has_body = length != 0
-        self._on_overflow = on_discard_overflow
         self._pending: list[bytes] = []
-        self._consumer: IConsumer | None = None
-        self._producing: Deferred[None] | None = None
-        self._deciding = False
-        self._consumer_paused = True  # nobody reads until startProducing
-        self._client_paused = False
-        self._discarding = False
-        self._discarded = 0
-        self.done = False
-        #: Body bytes taken from the client to pass on (not the discarded ones): metrics.
-        self.taken = 0
-        self._failure: Failure | None = None
-        self._on_received: Callable[[], None] | None = None
+        if length == 0:
+            self.has_body = False
+            self.done = True
+            self._on_overflow = _nothing
+        else:
+            self.has_body = True
+            self._on_overflow = on_discard_overflow
 
     # -- the client side (twisted.web calls these) ---------------------------------
 

@@ -21,7 +21,7 @@ from ipydoc.proxy.headers import is_websocket_upgrade
 from ipydoc.proxy.http import HttpForwarder
 from ipydoc.proxy.live import OpenExchanges
 from ipydoc.proxy.paths import dot_segment
-from ipydoc.proxy.replies import error_reply, remember_start_url, write_reply
+from ipydoc.proxy.replies import START_ATTR, error_reply, write_reply
 from ipydoc.proxy.websocket import WebSocketForwarder
 
 NOT_FORWARDED = "This path is not forwarded: it has '.' or '..' segments."
@@ -91,8 +91,8 @@ class Proxy:
             return
         if not isinstance(decision, Forward):
             raise TypeError(f"gate.decide returned {type(decision).__name__}")
-        if decision.start_url:
-            remember_start_url(request, decision.start_url)
+        if decision.start_url:  # remember_start_url, inline
+            setattr(request, START_ATTR, decision.start_url)
         if is_websocket_upgrade(request) and not body.has_body:
             await self.websocket.forward(request, decision)
         else:

@@ -147,7 +147,11 @@ class HttpForwarder:
         relay = _Relay(self, request, fwd, head, body)
         request.on_gone = relay.client_gone  # SiteRequest calls it if the client leaves
         self._exchanges.add(relay)
-        body.when_received(relay.start_timer)
+        if body.done:  # (most requests) the backend's time to answer starts now
+            relay._timer = True
+            self.waiting(relay)
+        else:
+            body.when_received(relay.start_timer)
         relay.connect(host, port)
 
 
@@ -316,7 +320,9 @@ class _Relay(Exchange):
                 or request.method in observed:
             super().whole_response(head, body)
             return
-        self._stop_timer()
+        if self._timer:  # _stop_timer, inline
+            self._timer = False
+            self._forwarder._waiting.pop(self, None)
         self._code = head.code
         content_type = self._client_head(head)
         token = self._token_bytes

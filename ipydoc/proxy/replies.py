@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Callable
 from typing import Protocol
 
 from twisted.web.iweb import IRequest
@@ -41,17 +40,14 @@ TITLES = {
     504: "Your server is not answering",
 }
 
-_START_ATTR = "_ipydoc_start_url"
+#: Where the server a request goes to is started (the gate's
+#: :attr:`~ipydoc.proxy.gate.Forward.start_url`, a callable taking the request): the
+#: proxy sets it on the request, so an error page can offer it; it is only worked out if
+#: that page is shown.
+START_ATTR = "_ipydoc_start_url"
 
 #: The ``Server`` header of every answer the daemon writes itself.
 SERVER = b"ipydoc"
-
-
-def remember_start_url(request: IRequest, start_url: Callable[[IRequest], str]) -> None:
-    """Note where the server ``request`` goes to is started (the gate's
-    :attr:`~ipydoc.proxy.gate.Forward.start_url`), so an error page can offer it; it is
-    only worked out if that page is shown."""
-    setattr(request, _START_ATTR, start_url)
 
 
 def error_page(code: int, message: str, start_url: str | None, retry: str | None) -> bytes:
@@ -94,7 +90,7 @@ def error_reply(request: IRequest, code: int, message: str | None = None) -> Rep
         body = json.dumps({"status": code, "message": text}).encode()
         return Reply(code, body, "application/json")
     if wants_html(request):
-        start = getattr(request, _START_ATTR, None)
+        start = getattr(request, START_ATTR, None)
         start_url = start(request) if start is not None else None
         retry = request.uri.decode("latin-1") if request.method in (b"GET", b"HEAD") \
             and code in (502, 504) else None
