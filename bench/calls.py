@@ -5,7 +5,7 @@ Timings on this machine drift by up to 1.8× between runs (bench/README.md); cal
 not.  Starts its own daemon (``bench/spawn.py``'s ``Daemon``) under ``twistd --profile``
 (cProfile), logs one user in, sends ``wrk -t1 -c<conns>`` through the proxy for ``--dur``,
 stops the daemon (twistd writes the profile then) and reads it.  The number of proxied
-requests N is the number of calls of ``Proxy._handle``; every function called at least
+requests N is the number of calls of ``Proxy.handle``; every function called at least
 ``N / 2`` times is on the path of a proxied request, and its calls ÷ N are listed.  The
 totals (Python functions, built-ins) are the figures to compare between trees
 (docs/front_end.md, "Where the rest goes").
@@ -33,7 +33,7 @@ USER = "c00"
 def per_request(stats: pstats.Stats) -> tuple[int, list[tuple[float, str, bool]]]:
     """(N, [(calls per request, function, is a built-in)]) for the proxied path."""
     n = sum(nc for (f, _, fn), (_, nc, *_rest) in stats.stats.items()  # type: ignore[attr-defined]
-            if fn == "_handle" and f.endswith("proxy/handler.py"))
+            if fn == "handle" and f.endswith("proxy/handler.py"))
     if not n:
         raise SystemExit("no proxied request in the profile")
     rows = []

@@ -58,12 +58,15 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from functools import partial
-from typing import Protocol
+from typing import NamedTuple, Protocol
 from urllib.parse import quote
 
 from twisted.web.iweb import IRequest
 
+from ipydoc.access.cookies import SESSION_COOKIE, read_cookie
 from ipydoc.access.origin import changes_state, origin_allowed
+from ipydoc.access.path_mode import PREFIX, may_name_server
+from ipydoc.access.sessions import Session, Sessions
 from ipydoc.access.shares import VIEW, ShareRule, view_refusal
 from ipydoc.access.tokens import TokenCheck, from_authorization
 from ipydoc.access.verdicts import Holder, json_reply, redirect, wants_page
@@ -73,8 +76,10 @@ from ipydoc.edge.request_args import arg
 from ipydoc.edge.routing import Routing, spawn_path
 from ipydoc.names import SERVER_KEY_SEPARATOR
 from ipydoc.proxy.gate import Forward, Reply
+from ipydoc.proxy.headers import FastHeaders
 from ipydoc.servers.lab_pages import PAGE_WAIT, LabPages
 from ipydoc.servers.manager import ServerManager
+from ipydoc.servers.routes import Route
 from ipydoc.servers.static_cache import IMMUTABLE, StaticCache
 from ipydoc.servers.wait_start import wait_for_start
 
@@ -82,6 +87,24 @@ from ipydoc.servers.wait_start import wait_for_start
 STATIC_FILE = re.compile(rb"^static/lab/([^/]+)$")
 #: A file of a prebuilt extension's static directory, under the server's base URL.
 EXTENSION_FILE = re.compile(rb"^lab/extensions/((?:@[^/]+/)?[^/]+/static/[^/]+)$")
+
+
+#: Methods whose verdict may be recalled: they change nothing (no ``Origin`` rule), and a
+#: lean request is never a WebSocket handshake.
+_RECALLED = frozenset({b"GET", b"HEAD"})
+
+
+class Recalled(NamedTuple):
+    """A verdict kept for the next request with the same header lines (so the same
+    cookie, no token) on the same connection: see :meth:`Ladder.recall`."""
+
+    prefix: bytes            # b"/user/NAME/"
+    named: bytes | None      # b"SERVER/" for a named server; None: the default one
+    signed: bytes            # the session cookie as sent
+    session: Session         # what the session cache held for it
+    key: str                 # the server key
+    route: Route             # the route it was forwarded on
+    forward: Forward
 
 
 class Mode(Protocol):
@@ -120,8 +143,10 @@ def start_url(routing: Routing, name: str, request: IRequest) -> str:
 class Ladder:
     def __init__(self, mode: Mode, tokens: TokenCheck, manager: ServerManager,
                  routing: Routing, static: StaticCache | None = None,
-                 start_wait: float = 0.0, shares: ShareRule | None = None) -> None:
+                 start_wait: float = 0.0, shares: ShareRule | None = None,
+                 sessions: Sessions | None = None) -> None:
         self.mode = mode
+        self.sessions = sessions  # None: nothing is recalled
         self.shares = shares
         self.tokens = tokens
         self.manager = manager
@@ -216,8 +241,68 @@ class Ladder:
         if guest is not None and self.shares is not None:
             self.shares.guest_seen(holder.user, name, guest, holder.credential,
                                    "browser" if holder.browser else "token")
-        return Forward(name, route.url, route.token, holder.credential,
-                       self.routing.subdomain, partial(start_url, self.routing, name))
+        forward = Forward(name, route.url, route.token, holder.credential,
+                          self.routing.subdomain, partial(start_url, self.routing, name))
+        if (guest is None and holder.browser and not route.paused and static is None
+                and request.method in _RECALLED and not self.routing.subdomain
+                and self.sessions is not None and not request.uri.endswith(b"/lab")):
+            self._keep(request, name, user, route, forward)
+        return forward
+
+    # -- the same verdict again, from memory -------------------------------------------
+
+    def _keep(self, request: IRequest, key: str, user: str, route: Route,
+              forward: Forward) -> None:
+        """Keep ``forward`` on the request's parsed headers (shared by the next request
+        with the same header lines on this connection: :mod:`ipydoc.edge.lean_head`) for
+        :meth:`recall`.  Only the owner's plain case: a session cookie (no token, no
+        guest), a safe method, path mode, a running server, nothing else the ladder does
+        on the way (no static file, no lab page)."""
+        headers = request.requestHeaders
+        if headers.__class__ is not FastHeaders or self.sessions is None:
+            return
+        signed = read_cookie(request, SESSION_COOKIE)
+        session = self.sessions.recall(signed) if signed is not None else None
+        if session is None or session.user != user:
+            return
+        prefix = PREFIX + request.path[len(PREFIX):].split(b"/", 1)[0] + b"/"
+        second = request.path[len(prefix):].partition(b"/")[0]
+        if key == user:
+            if may_name_server(second):
+                return  # it may name a server made later: never recalled
+            named = None
+        else:
+            named = second + b"/"
+        headers.verdict = Recalled(prefix, named, signed, session, key, route, forward)
+
+    def recall(self, request: IRequest) -> Forward | None:
+        """What :meth:`decide` would say, from memory, for a request with the same header
+        lines as one it let through (:meth:`_keep`), if everything it rested on still
+        holds: the same user and server in the path (and nothing there that ``decide``
+        treats apart: a static file, the lab page, another server's name), a safe method,
+        the session still cached (whatever ends a session empties that cache), the very
+        route still in the table (a stop, a restart, a pause replace it).  None: ask
+        :meth:`decide`."""
+        try:
+            memo = request.requestHeaders.verdict
+        except AttributeError:  # none kept (or not the lean front end's headers)
+            return None
+        path = request.path
+        if (request.method not in _RECALLED or not path.startswith(memo.prefix)
+                or b"static/" in path or request.uri.endswith(b"/lab")):
+            return None
+        rest = path[len(memo.prefix):]
+        if memo.named is None:
+            if may_name_server(rest.partition(b"/")[0]):
+                return None
+        elif not rest.startswith(memo.named):
+            return None
+        if self.manager.routes.get(memo.key) is not memo.route:
+            return None
+        assert self.sessions is not None
+        if self.sessions.recall(memo.signed) is not memo.session:
+            return None
+        return memo.forward
 
     async def _guest(self, request: IRequest, name: str, holder: Holder) -> str | Reply:
         """Step 3 for someone not the owner: their share's mode (a view share lets only

@@ -98,6 +98,18 @@ class Sessions:
             self._remember(signed, session, now + CACHE_SECONDS)
         return session
 
+    def recall(self, signed: bytes) -> Session | None:
+        """The session cached for ``signed`` (a session cookie as sent), from memory only:
+        None if it is not cached, is out of date, or the store changed (its ended sessions
+        would not empty this cache yet).  Whatever ends a session empties the cache, so a
+        session recalled here is one :meth:`from_request` would also give."""
+        if self._store_source.store is not self._watched:
+            return None
+        hit = self._cache.get(signed)
+        if hit is None or hit[1] <= time.monotonic():
+            return None
+        return hit[0]
+
     def _remember(self, signed: bytes, session: Session, until: float) -> None:
         self._cache.put(signed, (session, until))
 

@@ -63,6 +63,10 @@ class Gate(Protocol):
     # Optional: ``exchanges`` (an :class:`ipydoc.proxy.live.OpenExchanges`): the proxy
     # registers every open exchange there, so the gate can cut them on revocation.
 
+    # Optional: ``recall(request) -> Forward | None``: the verdict ``decide`` gave a
+    # request like this one, if it still holds, from memory and at once (None: ask
+    # ``decide``).  The proxy asks it first.
+
     # Optional: ``observed_methods`` (a set of methods): saw_response and wants_body are
     # called only for requests with one of these methods (absent: for every request).
 

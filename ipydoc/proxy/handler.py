@@ -42,6 +42,7 @@ class Proxy:
         head_timeout: float = 300.0,
     ) -> None:
         self._gate = gate
+        self._recall = getattr(gate, "recall", None)
         # The gate's registry when it has one (it cuts them on revocation).
         self.exchanges: OpenExchanges = getattr(gate, "exchanges", None) or OpenExchanges()
         self.http = HttpForwarder(
@@ -55,9 +56,22 @@ class Proxy:
         )
 
     def handle(self, request: IRequest) -> Deferred[None] | None:
-        """Proxy ``request`` (whose ``content`` is a :class:`BodyStream`).  Run eagerly: a
-        gate that decides from memory costs no Deferred (:mod:`ipydoc.proxy.eager`), and
-        then None is returned; else the Deferred of the rest (it never fails)."""
+        """Proxy ``request`` (whose ``content`` is a :class:`BodyStream`).  A verdict the
+        gate recalls is forwarded at once.  Else the gate decides, run eagerly: one that
+        decides from memory costs no Deferred (:mod:`ipydoc.proxy.eager`), and then None
+        is returned; else the Deferred of the rest (it never fails)."""
+        recall = self._recall
+        if recall is not None and not request.content.has_body \
+                and request.uri[:1] == b"/" and not dot_segment(request.path):
+            try:
+                forward = recall(request)
+            except Exception:
+                self._log.failure("gate.recall failed")
+                forward = None
+            if forward is not None:
+                setattr(request, START_ATTR, forward.start_url)
+                self.http.forward(request, forward)
+                return None
         return run_eagerly(self._handle(request),
                            lambda failure: self._crashed(failure, request))
 

@@ -90,10 +90,11 @@ class FastHeaders(Headers):
     proxied request (the gate, the forwarding head, the access log, the framing); anything
     else (a ``str`` name, one never seen) goes through Twisted's own methods.
 
-    ``forwarding``, once set, holds what :func:`ipydoc.proxy.http.forwarded_lines` made
-    of these headers (they are never changed once parsed)."""
+    Once set, ``forwarding`` holds what :func:`ipydoc.proxy.http.forwarded_lines` made of
+    these headers, and ``verdict`` what the gate may recall for the next request with them
+    (:meth:`ipydoc.access.ladder.Ladder.recall`).  They are never changed once parsed."""
 
-    __slots__ = ("forwarding",)
+    __slots__ = ("forwarding", "verdict")
 
     def getRawHeaders(self, name: Any, default: Any = None) -> Any:
         key = _CANONICAL.get(name) if name.__class__ is bytes else None
