@@ -47,6 +47,16 @@ only the last lets a byte through to the server:
    credential (so the proxy can cut what it has open when it is revoked:
    :mod:`ipydoc.access.gate`) and the start page (for the proxy's error pages).
 
+**Recalled verdicts.**  A browser sends the same header lines request after request on a
+keep-alive connection; the lean front end then hands every such request the same parsed
+headers (:func:`ipydoc.edge.lean_head.read_head`).  When the owner's own session cookie
+let a GET or HEAD through on the plain way (no static file, no lab page, path mode), the
+verdict is kept on those headers, and :meth:`Ladder.recall` gives it again for the next
+request to the same server, after checking from memory what it rested on: the session
+still in the session cache (whatever ends a session empties it), the very route still in
+the table (stopping, restarting, pausing a server replaces it) and the path's first
+segments.  Anything else climbs the ladder.
+
 "A browser navigating" is a GET or HEAD asking for HTML (:func:`ipydoc.proxy.headers.
 wants_html`) with a cookie, never a token.  The two modes differ only in the steps a
 :class:`Mode` implements; every message and URL for the hub comes from

@@ -25,6 +25,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -73,6 +74,11 @@ class Forwarding:
         return cls(tuple(parse_network(t) for t in entries if t.lower() != UNIX),
                    any(t.lower() == UNIX for t in entries),
                    urlsplit(public_url).scheme == "https")
+
+    @cached_property
+    def applies(self) -> bool:
+        """Whether :meth:`apply` can change anything (else a request need not be shown)."""
+        return bool(self.trusted) or self.trust_unix or self.public_https
 
     def trusts(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
         return any(ip.version == net.version and ip in net for net in self.trusted)

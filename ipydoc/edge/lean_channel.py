@@ -176,7 +176,8 @@ class LeanChannel(Protocol):
         site = self.site
         request = LeanRequest(self, head.method, head.uri, head.headers, self._peer,
                               self._secure)
-        site.forwarding.apply(request)  # the real client and scheme, before anyone asks
+        if site.forwarding.applies:
+            site.forwarding.apply(request)  # the real client and scheme, before anyone asks
         try:
             claimed = site.gate.claims(request)
         except Exception:
@@ -190,9 +191,7 @@ class LeanChannel(Protocol):
         self._head_began = self._idle_since = None
         self._request = request
         self.requests.append(request)
-        connection = head.headers.getRawHeaders(b"connection")
-        if connection and b"close" in [t.lower() for t in connection[0].split(b" ")]:
-            # as twisted.web's checkPersistence: the first line, split on spaces
+        if head.close:
             request.responseHeaders.setRawHeaders(b"connection", [b"close"])
             self.persistent = False
         request.content = BodyStream(self._reader, head.length, request.hang_up)
@@ -212,7 +211,8 @@ class LeanChannel(Protocol):
                     self.dataReceived(data)  # body bytes that came with the head
                 finally:
                     self._in_next = False
-        self._check_pipeline()
+        if self._pipe_paused or len(self._buffer) > PIPELINE_HOLD:  # (else nothing to do)
+            self._check_pipeline()
 
     def request_done(self, request: LeanRequest) -> None:
         """``request``'s response is complete (and its body was read)."""
@@ -225,7 +225,8 @@ class LeanChannel(Protocol):
             self.close()
             return
         self._idle_since = time.monotonic()
-        self._check_pipeline()
+        if self._pipe_paused:  # no request now: reading goes on
+            self._check_pipeline()
         if self._buffer:  # a pipelined request: next turn, not deeper in this stack
             self._next_call = self.site.reactor.callLater(0, self._next)
 

@@ -49,8 +49,11 @@ class Head:
     length: int
     size: int  # bytes of the head, final CRLF CRLF included
     #: The header lines as received (after the request line): the key under which the
-    #: next request on the connection may reuse ``headers`` and ``length``.
+    #: next request on the connection may reuse ``headers``, ``length`` and ``close``.
     block: bytes = b""
+    #: ``Connection: close`` asked for, as twisted.web's ``checkPersistence`` reads it
+    #: (the first ``Connection`` line, split on spaces).
+    close: bool = False
 
 
 #: ``read_head`` results besides a :class:`Head`.
@@ -92,7 +95,7 @@ def read_head(buffer: bytes | bytearray, max_size: int, max_headers: int,
             or uri[:1] != b"/" or not _TARGET_OK.issuperset(uri):
         return HAND_OVER
     if last is not None and block == last.block:  # the same lines: the same verdict
-        return Head(method, uri, last.headers, last.length, size, block)
+        return Head(method, uri, last.headers, last.length, size, block, last.close)
     lines = block.split(b"\r\n")
     if len(lines) >= max_headers:  # request line + header lines: count < max_headers
         return HAND_OVER
@@ -121,4 +124,6 @@ def read_head(buffer: bytes | bytearray, max_size: int, max_headers: int,
         return HAND_OVER
     headers = FastHeaders()
     add_checked(headers, checked)  # no CR or LF (above), no NUL
-    return Head(method, uri, headers, max(length, 0), size, block)
+    connection = headers.getRawHeaders(b"connection")
+    close = bool(connection) and b"close" in [t.lower() for t in connection[0].split(b" ")]
+    return Head(method, uri, headers, max(length, 0), size, block, close)

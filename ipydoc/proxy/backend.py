@@ -441,7 +441,10 @@ def parse_head(raw: bytes, no_body: bool) -> tuple[ResponseHead, int, int]:
         value = value.strip(b" \t")
         lower = name.lower()
         if lower == b"content-length":
-            lengths.update(v.strip() for v in value.split(b","))
+            if b"," in value:
+                lengths.update(v.strip() for v in value.split(b","))
+            else:
+                lengths.add(value.strip())
         elif lower == b"transfer-encoding":
             codings.extend(c.strip().lower() for c in value.split(b",") if c.strip())
         elif lower == b"connection":
