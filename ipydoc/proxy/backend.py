@@ -76,13 +76,13 @@ class Exchange:
     def response_done(self) -> None:
         """The whole response is in."""
 
+    #: Whether :meth:`whole_response` is called for an answer that came whole in one read
+    #: (else the three calls above are made, as for any answer).
+    takes_whole = False
+
     def whole_response(self, head: ResponseHead, body: bytes) -> None:
-        """Head and body came in one read: the same as the three calls above (which an
-        exchange may skip, answering in one step)."""
-        self.head_received(head)
-        if body:
-            self.body_received(body)
-        self.response_done()
+        """Head and body came in one read (with ``takes_whole``): answer in one step."""
+        raise NotImplementedError
 
     def exchange_failed(self, reason: Failure, head_seen: bool) -> None:
         """Connection lost, bad framing or aborted; nothing else will be called."""
@@ -372,9 +372,16 @@ class BackendConnection(Protocol):
         if exchange is not None:
             if whole is None:
                 exchange.response_done()
-            else:
+            elif exchange.takes_whole:
                 assert head is not None
                 exchange.whole_response(head, whole)
+            else:  # as _got_head, _body_bytes and this would (an abort stops them)
+                assert head is not None
+                exchange.head_received(head)
+                if whole and not self._aborted:
+                    exchange.body_received(whole)
+                if not self._aborted:
+                    exchange.response_done()
         if self._aborted:
             return  # the exchange dropped it meanwhile (the client left)
         if not reusable:

@@ -159,6 +159,7 @@ class _Relay(Exchange):
     """One forwarded request: connection, response head, body and the ways it can end."""
 
     websocket = False
+    takes_whole = True
     # Defaults (class attributes: one object per request, built fast).
     _conn: BackendConnection | None = None
     _connecting: Deferred[BackendConnection] | None = None
@@ -313,12 +314,16 @@ class _Relay(Exchange):
     def whole_response(self, head: ResponseHead, body: bytes) -> None:
         """Head and body in one read (most answers): with a lean request that nobody
         records, answered in one step and one ``send``; else as three calls."""
+        if self._finished:
+            return
         request = self._request
         respond = getattr(request, "respond_whole", None)
         observed = self._forwarder._observed
-        if respond is None or self._finished or observed is None \
-                or request.method in observed:
-            super().whole_response(head, body)
+        if respond is None or observed is None or request.method in observed:
+            self.head_received(head)
+            if body:
+                self.body_received(body)
+            self.response_done()
             return
         if self._timer:  # _stop_timer, inline
             self._timer = False
