@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,32 @@ TEST_IMAGE = os.environ.get("IPYDOC_TEST_IMAGE", "ipydoc-test-notebook:latest")
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 CLI = [sys.executable, "-m", "ipydoc.cli"]
 SERVE = [sys.executable, "-m", "ipydoc"]  # the supervisor (`ipydoc serve`)
+
+
+class ThreadedServer:
+    """A loopback TCP server for tests: each connection served by ``serve(conn)`` in a
+    thread of its own (a subclass defines it); ``url`` is its address."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(64)
+        self.url = "http://127.0.0.1:%d" % self._sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(conn,), daemon=True).start()
+
+    def serve(self, conn: socket.socket) -> None:
+        raise NotImplementedError
 
 
 def free_port() -> int:

@@ -74,7 +74,10 @@ class Browser:
         self.sock.sendall(f"GET {path} HTTP/1.1\r\n".encode() + self.lines)
         return read_answer(self.sock, self.buf)
 
-    def close(self) -> None:
+    def __enter__(self) -> Browser:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.sock.close()
 
 
@@ -86,8 +89,7 @@ def alice_logged_in(site) -> str:
 
 
 def test_a_recalled_verdict_follows_the_path_a_pause_and_a_revocation(site):
-    browser = Browser(site, alice_logged_in(site))
-    try:
+    with Browser(site, alice_logged_in(site)) as browser:
         for _ in range(3):
             status, body = browser.get("/user/alice/api/status")
             assert status == 200 and b'"started"' in body
@@ -102,17 +104,12 @@ def test_a_recalled_verdict_follows_the_path_a_pause_and_a_revocation(site):
         assert site.cli("session", "revoke", "alice").returncode == 0
         status, body = browser.get("/user/alice/api/status")
         assert status == 401 and b"not logged in" in body
-    finally:
-        browser.close()
 
 
 def test_a_recalled_verdict_ends_with_its_server(site):
-    browser = Browser(site, alice_logged_in(site))
-    try:
+    with Browser(site, alice_logged_in(site)) as browser:
         assert browser.get("/user/alice/api/status")[0] == 200
         assert browser.get("/user/alice/api/status")[0] == 200
         assert site.cli("server", "stop", "alice").returncode == 0
         status, body = browser.get("/user/alice/api/status")
         assert status == 503 and b"not running" in body
-    finally:
-        browser.close()

@@ -23,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from support import ThreadedServer
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SITE = os.path.join(HERE, "..", "proxy_in_a_process.py")
 LIMITS = '{"header_timeout": 30, "body_timeout": 30, "max_header_size": 4096, "max_headers": 30}'
@@ -34,31 +36,16 @@ DATE = re.compile(rb"\r\nDate: [^\r]*\r\n")
 QUIET = 1.0
 
 
-class EchoBackend:
+class EchoBackend(ThreadedServer):
     """Records every request it gets (head lines and body) by the ``X-Case`` header and
     answers with the request body and path, as text (so the token scrubber runs)."""
 
     def __init__(self) -> None:
         self.seen: dict[str, list[tuple[list[bytes], bytes]]] = {}
         self._lock = threading.Lock()
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(64)
-        self.url = "http://127.0.0.1:%d" % self._sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def close(self) -> None:
-        self._sock.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
+    def serve(self, conn: socket.socket) -> None:
         reader = conn.makefile("rb")
         try:
             while True:

@@ -8,7 +8,6 @@ headers dropped or rewritten, a connection the backend closes.
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import pytest
@@ -19,6 +18,8 @@ from twisted.web.resource import Resource
 from ipydoc.edge.site import make_site
 from ipydoc.proxy.gate import Forward
 from ipydoc.proxy.http import SMALL_BODY
+
+from support import ThreadedServer
 
 TOKEN = "tok-3141592653"
 T = TOKEN.encode()
@@ -53,29 +54,11 @@ ANSWERS = {
 }
 
 
-class ScriptedBackend:
+class ScriptedBackend(ThreadedServer):
     """Answers ``/user/alice/<mode>/<name>`` with ``ANSWERS[name]``: in one ``sendall``
     (mode ``whole``) or a few bytes at a time with pauses (``pieces``: several reads)."""
 
-    def __init__(self) -> None:
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(32)
-        self.url = "http://127.0.0.1:%d" % self._sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def close(self) -> None:
-        self._sock.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
+    def serve(self, conn: socket.socket) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         reader = conn.makefile("rb")
         try:
