@@ -171,26 +171,26 @@ class LeanRequest:
         self._done(channel)
 
     def respond_whole(self, body: bytes) -> None:
-        """``write(body)`` and ``end_response()``: the whole answer, its head framed as
-        :meth:`write` frames it, in one ``send`` when the request's own body is in."""
+        """``write(body)`` and ``end_response()`` in fewer steps, for an answer with its
+        ``Content-Length`` (none needed for HEAD, 204, 304) once the request's own body
+        is in: head (as :meth:`_head` makes it) and body in one ``send``.  Anything else
+        takes those two calls."""
         channel = self.channel
+        no_body = self.method == b"HEAD" or self.code in _NO_BODY_CODES
         if self.startedWriting or self.finished or self._disconnected or channel is None \
-                or not self.body_in:
+                or not self.body_in or not (
+                    no_body or self.responseHeaders.hasHeader(b"content-length")):
             self.write(body)
             self.end_response()
             return
         self.startedWriting = True
-        head = self._head(channel)
-        if self.method == b"HEAD" or self.code in _NO_BODY_CODES:
+        head = self._head(channel)  # (not chunked: a length, or no body)
+        if no_body:
             self._no_body = True
             body = b""
         self.sentLength = len(body)
         self.finished = True
-        if self.chunked:
-            channel.send(head + (b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body) if body
-                                 else b"0\r\n\r\n"), last=True)
-        else:
-            channel.send(head + body, last=True)
+        channel.send(head + body, last=True)
         self._done(channel)
 
     def _done(self, channel: LeanChannel) -> None:

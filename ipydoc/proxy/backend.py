@@ -76,12 +76,12 @@ class Exchange:
     def response_done(self) -> None:
         """The whole response is in."""
 
-    #: Whether :meth:`whole_response` is called for an answer that came whole in one read
-    #: (else the three calls above are made, as for any answer).
+    #: Whether :meth:`whole_response` is called for an answer whose head and whole
+    #: ``Content-Length`` body are in at once (else the three calls above are made).
     takes_whole = False
 
     def whole_response(self, head: ResponseHead, body: bytes) -> None:
-        """Head and body came in one read (with ``takes_whole``): answer in one step."""
+        """Head and body are in at once (with ``takes_whole``): answer in one step."""
         raise NotImplementedError
 
     def exchange_failed(self, reason: Failure, head_seen: bool) -> None:
@@ -245,12 +245,9 @@ class BackendConnection(Protocol):
         if self._state == _IDLE:
             self.abort()  # bytes nobody asked for: this connection cannot be trusted
             return
-        if not self._buf:
-            if self._state == _LENGTH:  # a body going on: no copying
-                self._body_bytes(data)
-                return
-            if self._state == _HEAD and self._whole(data):
-                return
+        if self._state == _LENGTH and not self._buf:  # a body going on: no copying
+            self._body_bytes(data)
+            return
         self._buf += data
         try:
             self._parse()
@@ -324,29 +321,16 @@ class BackendConnection(Protocol):
                 raise BadResponse("unexpected protocol switch")
             return  # 100 Continue / 103 Early Hints: informational, wait for the real one
         self._head = head
+        if framing == _LENGTH and len(self._buf) == length and self._exchange.takes_whole:
+            # the whole answer came with its head, and nothing after it (most answers)
+            body, self._buf = self._buf, b""
+            self._complete(body)
+            return
         self._state = framing
         self._remaining = length
         self._exchange.head_received(head)
         if framing == _LENGTH and length == 0:
             self._complete()
-
-    def _whole(self, data: bytes) -> bool:
-        """A whole answer framed by its ``Content-Length`` and nothing after it, in one
-        read (most answers): handed to the exchange in one call.  False: parse as usual."""
-        end = data.find(b"\r\n\r\n")
-        if end < 0:
-            return False
-        try:
-            head, framing, length = parse_head(data[:end], self._no_body)
-        except BadResponse as e:
-            self._fail(Failure(e))
-            self.abort()
-            return True
-        if framing != _LENGTH or len(data) - end - 4 != length or 100 <= head.code < 200:
-            return False  # (parsed again on the usual path: rare)
-        self._head = head
-        self._complete(data[end + 4:])
-        return True
 
     def _body_bytes(self, data: bytes) -> None:
         n = self._remaining
@@ -359,7 +343,8 @@ class BackendConnection(Protocol):
             self._complete()
 
     def _complete(self, whole: bytes | None = None) -> None:
-        """The answer is in; ``whole``: its body, when it came whole with its head."""
+        """The answer is in; ``whole``: its body, when it came with its head (for an
+        exchange that ``takes_whole``)."""
         if self._aborted:
             return  # dropped meanwhile (the client left): connectionLost tells the exchange
         exchange, self._exchange = self._exchange, None
@@ -372,16 +357,9 @@ class BackendConnection(Protocol):
         if exchange is not None:
             if whole is None:
                 exchange.response_done()
-            elif exchange.takes_whole:
+            else:
                 assert head is not None
                 exchange.whole_response(head, whole)
-            else:  # as _got_head, _body_bytes and this would (an abort stops them)
-                assert head is not None
-                exchange.head_received(head)
-                if whole and not self._aborted:
-                    exchange.body_received(whole)
-                if not self._aborted:
-                    exchange.response_done()
         if self._aborted:
             return  # the exchange dropped it meanwhile (the client left)
         if not reusable:

@@ -61,14 +61,15 @@ class Proxy:
         decides from memory costs no Deferred (:mod:`ipydoc.proxy.eager`), and then None
         is returned; else the Deferred of the rest (it never fails)."""
         recall = self._recall
-        if recall is not None and not request.content.has_body \
-                and request.uri[:1] == b"/" and not dot_segment(request.path):
+        if recall is not None and not request.content.has_body:
             try:
                 forward = recall(request)
             except Exception:
                 self._log.failure("gate.recall failed")
                 forward = None
-            if forward is not None:
+            # (else _handle refuses it: a target not a path, a '.' or '..' segment)
+            if forward is not None and request.uri[:1] == b"/" \
+                    and not dot_segment(request.path):
                 setattr(request, START_ATTR, forward.start_url)
                 self.http.forward(request, forward)
                 return None

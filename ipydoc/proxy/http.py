@@ -148,8 +148,7 @@ class HttpForwarder:
         request.on_gone = relay.client_gone  # SiteRequest calls it if the client leaves
         self._exchanges.add(relay)
         if body.done:  # (most requests) the backend's time to answer starts now
-            relay._timer = True
-            self.waiting(relay)
+            relay.start_timer()
         else:
             body.when_received(relay.start_timer)
         relay.connect(host, port)
@@ -167,7 +166,7 @@ class _Relay(Exchange):
     _timed_out = False
     _scrubber: Scrubber | None = None
     _small: list[bytes] | None = None
-    _token = b""  # the server token, for a small body scrubbed whole
+    _token = b""  # the server token, as bytes (set with the answer's head)
     _keep = 0
     _kept: bytes | None = None
     _code = 0
@@ -177,7 +176,6 @@ class _Relay(Exchange):
     _noted: Any = None
     _body_noted = False
     _finished = False
-    _token_bytes = b""
 
     def __init__(self, fwd_: HttpForwarder, request: IRequest, fwd: Forward, head: bytes,
                  body: BodyStream) -> None:
@@ -270,18 +268,33 @@ class _Relay(Exchange):
             if wants_body and wants_body(fwd.user, request.method, request.path, head.code):
                 self._keep = CAPTURE_LIMIT
                 self._kept = b""
-        content_type = self._client_head(head)
-        token = self._token_bytes
-        if token and is_textual(content_type):
-            if head.length is not None and head.length <= SMALL_BODY:
-                self._small = []  # collected whole, scrubbed, sent with its exact length
-                self._token = token
-            else:  # streamed: the body may shrink, so its length is not known
-                self._scrubber = Scrubber(token)
-                request.responseHeaders.removeHeader(b"content-length")
+        if self._scrubs_whole(head, self._client_head(head)):
+            self._small = []  # collected whole, scrubbed, sent with its exact length
         if self._conn is not None and self._conn.transport is not None:
             request.registerProducer(self._conn, True)  # it tells the pool if left paused
             self._registered = True
+
+    def _scrubs_whole(self, head: ResponseHead, content_type: bytes | None) -> bool:
+        """Whether the body is scrubbed of the token whole (a textual answer of known,
+        small length); a longer textual one gets a streaming scrubber and loses its
+        ``Content-Length`` (the body may shrink) here."""
+        token = self._token
+        if not token or not is_textual(content_type):
+            return False
+        if head.length is not None and head.length <= SMALL_BODY:
+            return True
+        self._scrubber = Scrubber(token)
+        self._request.responseHeaders.removeHeader(b"content-length")
+        return False
+
+    def _scrubbed(self, body: bytes) -> bytes:
+        """A small body scrubbed whole, with its new length (if the token was in it; else
+        the server's ``Content-Length`` stands, framed exact)."""
+        if self._token in body:
+            body = scrub_whole(body, self._token)
+            self._request.responseHeaders.setRawHeaders(b"content-length",
+                                                        [b"%d" % len(body)])
+        return body
 
     def _client_head(self, head: ResponseHead) -> bytes | None:
         """The status and the headers that may reach the client, on the request; returns
@@ -291,7 +304,7 @@ class _Relay(Exchange):
         request.setResponseCode(head.code, head.phrase)
         named = head.connection
         content_type = None
-        token = self._token_bytes = fwd.token.encode()
+        token = self._token = fwd.token.encode()
         secure = request.isSecure()
         kept = []
         for name, value in head.headers:
@@ -325,23 +338,15 @@ class _Relay(Exchange):
                 self.body_received(body)
             self.response_done()
             return
-        if self._timer:  # _stop_timer, inline
-            self._timer = False
-            self._forwarder._waiting.pop(self, None)
+        self._stop_timer()
         self._code = head.code
-        content_type = self._client_head(head)
-        token = self._token_bytes
-        if token and is_textual(content_type):  # as head_received and _send_rest decide
-            if head.length is None or head.length > SMALL_BODY:
-                self._scrubber = Scrubber(token)  # streamed: no length (rare here)
-                request.responseHeaders.removeHeader(b"content-length")
-                if body:
-                    self.body_received(body)
-                self._send_rest()
-                return
-            if token in body:
-                body = scrub_whole(body, token)
-                request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
+        if self._scrubs_whole(head, self._client_head(head)):
+            body = self._scrubbed(body)
+        elif self._scrubber is not None:  # streamed, scrubbed on the way (rare here)
+            if body:
+                self.body_received(body)
+            self._send_rest()
+            return
         respond(body)
         self._end()
 
@@ -381,11 +386,7 @@ class _Relay(Exchange):
         if self._finished:
             return
         if self._small is not None:
-            body = b"".join(self._small)
-            if self._token in body:  # else the server's Content-Length stands (framed exact)
-                body = scrub_whole(body, self._token)
-                request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(body)])
-            request.write(body)  # one write, no chunked framing
+            request.write(self._scrubbed(b"".join(self._small)))  # one write, not chunked
         elif self._scrubber is not None:
             rest = self._scrubber.flush()
             if rest:
