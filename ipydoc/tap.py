@@ -147,6 +147,7 @@ class IpydocDaemon(MultiService):
         from ipydoc.edge.limits import RequestLimits
         from ipydoc.edge.listeners import edge_listeners
         from ipydoc.edge.routing import Routing
+        from ipydoc.edge.scheduling import BusyScheduling
         from ipydoc.edge.site import make_site
         from ipydoc.servers.activity import Activity
         from ipydoc.servers.manager import Limits, ServerManager
@@ -274,6 +275,7 @@ class IpydocDaemon(MultiService):
                 ) from None
             ListenService(f"web-{i}", endpoint, factory, spec).setServiceParent(web)
         web.setServiceParent(self)
+        BusyScheduling(reactor, cfg.proxy.scheduling, cfg.proxy.busy_events).setServiceParent(self)
         if cfg.metrics.listen:  # its own small site: /metrics only (ipydoc.web.metrics_page)
             ListenService("metrics-listen", listen_endpoint(reactor, cfg.metrics.listen),
                           MetricsSite(), f"{cfg.metrics.listen} (metrics)").setServiceParent(self)

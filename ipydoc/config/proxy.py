@@ -1,5 +1,6 @@
-"""``[proxy]``: how long the proxy waits for a user's server (ipydoc.proxy), and which
-front end reads the requests it forwards (ipydoc.edge.lean_channel)."""
+"""``[proxy]``: how long the proxy waits for a user's server (ipydoc.proxy), which
+front end reads the requests it forwards (ipydoc.edge.lean_channel), and how its thread
+is scheduled under load (ipydoc.edge.scheduling)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,16 @@ class ProxySection:
     #: handshakes and anything unusual still go to twisted.web); "twisted": twisted.web
     #: serves every request.
     front_end: str = "lean"
+    #: "adaptive": SCHED_BATCH from ``busy_events`` socket events a second (back below
+    #: half of it), normal otherwise; "normal": never; "batch": always.
+    scheduling: str = "adaptive"
+    busy_events: int = 1000
 
 
 FRONT_ENDS = ("lean", "twisted")
+#: The values of ``scheduling`` (as ``ipydoc.edge.scheduling.MODES``; config stays below
+#: edge in the layers, so the list is repeated here and the two are compared in a test).
+SCHEDULING = ("adaptive", "normal", "batch")
 
 
 def validate(p: ProxySection) -> None:
@@ -28,3 +36,9 @@ def validate(p: ProxySection) -> None:
     if p.front_end not in FRONT_ENDS:
         raise ConfigError(f"proxy.front_end must be one of {', '.join(map(repr, FRONT_ENDS))}, "
                           f"not {p.front_end!r}")
+    if p.scheduling not in SCHEDULING:
+        raise ConfigError(f"proxy.scheduling must be one of {', '.join(map(repr, SCHEDULING))}, "
+                          f"not {p.scheduling!r}")
+    if p.busy_events <= 0:
+        raise ConfigError("proxy.busy_events must be positive (socket events a second), "
+                          f"not {p.busy_events!r}")

@@ -33,7 +33,11 @@ _log = Logger()
 
 
 class LeanEPollReactor(EPollReactor):
-    """``EPollReactor`` whose ``doPoll`` calls each event's handler directly."""
+    """``EPollReactor`` whose ``doPoll`` calls each event's handler directly, and counts
+    the events it handled (read by :mod:`ipydoc.edge.scheduling`)."""
+
+    #: Socket events (readable or writable descriptors) handled so far.
+    events = 0
 
     def mainLoop(self) -> None:
         """Twisted's loop, with its handler of unexpected errors entered once, not on
@@ -56,6 +60,7 @@ class LeanEPollReactor(EPollReactor):
                                        len(self._selectables))
         except InterruptedError:
             return
+        self.events += len(events)
         handle = self._doReadOrWrite
         selectables = self._selectables
         for fd, event in events:
