@@ -70,6 +70,12 @@ def ms(v: str) -> float:
     return float(m.group(1)) * UNIT[m.group(2)]
 
 
+def parse_seconds(dur: str) -> float:
+    """wrk's duration (``10s``, ``2m``, ``500ms``) in seconds."""
+    m = re.match(r"([\d.]+)(ms|s|m)?$", dur)
+    return float(m.group(1)) * {"ms": 1e-3, "s": 1.0, "m": 60.0, None: 1.0}[m.group(2)]
+
+
 def parse_wrk(txt: str) -> dict:
     r = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", txt).group(1))}
     for p in ("50", "75", "90", "99"):
@@ -231,8 +237,13 @@ def main() -> None:
     ap.add_argument("--hog", action="store_true",
                     help="a CPU-bound process on the servers' CPU during the measured runs "
                          "(another user's computation): what a proxy's latency is then")
+    ap.add_argument("--rate", type=float, default=0,
+                    help="instead of wrk, bench/paced.py: one connection, this many requests a "
+                         "second (a person's pace, not a saturating load); with --conns 1")
     ap.add_argument("--tag", default="")
     a = ap.parse_args()
+    if a.rate and a.conns != [1]:
+        ap.error("--rate measures one connection: give --conns 1")
     tools.require("wrk", "docker", *([] if a.no_pin else ["taskset"]),
                   *([] if a.no_peers else ["nginx"]), *(["chrt"] if a.sched == "batch" else []))
 
@@ -381,7 +392,7 @@ def main() -> None:
                           "relay": [relay_pid] if relay_pid else [],
                           "minimal": [minimal_pid] if minimal_pid else [], "nginx": nginx_pids},
                          Path(f"/sys/fs/cgroup/cpuacct/docker/{info['Id']}/cpuacct.usage"))
-        result["sched"], result["hog"] = a.sched, a.hog
+        result["sched"], result["hog"], result["rate"] = a.sched, a.hog, a.rate
         if a.sched == "batch":
             set_batch([x.proc.pid for x, _ in daemons] + [p.pid for p in procs] + nginx_pids)
         if a.hog:  # on the servers' CPU, as another user's kernel computing would be
@@ -399,12 +410,19 @@ def main() -> None:
                 for c in a.conns:
                     for t in order:
                         c0, t0 = meter.snap(), time.monotonic()
-                        txt = subprocess.run(cli + ["wrk", "-t1", f"-c{c}", f"-d{a.dur}", "--latency",
-                                                    *wrk_h(t), wrk_url(t)],
-                                             capture_output=True, text=True).stdout
+                        if a.rate:
+                            txt = subprocess.run(
+                                cli + [sys.executable, str(HERE / "paced.py"), wrk_url(t),
+                                       str(a.rate), str(parse_seconds(a.dur)),
+                                       *[f"{k}: {v}" for k, v in targets[t]["headers"].items()]],
+                                capture_output=True, text=True, check=True).stdout
+                        else:
+                            txt = subprocess.run(cli + ["wrk", "-t1", f"-c{c}", f"-d{a.dur}", "--latency",
+                                                        *wrk_h(t), wrk_url(t)],
+                                                 capture_output=True, text=True).stdout
                         cpu = CpuMeter.delta(c0, meter.snap(), time.monotonic() - t0)
                         (out_dir / f"wrk-rep{r + 1}-c{c}-{t}.txt").write_text(txt)
-                        row = parse_wrk(txt)
+                        row = json.loads(txt) if a.rate else parse_wrk(txt)
                         row["rep"] = r + 1
                         row["cpu_cores"] = cpu
                         rows.setdefault((c, t), []).append(row)
