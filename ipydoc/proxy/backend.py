@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import socket
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from twisted.internet import error
@@ -62,6 +62,8 @@ class ResponseHead:
     connection: frozenset[bytes] = frozenset()
     #: The body's length when the framing says it (``Content-Length``), else None.
     length: int | None = None
+    #: The lower-cased name of each of ``headers``, in the same order.
+    lowers: list[bytes] = field(default_factory=list)
 
 
 class Exchange:
@@ -419,12 +421,18 @@ def parse_head(raw: bytes, no_body: bool) -> tuple[ResponseHead, int, int]:
     if b"\x00" in raw or raw.count(b"\n") != len(lines) - 1 \
             or raw.count(b"\r") != len(lines) - 1:
         raise BadResponse("bad header value")
+    lowers: list[bytes] = []
+    known = _LINES.get
     for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not name or name.translate(None, _TOKEN_CHARS):
-            raise BadResponse("bad header line")  # also obs-fold and "Name :" forms
-        value = value.strip(b" \t")
-        lower = name.lower()
+        parsed = known(line)
+        if parsed is None:
+            parsed = _header_line(line)
+        pair, lower = parsed
+        lowers.append(lower)
+        if lower not in _FRAMING:
+            headers.append(pair)
+            continue
+        name, value = pair
         if lower == b"content-length":
             if b"," in value:
                 lengths.update(v.strip() for v in value.split(b","))
@@ -434,10 +442,10 @@ def parse_head(raw: bytes, no_body: bool) -> tuple[ResponseHead, int, int]:
             codings.extend(c.strip().lower() for c in value.split(b",") if c.strip())
         elif lower == b"connection":
             connection.extend(c.strip().lower() for c in value.split(b","))
-        headers.append((name, value))
+        headers.append(pair)
 
     keep_alive = b"close" not in connection and (version == b"1.1" or b"keep-alive" in connection)
-    head = ResponseHead(code, phrase, headers, keep_alive, frozenset(connection))
+    head = ResponseHead(code, phrase, headers, keep_alive, frozenset(connection), lowers=lowers)
     if no_body or code in (204, 304) or 100 <= code < 200:
         return head, _LENGTH, 0
     if codings:
@@ -457,6 +465,29 @@ def parse_head(raw: bytes, no_body: bool) -> tuple[ResponseHead, int, int]:
         return head, _LENGTH, head.length
     head.keep_alive = False
     return head, _UNTIL_CLOSE, 0
+
+
+#: Header lines seen before, checked: the raw line → ((name, value), lower-cased name).
+#: A server sends mostly the same lines answer after answer (its name, the types, the
+#: security headers), so each is split and checked once.  Keyed by the exact bytes, the
+#: result is what :func:`_header_line` would give again; bounded (emptied when full), so a
+#: server sending new lines every time only costs the checks it would have cost anyway.
+_LINES: dict[bytes, tuple[tuple[bytes, bytes], bytes]] = {}
+_LINES_MAX = 2048
+#: The lower-cased names that frame the answer (read, not only passed on).
+_FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
+
+
+def _header_line(line: bytes) -> tuple[tuple[bytes, bytes], bytes]:
+    """One header line (CR, LF and NUL already excluded) split and checked; remembered."""
+    name, sep, value = line.partition(b":")
+    if not sep or not name or name.translate(None, _TOKEN_CHARS):
+        raise BadResponse("bad header line")  # also obs-fold and "Name :" forms
+    parsed = (name, value.strip(b" \t")), name.lower()
+    if len(_LINES) >= _LINES_MAX:
+        _LINES.clear()
+    _LINES[line] = parsed
+    return parsed
 
 
 class _Connector(ClientFactory):

@@ -307,8 +307,8 @@ class _Relay(Exchange):
         token = self._token = fwd.token.encode()
         secure = request.isSecure()
         kept = []
-        for name, value in head.headers:
-            lower = name.lower()
+        lowers = head.lowers or [name.lower() for name, _ in head.headers]
+        for (name, value), lower in zip(head.headers, lowers):
             if lower in HOP_BY_HOP or lower.startswith(b"proxy-") or lower in named:
                 continue  # is_hop_by_hop, inline: this runs for every header of every answer
             if lower == b"content-type":

@@ -1,0 +1,68 @@
+"""``parse_head`` remembers the header lines it has checked (``backend._LINES``): a line
+seen before gives exactly what checking it again would, framing lines still frame, a bad
+line is refused however many good ones came before, and the memory stays bounded even
+when a hostile server sends new lines every time."""
+
+from __future__ import annotations
+
+import pytest
+
+from ipydoc.proxy import backend
+from ipydoc.proxy.backend import BadResponse, parse_head
+
+HEAD = (b"HTTP/1.1 200 OK\r\nServer: TornadoServer/6.4\r\nContent-Type: application/json\r\n"
+        b"Date: Tue, 01 Dec 2026 20:00:00 GMT\r\nX-Content-Type-Options:  nosniff \r\n"
+        b"Connection: keep-alive, X-Private\r\nContent-Length: 17\r\n"
+        b"Set-Cookie: _xsrf=abc; Path=/user/alice/")
+
+
+def fields(raw: bytes, no_body: bool = False) -> tuple:
+    head, framing, length = parse_head(raw, no_body)
+    return (head.code, head.phrase, head.headers, head.lowers, head.keep_alive,
+            head.connection, head.length, framing, length)
+
+
+def test_a_remembered_line_gives_what_checking_it_again_gives() -> None:
+    backend._LINES.clear()
+    first = fields(HEAD)  # every line checked, then remembered
+    assert len(backend._LINES) == 7
+    again = fields(HEAD)  # every line remembered
+    backend._LINES.clear()
+    assert again == first == fields(HEAD)
+    code, _, headers, lowers, keep_alive, connection, length, _, _ = first
+    assert (code, keep_alive, length) == (200, True, 17)
+    assert connection == frozenset({b"keep-alive", b"x-private"})
+    assert headers[3] == (b"X-Content-Type-Options", b"nosniff")  # value stripped
+    assert lowers == [name.lower() for name, _ in headers]
+
+
+def test_remembered_framing_lines_still_frame() -> None:
+    backend._LINES.clear()
+    fields(HEAD)
+    other = HEAD.replace(b"Content-Length: 17", b"Content-Length: 4")
+    assert fields(other)[6] == 4
+    with pytest.raises(BadResponse, match="conflicting Content-Length"):
+        parse_head(HEAD + b"\r\nContent-Length: 4", False)  # both lines remembered now
+    closing = HEAD.replace(b"Connection: keep-alive, X-Private", b"Connection: close")
+    assert fields(closing)[4] is False
+
+
+@pytest.mark.parametrize("bad", [b"X-A : spaced", b" folded", b"No-Colon", b": no-name",
+                                 b"X\x7fA: del in name"])
+def test_a_bad_line_is_refused_after_any_number_of_good_ones(bad: bytes) -> None:
+    backend._LINES.clear()
+    for _ in range(3):
+        fields(HEAD)
+    with pytest.raises(BadResponse, match="bad header line"):
+        parse_head(HEAD + b"\r\n" + bad, False)
+    assert bad not in backend._LINES
+    with pytest.raises(BadResponse, match="bad header line"):
+        parse_head(HEAD + b"\r\n" + bad, False)  # and again
+
+
+def test_the_memory_is_bounded_when_every_line_is_new() -> None:
+    backend._LINES.clear()
+    for i in range(3 * backend._LINES_MAX):
+        head, _, _ = parse_head(b"HTTP/1.1 204 No Content\r\nX-Nonce: %d" % i, False)
+        assert head.headers == [(b"X-Nonce", b"%d" % i)]
+        assert len(backend._LINES) <= backend._LINES_MAX
