@@ -470,10 +470,14 @@ def parse_head(raw: bytes, no_body: bool) -> tuple[ResponseHead, int, int]:
 #: Header lines seen before, checked: the raw line → ((name, value), lower-cased name).
 #: A server sends mostly the same lines answer after answer (its name, the types, the
 #: security headers), so each is split and checked once.  Keyed by the exact bytes, the
-#: result is what :func:`_header_line` would give again; bounded (emptied when full), so a
-#: server sending new lines every time only costs the checks it would have cost anyway.
+#: result is what :func:`_header_line` would give again, whoever's server sent the line
+#: (nothing of it reaches anyone else).  Bounded in count (emptied when full) and in
+#: size (only lines up to :data:`_LINE_KEPT` bytes; long ones are mostly unique anyway,
+#: like a signed cookie): at most about 1 MiB, however hostile the servers.  A server
+#: sending new lines every time costs the checks it would have cost anyway.
 _LINES: dict[bytes, tuple[tuple[bytes, bytes], bytes]] = {}
 _LINES_MAX = 2048
+_LINE_KEPT = 256
 #: The lower-cased names that frame the answer (read, not only passed on).
 _FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
 
@@ -484,9 +488,10 @@ def _header_line(line: bytes) -> tuple[tuple[bytes, bytes], bytes]:
     if not sep or not name or name.translate(None, _TOKEN_CHARS):
         raise BadResponse("bad header line")  # also obs-fold and "Name :" forms
     parsed = (name, value.strip(b" \t")), name.lower()
-    if len(_LINES) >= _LINES_MAX:
-        _LINES.clear()
-    _LINES[line] = parsed
+    if len(line) <= _LINE_KEPT:
+        if len(_LINES) >= _LINES_MAX:
+            _LINES.clear()
+        _LINES[line] = parsed
     return parsed
 
 

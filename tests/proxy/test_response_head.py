@@ -66,3 +66,8 @@ def test_the_memory_is_bounded_when_every_line_is_new() -> None:
         head, _, _ = parse_head(b"HTTP/1.1 204 No Content\r\nX-Nonce: %d" % i, False)
         assert head.headers == [(b"X-Nonce", b"%d" % i)]
         assert len(backend._LINES) <= backend._LINES_MAX
+    backend._LINES.clear()
+    long_line = b"X-Long: " + b"v" * backend._LINE_KEPT
+    head, _, _ = parse_head(b"HTTP/1.1 204 No Content\r\n" + long_line, False)
+    assert head.headers == [(b"X-Long", b"v" * backend._LINE_KEPT)]
+    assert not backend._LINES  # checked, not kept
