@@ -572,7 +572,9 @@ class BackendPool:
             return
         if conn.paused:  # a slow client left it paused
             conn.resumeProducing()
-        idle = self._idle.setdefault(conn.key, deque())
+        idle = self._idle.get(conn.key)
+        if idle is None:
+            idle = self._idle[conn.key] = deque()
         if len(idle) >= self._per_target:
             transport.loseConnection()
             return
