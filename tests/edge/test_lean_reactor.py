@@ -40,6 +40,8 @@ def test_a_reactor_named_on_twistds_command_line_is_kept(tmp_path: Path) -> None
     try:
         d.wait_ready()
         assert _reactor_line(d.log()) == "reactor class: twisted.internet.pollreactor.PollReactor."
+        # it counts no events: adaptive scheduling (ipydoc.edge.scheduling) says so, stays normal
+        assert 'proxy.scheduling = "adaptive" needs ipydoc\'s reactor, not PollReactor' in d.log()
     finally:
         d.stop()
 
