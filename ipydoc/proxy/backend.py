@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import socket
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet import error
@@ -56,14 +56,15 @@ class ResponseHead:
     phrase: bytes
     #: In arrival order, names as sent; hop-by-hop ones included (the caller filters).
     headers: list[tuple[bytes, bytes]]
+    #: The lower-cased name of each of ``headers``, in the same order (made once, in
+    #: :func:`parse_head`, for everyone who reads the names).
+    lowers: list[bytes]
     #: Whether the connection may carry another request after this response.
     keep_alive: bool
     #: Lower-cased tokens of ``Connection:`` (headers named there are hop-by-hop too).
     connection: frozenset[bytes] = frozenset()
     #: The body's length when the framing says it (``Content-Length``), else None.
     length: int | None = None
-    #: The lower-cased name of each of ``headers``, in the same order.
-    lowers: list[bytes] = field(default_factory=list)
 
 
 class Exchange:
@@ -445,7 +446,7 @@ def parse_head(raw: bytes, no_body: bool) -> tuple[ResponseHead, int, int]:
         headers.append(pair)
 
     keep_alive = b"close" not in connection and (version == b"1.1" or b"keep-alive" in connection)
-    head = ResponseHead(code, phrase, headers, keep_alive, frozenset(connection), lowers=lowers)
+    head = ResponseHead(code, phrase, headers, lowers, keep_alive, frozenset(connection))
     if no_body or code in (204, 304) or 100 <= code < 200:
         return head, _LENGTH, 0
     if codings:

@@ -307,8 +307,7 @@ class _Relay(Exchange):
         token = self._token = fwd.token.encode()
         secure = request.isSecure()
         kept = []
-        lowers = head.lowers or [name.lower() for name, _ in head.headers]
-        for (name, value), lower in zip(head.headers, lowers):
+        for (name, value), lower in zip(head.headers, head.lowers):
             if lower in HOP_BY_HOP or lower.startswith(b"proxy-") or lower in named:
                 continue  # is_hop_by_hop, inline: this runs for every header of every answer
             if lower == b"content-type":
