@@ -24,8 +24,8 @@ class ProxySection:
 
 
 FRONT_ENDS = ("lean", "twisted")
-#: The values of ``scheduling`` (as ``ipydoc.edge.scheduling.MODES``; config stays below
-#: edge in the layers, so the list is repeated here and the two are compared in a test).
+#: The values of ``scheduling`` (as ``ipydoc.edge.scheduling.MODES``, repeated so that
+#: reading the file, as the CLI does, loads no service or metric; a test compares them).
 SCHEDULING = ("adaptive", "normal", "batch")
 
 
