@@ -231,6 +231,9 @@ def main() -> None:
     ap.add_argument("--baseline", metavar="DIR",
                     help="also a daemon of the ipydoc package in DIR (e.g. the tree before a "
                          "change; same front end as the first), measured in the same rotation")
+    ap.add_argument("--baseline-proxy", metavar="TOML", default="",
+                    help='[proxy] settings of the baseline daemon only, e.g. \'scheduling = '
+                         '"normal"\' (with --baseline .: the same code, another setting)')
     ap.add_argument("--sched", choices=["other", "batch"], default="other",
                     help="scheduling policy of every proxy under test (daemons, CHP, nginx, the "
                          "relay; never the container): batch = SCHED_BATCH, no wakeup preemption")
@@ -287,7 +290,7 @@ def main() -> None:
         tok_h = {"Authorization": f"token {token}"}
         daemons = [(d, f"ipydoc-{fronts[0]}" if fronts else "ipydoc")]
 
-        def second(label: str, front_end: str, pythonpath: str = "") -> None:
+        def second(label: str, front_end: str, pythonpath: str = "", proxy: str = "") -> None:
             """A second daemon of the same site (docs/several-daemons.md): the first one's
             Redis, the same signing secret and docker.instance; ``pythonpath``: another
             copy of the code (the baseline)."""
@@ -295,6 +298,8 @@ def main() -> None:
             (root2 / "state").mkdir(parents=True)
             shutil.copy(root / "state" / "secret", root2 / "state" / "secret")
             fe = f'\n[proxy]\nfront_end = "{front_end}"\n' if front_end else "\n"
+            if proxy:
+                fe += ("" if front_end else "[proxy]\n") + proxy + "\n"
             d2 = spawn.Daemon(a.image, root2, "cpu_limit = 0", access + fe +
                               f'[redis]\nurl = "unix://{sock}"\n[history]\nenabled = false\n')
             d2.instance = d.instance
@@ -314,7 +319,8 @@ def main() -> None:
         if len(fronts) > 1:
             second(f"ipydoc-{fronts[1]}", fronts[1])
         if a.baseline:
-            second("ipydoc-baseline", fronts[0] if fronts else "", str(Path(a.baseline).resolve()))
+            second("ipydoc-baseline", fronts[0] if fronts else "", str(Path(a.baseline).resolve()),
+                   a.baseline_proxy)
         targets: dict[str, dict] = {"direct": {"url": backend, "headers": tok_h}}
         for dn, label in daemons:
             targets[label] = {

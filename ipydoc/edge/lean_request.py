@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from ipydoc.edge.lean_channel import LeanChannel
 
 _NO_BODY_CODES = (204, 304)
+#: The response headers the channel sets when the client asked to close.
+_CLOSE = {b"Connection": [b"close"]}
 #: twisted.web's ``_hostHeaderExpression``.
 _HOST = re.compile(rb"^\[?(?P<host>.*?)\]?(:\d+)?$")
 
@@ -192,6 +194,45 @@ class LeanRequest:
         self.finished = True
         channel.send(head + body, last=True)
         self._done(channel)
+
+    def respond_lines(self, code: int, phrase: bytes, lines: bytes, framed: bool,
+                      body: bytes) -> bool:
+        """:meth:`respond_whole` for an answer whose header lines are made already
+        (``lines``: each ending in CRLF, as :meth:`_head` would write them; ``framed``:
+        a ``Content-Length`` among them).  The head is the status line, those lines and
+        what :meth:`_head` adds after them (``Connection: close``, HSTS), so the bytes are
+        the same as by ``setResponseCode``, the headers and :meth:`respond_whole`.
+        Returns False, having done nothing, when that would not be one step: response
+        headers already set here (a cookie from the gate; the channel's own
+        ``Connection: close`` is written first, as there), or not ``respond_whole``'s
+        case."""
+        channel = self.channel
+        no_body = self.method == b"HEAD" or code in _NO_BODY_CODES
+        if self.startedWriting or self.finished or self._disconnected or channel is None \
+                or not self.body_in or not (no_body or framed):
+            return False
+        own = self.responseHeaders._rawHeaders
+        if own:
+            if own != _CLOSE:
+                return False
+            lines = b"Connection: close\r\n" + lines
+        self.code, self.code_message = code, phrase
+        site = channel.site
+        if site.connections.draining:  # the daemon is stopping: this answer is the last
+            channel.persistent = False
+        if not channel.persistent and not own:
+            lines += b"Connection: close\r\n"
+        if site.hsts is not None and self.isSecure():
+            lines += b"Strict-Transport-Security: " + site.hsts + b"\r\n"
+        self.startedWriting = True
+        if no_body:
+            self._no_body = True
+            body = b""
+        self.sentLength = len(body)
+        self.finished = True
+        channel.send(b"HTTP/1.1 %d %s\r\n%s\r\n%s" % (code, phrase, lines, body), last=True)
+        self._done(channel)
+        return True
 
     def _done(self, channel: LeanChannel) -> None:
         for d in self._notifications:

@@ -59,6 +59,8 @@ class ResponseHead:
     #: The lower-cased name of each of ``headers``, in the same order (made once, in
     #: :func:`parse_head`, for everyone who reads the names).
     lowers: list[bytes]
+    #: The status line and header lines as received (without the final blank line).
+    raw: bytes
     #: Whether the connection may carry another request after this response.
     keep_alive: bool
     #: Lower-cased tokens of ``Connection:`` (headers named there are hop-by-hop too).
@@ -446,7 +448,7 @@ def parse_head(raw: bytes, no_body: bool) -> tuple[ResponseHead, int, int]:
         headers.append(pair)
 
     keep_alive = b"close" not in connection and (version == b"1.1" or b"keep-alive" in connection)
-    head = ResponseHead(code, phrase, headers, lowers, keep_alive, frozenset(connection))
+    head = ResponseHead(code, phrase, headers, lowers, raw, keep_alive, frozenset(connection))
     if no_body or code in (204, 304) or 100 <= code < 200:
         return head, _LENGTH, 0
     if codings:

@@ -69,6 +69,11 @@ def strip_hop_by_hop(headers: Headers, extra_connection: Iterable[bytes] = ()) -
 _CANONICAL: dict[bytes | str, bytes] = _nameEncoder._canonicalHeaderCache
 
 
+def canonical_name(name: bytes) -> bytes:
+    """The name as Twisted's ``Headers`` writes it (``b"etag"`` → ``b"ETag"``)."""
+    return _CANONICAL.get(name) or _nameEncoder.encode(name)
+
+
 def add_checked(headers: Headers, lines: Iterable[tuple[bytes, bytes]]) -> None:
     """``headers.addRawHeader(name, value)`` for each of ``lines``, without Twisted's
     per-value sanitizing, for values one of ipydoc's own head parsers has checked (no CR,

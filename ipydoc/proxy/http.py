@@ -29,6 +29,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 
 from ipydoc.proxy import metrics
+from ipydoc.proxy.answer_head import CHECKED, client_lines, keep_response_header
 from ipydoc.proxy.backend import (
     BackendConnection,
     BackendPool,
@@ -43,8 +44,6 @@ from ipydoc.proxy.headers import (
     FastHeaders,
     add_checked,
     backend_request_lines,
-    is_hub_cookie,
-    own_host_cookie,
     secure_cookie,
 )
 from ipydoc.proxy.live import OpenExchanges
@@ -64,8 +63,6 @@ SMALL_BODY = 64 * 1024
 #: Methods whose request may be sent again when a reused connection turns out closed.
 _RETRYABLE = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
-#: Response headers :func:`keep_response_header` may refuse (lower-cased).
-_CHECKED = frozenset({b"set-cookie", b"service-worker-allowed"})
 
 
 class HttpForwarder:
@@ -312,7 +309,7 @@ class _Relay(Exchange):
                 continue  # is_hop_by_hop, inline: this runs for every header of every answer
             if lower == b"content-type":
                 content_type = value
-            elif lower in _CHECKED:
+            elif lower in CHECKED:
                 if not keep_response_header(lower, value, fwd):
                     continue
                 if secure and lower == b"set-cookie":
@@ -325,7 +322,8 @@ class _Relay(Exchange):
 
     def whole_response(self, head: ResponseHead, body: bytes) -> None:
         """Head and body in one read (most answers): with a lean request that nobody
-        records, answered in one step and one ``send``; else as three calls."""
+        records, answered in one step and one ``send`` (most of those with the client's
+        header lines made in one pass, :func:`client_lines`); else as three calls."""
         if self._finished:
             return
         request = self._request
@@ -339,6 +337,13 @@ class _Relay(Exchange):
             return
         self._stop_timer()
         self._code = head.code
+        token = self._token = self._fwd.token.encode()
+        if not token or token not in body:  # (else scrubbed: a new length, the usual way)
+            lines = client_lines(head, self._fwd, token, request.isSecure())
+            if lines is not None and request.respond_lines(
+                    head.code, head.phrase, lines, head.length is not None, body):
+                self._end()
+                return
         if self._scrubs_whole(head, self._client_head(head)):
             body = self._scrubbed(body)
         elif self._scrubber is not None:  # streamed, scrubbed on the way (rare here)
@@ -466,23 +471,6 @@ class _Relay(Exchange):
         request.on_gone = None
         metrics.http_done(request.code if request.startedWriting else self._code,
                           perf_counter() - self._started, self._body.taken, request.sentLength)
-
-
-def keep_response_header(lower: bytes, value: bytes, fwd: Forward) -> bool:
-    """Whether a response header (lower-cased name, not hop-by-hop) from a user's server
-    may reach the browser.
-
-    No ``Set-Cookie`` with a ``Domain`` (it would reach the hub and other users' hosts)
-    or with the name of a hub cookie (in path mode the server shares the hub's origin: it
-    could plant a session of its choosing).  No ``Service-Worker-Allowed`` in path mode: a
-    service worker registered under ``/user/NAME/`` must not widen its scope to ``/`` and
-    so control the hub's pages.
-    """
-    if lower == b"set-cookie":
-        return own_host_cookie(value) and not is_hub_cookie(value)
-    if lower == b"service-worker-allowed":
-        return fwd.own_origin
-    return True
 
 
 def _all_or_timeout(waits: list[Deferred[Any]], reactor: Any, seconds: float) -> Deferred[None]:

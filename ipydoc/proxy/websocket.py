@@ -8,7 +8,7 @@ streaming producer, so a slow reader on either side pauses the other.  Frames ar
 never parsed; whatever one side sends, the other receives.
 
 What the server answers is filtered like any HTTP answer: the ``101`` head is rebuilt
-with :func:`~ipydoc.proxy.http.keep_response_header` and the server token taken out of
+with :func:`~ipydoc.proxy.answer_head.keep_response_header` and the server token taken out of
 its values; a refusal (any other status) is relayed as HTTP through the same filter,
 with a textual body scrubbed of the token.  Each WebSocket is in the gate's registry
 of open exchanges (:mod:`ipydoc.proxy.live`) from the handshake until either side
@@ -40,10 +40,10 @@ from twisted.web.http import _ChunkedTransferDecoder
 from twisted.web.iweb import IRequest
 
 from ipydoc.proxy import metrics
+from ipydoc.proxy.answer_head import keep_response_header
 from ipydoc.proxy.backend import BadResponse, ack_now, parse_head, tune_backend_socket
 from ipydoc.proxy.gate import Forward, Gate
 from ipydoc.proxy.headers import backend_request_lines, is_hop_by_hop, secure_cookie
-from ipydoc.proxy.http import keep_response_header
 from ipydoc.proxy.live import OpenExchanges
 from ipydoc.proxy.replies import error_reply, write_reply
 from ipydoc.proxy.scrub import Scrubber, is_textual

@@ -7,6 +7,7 @@ headers dropped or rewritten, a connection the backend closes.
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 
@@ -15,6 +16,8 @@ import pytest_twisted
 from twisted.internet import reactor, threads
 from twisted.web.resource import Resource
 
+from ipydoc.edge.forwarding import Forwarding
+from ipydoc.edge.lean_request import LeanRequest
 from ipydoc.edge.site import make_site
 from ipydoc.proxy.gate import Forward
 from ipydoc.proxy.http import SMALL_BODY
@@ -49,9 +52,46 @@ ANSWERS = {
         b"Connection: X-Private", b"X-Private: secret", b"Keep-Alive: timeout=5",
         b"Proxy-Thing: x", b"Service-Worker-Allowed: /", b"X-Dup: 2", b"X-Empty: "],
         b"created"),
+    "tornado": answer(b"200 OK", [
+        b"Server: TornadoServer/6.6.1", b"Content-Type: application/json",
+        b"Date: Tue, 01 Dec 2026 22:52:37 GMT", b"X-Content-Type-Options: nosniff",
+        b"Content-Security-Policy: frame-ancestors 'self'; default-src 'none'",
+        b"Access-Control-Allow-Origin: ", b'Etag: "14f4c3060eed8403aed29684ce3ec982cc9240b4"',
+        b"Set-Cookie: username-x=\"2|1:0|10:1796165557|" + b"e" * 300
+        + b'"; expires=Thu, 31 Dec 2026 22:52:37 GMT; HttpOnly; Path=/user/alice/'],
+        b'{"connections": 0, "kernels": 0}'),
+    "odd-names": answer(b"299", [
+        b"content-type: text/plain", b"ETAG: x", b"content-md5: abc", b"www-authenticate: B",
+        b"X-XSS-Protection: 0", b"x-lower-case: 1"], b"odd"),
+    "hop-by-hop": answer(b"200 OK", [
+        b"Keep-Alive: timeout=5", b"Content-Type: text/plain", b"Proxy-Thing: x",
+        b"Trailer: X-T", b"Upgrade: h2c", b"Service-Worker-Allowed: /",
+        b"Set-Cookie: d=1; Domain=evil.example"], b"dropped"),
+    "server-hsts": answer(b"200 OK", [b"Strict-Transport-Security: max-age=1",
+                                      b"Content-Type: text/plain"], b"hsts"),
+    "token-in-cookie": answer(b"200 OK", [b"Set-Cookie: t=" + T], b"{}"),
     "closing": answer(b"500 Internal Server Error",
                       [b"Content-Type: text/plain", b"Connection: close"], b"broke " + T),
 }
+
+#: Header lines random answers are made of: names in any case, hop-by-hop ones, cookies
+#: the proxy must drop or make ``Secure``, the server's own HSTS, the token.
+_POOL = [
+    b"Content-Type: text/plain", b"content-type: application/json", b"ETAG: \"v1\"",
+    b"Server: S", b"Date: Tue, 01 Dec 2026 22:52:37 GMT", b"X-Frame-Options: DENY",
+    b"Cache-Control: no-store", b"x-thing:  spaced  ", b"WWW-Authenticate: Basic",
+    b"Keep-Alive: timeout=5", b"Proxy-Foo: 1", b"Upgrade: h2c", b"Trailer: X-T",
+    b"Set-Cookie: a=1; Path=/", b"Set-Cookie: s=2; Domain=evil.example",
+    b"Set-Cookie: __Host-ipydoc-session=planted", b"set-cookie: b=3; Secure",
+    b"Service-Worker-Allowed: /", b"Strict-Transport-Security: max-age=1",
+    b"Connection: X-Thing", b"X-Echo: " + T, b"Access-Control-Allow-Origin: ",
+]
+_random = random.Random(20261201)
+for _n in range(24):
+    ANSWERS[f"random-{_n}"] = answer(
+        _random.choice([b"200 OK", b"201 Created", b"404 Not Found", b"299"]),
+        _random.sample(_POOL, _random.randint(0, 9)),
+        _random.choice([b"", b"{}", b"body " + T, b"z" * 300]))
 
 
 class ScriptedBackend(ThreadedServer):
@@ -105,11 +145,34 @@ class Gate:
         pass
 
 
-@pytest_twisted.async_yield_fixture
-async def site_port():
+#: What :meth:`LeanRequest.respond_lines` returned, per request path (one pass or not).
+ONE_PASS: dict[bytes, bool] = {}
+
+
+@pytest.fixture
+def one_pass(monkeypatch):
+    """Records whether each answer took the one-pass way (the method itself runs)."""
+    real = LeanRequest.respond_lines
+
+    def recorded(self, *args, **kwargs):
+        done = real(self, *args, **kwargs)
+        ONE_PASS[self.path] = done
+        return done
+
+    ONE_PASS.clear()
+    monkeypatch.setattr(LeanRequest, "respond_lines", recorded)
+    return ONE_PASS
+
+
+@pytest_twisted.async_yield_fixture(params=["http", "https"])
+async def site_port(request, one_pass):
+    """The lean front end; ``https``: behind TLS (cookies made ``Secure``, HSTS added)."""
     backend = ScriptedBackend()
     site = make_site(Resource(), Gate(backend.url), reactor, front_end="lean",
                      access_log="off")
+    if request.param == "https":
+        site.forwarding = Forwarding.from_settings([], "https://hub.example")
+        site.use_hsts(b"max-age=63072000")
     port = reactor.listenTCP(0, site, interface="127.0.0.1")
     yield port.getHost().port
     await port.stopListening()
@@ -156,14 +219,16 @@ async def test_an_answer_whole_or_in_pieces_reaches_the_client_alike(site_port, 
 
 
 @pytest_twisted.ensureDeferred
-async def test_the_short_way_answers_what_the_usual_way_would(site_port):
+async def test_the_short_way_answers_what_the_usual_way_would(site_port, request):
     """The shapes above, checked for what they say (not only for being alike)."""
+    https = request.node.callspec.params["site_port"] == "https"
     got = await threads.deferToThread(exchange, site_port, b"GET",
                                       b"/user/alice/whole/headers")
     head, _, body = got.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     assert lines[0] == b"HTTP/1.1 201 Created" and body == b"created"
-    assert [x for x in lines if x.startswith(b"Set-Cookie")] == [b"Set-Cookie: a=1; Path=/"]
+    assert [x for x in lines if x.startswith(b"Set-Cookie")] == [
+        b"Set-Cookie: a=1; Path=/; Secure" if https else b"Set-Cookie: a=1; Path=/"]
     assert b"X-Dup: 1" in lines and b"X-Dup: 2" in lines
     for gone in (b"X-Private", b"Keep-Alive", b"Proxy-Thing", b"Service-Worker-Allowed"):
         assert not any(x.startswith(gone) for x in lines)
@@ -172,3 +237,44 @@ async def test_the_short_way_answers_what_the_usual_way_would(site_port):
     assert got.endswith(b"\r\n\r\nbefore  after") and b"Content-Length: 13\r\n" in got
     got = await threads.deferToThread(exchange, site_port, b"GET", b"/user/alice/whole/long")
     assert b"Transfer-Encoding: chunked\r\n" in got and b"Content-Length" not in got
+
+
+@pytest_twisted.ensureDeferred
+async def test_common_answers_take_one_pass_and_the_rest_the_usual_way(site_port, one_pass):
+    """Which answers the one-pass way takes: it must be taken (else the comparison above
+    proves nothing about it), and declined where its bytes would differ."""
+    for name in ANSWERS:
+        await threads.deferToThread(exchange, site_port, b"GET",
+                                    b"/user/alice/whole/" + name.encode())
+    taken = {path.rsplit(b"/", 1)[1].decode() for path, done in one_pass.items() if done}
+    taken = {name for name in taken if not name.startswith("random-")}
+    assert taken == {"plain", "no-content", "not-modified", "tornado", "odd-names",
+                     "hop-by-hop"}
+
+
+def kept_alive(port: int, paths: list[bytes]) -> list[bytes]:
+    """The answers to ``paths``, asked one after the other on one kept-alive connection
+    (each answer framed by its ``Content-Length``)."""
+    got = []
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        reader = s.makefile("rb")
+        for path in paths:
+            s.sendall(b"GET %s HTTP/1.1\r\nHost: h\r\n\r\n" % path)
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                head += reader.readline()
+            length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+            got.append(head + reader.read(length))
+    return got
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("name", ["tornado", "plain", "odd-names", "hop-by-hop"])
+async def test_on_a_kept_alive_connection_one_pass_answers_alike(site_port, one_pass, name,
+                                                                 request):
+    https = request.node.callspec.params["site_port"] == "https"
+    paths = [b"/user/alice/whole/" + name.encode(), b"/user/alice/pieces/" + name.encode()]
+    whole, pieces = await threads.deferToThread(kept_alive, site_port, paths)
+    assert one_pass[paths[0]] is True and b"Connection" not in whole
+    assert (b"\r\nStrict-Transport-Security: max-age=63072000\r\n" in whole) is https
+    assert whole == pieces
