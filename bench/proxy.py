@@ -237,6 +237,10 @@ def main() -> None:
     ap.add_argument("--sched", choices=["other", "batch"], default="other",
                     help="scheduling policy of every proxy under test (daemons, CHP, nginx, the "
                          "relay; never the container): batch = SCHED_BATCH, no wakeup preemption")
+    ap.add_argument("--adjacent", action="store_true",
+                    help="measure direct right before or after each other target (alternately) "
+                         "and pair each run with that one: on a machine whose speed drifts "
+                         "within a repetition, the ratio of two runs seconds apart")
     ap.add_argument("--hog", action="store_true",
                     help="a CPU-bound process on the servers' CPU during the measured runs "
                          "(another user's computation): what a proxy's latency is then")
@@ -410,30 +414,40 @@ def main() -> None:
         if not a.skip_wrk:
             for t in names:  # warm-up, not recorded
                 subprocess.run(cli + ["wrk", "-t1", "-c10", "-d2s", *wrk_h(t), wrk_url(t)], capture_output=True)
+            def measure(t: str, c: int, r: int, suffix: str = "") -> dict:
+                c0, t0 = meter.snap(), time.monotonic()
+                if a.rate:
+                    txt = subprocess.run(
+                        cli + [sys.executable, str(HERE / "paced.py"), wrk_url(t),
+                               str(a.rate), str(parse_seconds(a.dur)),
+                               *[f"{k}: {v}" for k, v in targets[t]["headers"].items()]],
+                        capture_output=True, text=True, check=True).stdout
+                else:
+                    txt = subprocess.run(cli + ["wrk", "-t1", f"-c{c}", f"-d{a.dur}", "--latency",
+                                                *wrk_h(t), wrk_url(t)],
+                                         capture_output=True, text=True).stdout
+                cpu = CpuMeter.delta(c0, meter.snap(), time.monotonic() - t0)
+                (out_dir / f"wrk-rep{r + 1}-c{c}-{t}{suffix}.txt").write_text(txt)
+                row = json.loads(txt) if a.rate else parse_wrk(txt)
+                row["rep"] = r + 1
+                row["cpu_cores"] = cpu
+                rows.setdefault((c, t), []).append(row)
+                print(f"rep{r + 1} c{c} {t}{suffix}: {row['rps']:.0f} req/s, p50 {row['p50_ms']:.2f} ms, "
+                      f"p99 {row['p99_ms']:.2f} ms {row['errors']} cpu {cpu}", flush=True)
+                return row
+
             for r in range(a.reps):
                 k = r % len(names)
                 order = names[k:] + names[:k]
                 for c in a.conns:
-                    for t in order:
-                        c0, t0 = meter.snap(), time.monotonic()
-                        if a.rate:
-                            txt = subprocess.run(
-                                cli + [sys.executable, str(HERE / "paced.py"), wrk_url(t),
-                                       str(a.rate), str(parse_seconds(a.dur)),
-                                       *[f"{k}: {v}" for k, v in targets[t]["headers"].items()]],
-                                capture_output=True, text=True, check=True).stdout
-                        else:
-                            txt = subprocess.run(cli + ["wrk", "-t1", f"-c{c}", f"-d{a.dur}", "--latency",
-                                                        *wrk_h(t), wrk_url(t)],
-                                                 capture_output=True, text=True).stdout
-                        cpu = CpuMeter.delta(c0, meter.snap(), time.monotonic() - t0)
-                        (out_dir / f"wrk-rep{r + 1}-c{c}-{t}.txt").write_text(txt)
-                        row = json.loads(txt) if a.rate else parse_wrk(txt)
-                        row["rep"] = r + 1
-                        row["cpu_cores"] = cpu
-                        rows.setdefault((c, t), []).append(row)
-                        print(f"rep{r + 1} c{c} {t}: {row['rps']:.0f} req/s, p50 {row['p50_ms']:.2f} ms, "
-                              f"p99 {row['p99_ms']:.2f} ms {row['errors']} cpu {cpu}", flush=True)
+                    for i, t in enumerate(order):
+                        if not a.adjacent:
+                            measure(t, c, r)
+                        elif t != "direct":  # direct runs next to each of the others
+                            pair = ["direct", t] if (r + i) % 2 == 0 else [t, "direct"]
+                            got = {u: measure(u, c, r, "" if u == t else f"-next-to-{t}")
+                                   for u in pair}
+                            got[t]["direct_adjacent"] = got["direct"]["rps"]
         if not a.skip_ws:
             ws_targets = [{"name": t, "http": targets[t]["url"] + base,
                            "ws": targets[t]["url"].replace("http://", "ws://") + base,
@@ -502,8 +516,9 @@ def summarize(rows: dict, ws: dict | None, names: list[str]) -> dict:
     ref = [t for t in ("direct", "chp", "nginx") if t in has]
     lines = ["| conns | target | req/s | req/s each rep | p50 ms | p90 ms | p99 ms | "
              + " | ".join(f"req/s vs {t}" for t in ref)
-             + " | vs direct, same rep: median (each) | CPU (cores, median) | errors |",
-             "|---|---|---|---|---|---|---|" + "---|" * len(ref) + "---|---|---|"]
+             + " | vs direct, same rep: median (each) | vs direct, adjacent run: median (each)"
+             + " | CPU (cores, median) | errors |",
+             "|---|---|---|---|---|---|---|" + "---|" * len(ref) + "---|---|---|---|"]
     for c in sorted({c for c, _ in rows}):
         for t in names:
             rs = rows.get((c, t))
@@ -515,10 +530,16 @@ def summarize(rows: dict, ws: dict | None, names: list[str]) -> dict:
             # The same ratio within each repetition (the two runs minutes apart at most):
             # the machine's drift between repetitions cancels out of it.
             direct = {r["rep"]: r["rps"] for r in rows.get((c, "direct"), [])}
-            paired = [r["rps"] / direct[r["rep"]] for r in rs if direct.get(r["rep"])]
+            paired = [r["rps"] / direct[r["rep"]] for r in rs if direct.get(r["rep"])] \
+                if t != "direct" else []
             if paired:
                 med["vs_direct_paired"] = statistics.median(paired)
                 med["vs_direct_each_rep"] = paired
+            # --adjacent: each run against the direct run right next to it (seconds apart)
+            adjacent = [r["rps"] / r["direct_adjacent"] for r in rs if r.get("direct_adjacent")]
+            if adjacent:
+                med["vs_direct_adjacent"] = statistics.median(adjacent)
+                med["vs_direct_each_adjacent"] = adjacent
             wrk[f"c{c}-{t}"] = {**med, "reps": rs}
             errs = ";".join(r["errors"] for r in rs if r["errors"]) or "none"
             cpu = {k: statistics.median([r["cpu_cores"].get(k, 0) for r in rs]) for k in rs[0].get("cpu_cores", {})}
@@ -548,8 +569,12 @@ def summarize(rows: dict, ws: dict | None, names: list[str]) -> dict:
             lines.append(f"| {c} | {LABEL[t]} | {med['rps']:.0f} | {', '.join('%.0f' % r['rps'] for r in rs)} | "
                          f"{med['p50_ms']:.2f} | {med['p90_ms']:.2f} | {med['p99_ms']:.2f} | "
                          + " | ".join(f"{med[f'vs_{b}']:.2f}" for b in ref)
-                         + f" | {med.get('vs_direct_paired', 0):.2f} ("
-                         + ", ".join(f"{x:.2f}" for x in med.get("vs_direct_each_rep", ())) + ")"
+                         + (f" | {med['vs_direct_paired']:.2f} ("
+                            + ", ".join(f"{x:.2f}" for x in med["vs_direct_each_rep"]) + ")"
+                            if "vs_direct_paired" in med else " | –")
+                         + (f" | {med['vs_direct_adjacent']:.2f} ("
+                            + ", ".join(f"{x:.2f}" for x in med["vs_direct_each_adjacent"]) + ")"
+                            if "vs_direct_adjacent" in med else " | –")
                          + f" | {cpu_txt} | {errs} |")
     if ws:
         lines += ["", "| WebSocket (kernel `1+1` round trip) | msgs | p50 ms | p99 ms | mean ms | p50 per rep |",
