@@ -83,7 +83,8 @@ class UserGate:
         self.shares = shares if shares is not None else ShareRule(sessions)
         self.shares.on_change(self.recheck_server)
         self.ladder = Ladder(mode, TokenCheck(sessions), manager, routing, static, start_wait,
-                             shares=self.shares, sessions=sessions)
+                             shares=self.shares, sessions=sessions,
+                             hosts=hosts if routing.subdomain else None)
         #: A verdict recalled from memory (:meth:`Ladder.recall`) or None: ask ``decide``.
         self.recall = self.ladder.recall
         #: Open exchanges by credential and user (the proxy fills it; see the module doc).

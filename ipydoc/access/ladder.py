@@ -50,12 +50,14 @@ only the last lets a byte through to the server:
 **Recalled verdicts.**  A browser sends the same header lines request after request on a
 keep-alive connection; the lean front end then hands every such request the same parsed
 headers (:func:`ipydoc.edge.lean_head.read_head`).  When the owner's own session cookie
-let a GET or HEAD through on the plain way (no static file, no lab page, path mode), the
-verdict is kept on those headers, and :meth:`Ladder.recall` gives it again for the next
-request to the same server, after checking from memory what it rested on: the session
-still in the session cache (whatever ends a session empties it), the very route still in
-the table (stopping, restarting, pausing a server replaces it) and the path's first
-segments.  Anything else climbs the ladder.
+let a GET or HEAD through on the plain way (no static file, no lab page), the verdict is
+kept on those headers, and :meth:`Ladder.recall` gives it again for the next request to
+the same server, after checking from memory what it rested on: the session still in the
+session cache (whatever ends a session empties it; in subdomain mode the host session,
+whose cache is emptied the same way), the very route still in the table (stopping,
+restarting, pausing a server replaces it) and the path's first segments (in subdomain
+mode the host, which is in those same header lines, names the server, and ``/_ipydoc/``
+is never recalled).  Anything else climbs the ladder.
 
 "A browser navigating" is a GET or HEAD asking for HTML (:func:`ipydoc.proxy.headers.
 wants_html`) with a cookie, never a token.  The two modes differ only in the steps a
@@ -66,9 +68,9 @@ wants_html`) with a cookie, never a token.  The two modes differ only in the ste
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from functools import partial
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import quote
 
 from twisted.web.iweb import IRequest
@@ -76,14 +78,15 @@ from twisted.web.iweb import IRequest
 from ipydoc.access.cookies import SESSION_COOKIE, read_cookie
 from ipydoc.access.origin import changes_state, origin_allowed
 from ipydoc.access.path_mode import PREFIX, may_name_server
-from ipydoc.access.sessions import Session, Sessions
+from ipydoc.access.sessions import Sessions
 from ipydoc.access.shares import VIEW, ShareRule, view_refusal
 from ipydoc.access.tokens import TokenCheck, from_authorization
+from ipydoc.access.user_hosts import HostSessions
 from ipydoc.access.verdicts import Holder, json_reply, redirect, wants_page
 from ipydoc.backends.base import BackendError
 from ipydoc.edge.access_log import mark
 from ipydoc.edge.request_args import arg
-from ipydoc.edge.routing import Routing, spawn_path
+from ipydoc.edge.routing import RESERVED_PREFIX, Routing, spawn_path
 from ipydoc.names import SERVER_KEY_SEPARATOR
 from ipydoc.proxy.gate import Forward, Reply
 from ipydoc.proxy.headers import FastHeaders
@@ -102,16 +105,19 @@ EXTENSION_FILE = re.compile(rb"^lab/extensions/((?:@[^/]+/)?[^/]+/static/[^/]+)$
 #: Methods whose verdict may be recalled: they change nothing (no ``Origin`` rule), and a
 #: lean request is never a WebSocket handshake.
 _RECALLED = frozenset({b"GET", b"HEAD"})
+#: ``/_ipydoc`` and all below it (subdomain mode's own pages, never recalled).
+_RESERVED = RESERVED_PREFIX[:-1]
 
 
 class Recalled(NamedTuple):
     """A verdict kept for the next request with the same header lines (so the same
-    cookie, no token) on the same connection: see :meth:`Ladder.recall`."""
+    cookie and host, no token) on the same connection: see :meth:`Ladder.recall`."""
 
-    prefix: bytes            # b"/user/NAME/"
+    prefix: bytes            # b"/user/NAME/" (subdomain mode: b"/", the host names it)
     named: bytes | None      # b"SERVER/" for a named server; None: the default one
-    signed: bytes            # the session cookie as sent
-    session: Session         # what the session cache held for it
+    signed: bytes | str      # the session cookie as sent (subdomain mode: the host session id)
+    session: object          # what the session cache held for it ...
+    remember: Callable[[Any], object]  # ... as this recalls it from that cache
     key: str                 # the server key
     route: Route             # the route it was forwarded on
     forward: Forward
@@ -154,9 +160,10 @@ class Ladder:
     def __init__(self, mode: Mode, tokens: TokenCheck, manager: ServerManager,
                  routing: Routing, static: StaticCache | None = None,
                  start_wait: float = 0.0, shares: ShareRule | None = None,
-                 sessions: Sessions | None = None) -> None:
+                 sessions: Sessions | None = None, hosts: HostSessions | None = None) -> None:
         self.mode = mode
-        self.sessions = sessions  # None: nothing is recalled
+        self.sessions = sessions  # None: nothing is recalled (path mode)
+        self.hosts = hosts  # None: nothing is recalled (subdomain mode)
         self.shares = shares
         self.tokens = tokens
         self.manager = manager
@@ -254,9 +261,11 @@ class Ladder:
         forward = Forward(name, route.url, route.token, holder.credential,
                           self.routing.subdomain, partial(start_url, self.routing, name))
         if (guest is None and holder.browser and not route.paused and static is None
-                and request.method in _RECALLED and not self.routing.subdomain
-                and self.sessions is not None and not request.uri.endswith(b"/lab")):
-            self._keep(request, name, user, route, forward)
+                and request.method in _RECALLED and not request.uri.endswith(b"/lab")):
+            if self.routing.subdomain:
+                self._keep_host(request, name, user, route, forward)
+            else:
+                self._keep(request, name, user, route, forward)
         return forward
 
     # -- the same verdict again, from memory -------------------------------------------
@@ -266,13 +275,14 @@ class Ladder:
         """Keep ``forward`` on the request's parsed headers (shared by the next request
         with the same header lines on this connection: :mod:`ipydoc.edge.lean_head`) for
         :meth:`recall`.  Only the owner's plain case: a session cookie (no token, no
-        guest), a safe method, path mode, a running server, nothing else the ladder does
-        on the way (no static file, no lab page)."""
+        guest), a safe method, a running server, nothing else the ladder does on the way
+        (no static file, no lab page).  Path mode; :meth:`_keep_host` is subdomain mode's."""
         headers = request.requestHeaders
-        if headers.__class__ is not FastHeaders or self.sessions is None:
+        sessions = self.sessions
+        if headers.__class__ is not FastHeaders or sessions is None:
             return
         signed = read_cookie(request, SESSION_COOKIE)
-        session = self.sessions.recall(signed) if signed is not None else None
+        session = sessions.recall(signed) if signed is not None else None
         if session is None or session.user != user:
             return
         prefix = PREFIX + request.path[len(PREFIX):].split(b"/", 1)[0] + b"/"
@@ -283,7 +293,24 @@ class Ladder:
             named = None
         else:
             named = second + b"/"
-        headers.verdict = Recalled(prefix, named, signed, session, key, route, forward)
+        headers.verdict = Recalled(prefix, named, signed, session, sessions.recall, key, route,
+                                   forward)
+
+    def _keep_host(self, request: IRequest, key: str, user: str, route: Route,
+                   forward: Forward) -> None:
+        """:meth:`_keep` in subdomain mode: the host (in the same header lines) names the
+        server, any path on it goes there but ``/_ipydoc/``, and the credential is the
+        host session (:mod:`ipydoc.access.user_hosts`)."""
+        headers = request.requestHeaders
+        hosts = self.hosts
+        if headers.__class__ is not FastHeaders or hosts is None:
+            return
+        host_id = hosts.host_id(request)
+        found = hosts.recall(host_id) if host_id is not None else None
+        if found is None or found[0] != user:
+            return
+        headers.verdict = Recalled(b"/", b"", host_id, found, hosts.recall, key, route,
+                                   forward)
 
     def recall(self, request: IRequest) -> Forward | None:
         """What :meth:`decide` would say, from memory, for a request with the same header
@@ -291,15 +318,17 @@ class Ladder:
         holds: the same user and server in the path (and nothing there that ``decide``
         treats apart: a static file, the lab page, another server's name), a safe method,
         the session still cached (whatever ends a session empties that cache), the very
-        route still in the table (a stop, a restart, a pause replace it).  None: ask
-        :meth:`decide`."""
+        route still in the table (a stop, a restart, a pause replace it).  In subdomain
+        mode the host names the server, and nothing under ``/_ipydoc/`` is recalled.
+        None: ask :meth:`decide`."""
         try:
             memo = request.requestHeaders.verdict
         except AttributeError:  # none kept (or not the lean front end's headers)
             return None
         path = request.path
         if (request.method not in _RECALLED or not path.startswith(memo.prefix)
-                or b"static/" in path or request.uri.endswith(b"/lab")):
+                or b"static/" in path or request.uri.endswith(b"/lab")
+                or path.startswith(_RESERVED)):  # (subdomain mode's own pages)
             return None
         rest = path[len(memo.prefix):]
         if memo.named is None:
@@ -309,8 +338,7 @@ class Ladder:
             return None
         if self.manager.routes.get(memo.key) is not memo.route:
             return None
-        assert self.sessions is not None
-        if self.sessions.recall(memo.signed) is not memo.session:
+        if memo.remember(memo.signed) is not memo.session:
             return None
         return memo.forward
 

@@ -168,10 +168,27 @@ class HostSessions:
         found = await self.session_of(request)
         return found[0] if found is not None else None
 
+    def host_id(self, request: IRequest) -> str | None:
+        """The id of the host session the request's ``ipydoc-user`` cookie names, if it
+        is one this site signed (alive or not)."""
+        return self.signer.unsign(read_cookie(request, USER_COOKIE))
+
+    def recall(self, host_id: str) -> tuple[str, str] | None:
+        """What :meth:`session_of` holds in memory for ``host_id``, from memory only:
+        None if it is not cached, is out of date, or the store changed.  Whatever ends a
+        hub session empties the cache, so what is recalled here ``session_of`` would
+        also give (:meth:`ipydoc.access.ladder.Ladder.recall`)."""
+        if self._store_source.store is not self._watched:
+            return None
+        hit = self._cache.get(host_id)
+        if hit is None or hit[1] <= time.monotonic():
+            return None
+        return hit[0]
+
     async def session_of(self, request: IRequest) -> tuple[str, str] | None:
         """:meth:`user_of`, with the Redis key of the hub session the host session
         follows (what the proxy's open connections are revoked by)."""
-        host_id = self.signer.unsign(read_cookie(request, USER_COOKIE))
+        host_id = self.host_id(request)
         if host_id is None:
             return None
         now = time.monotonic()

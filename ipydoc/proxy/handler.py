@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
+from ipydoc.proxy import metrics
 from ipydoc.proxy.body import BodyStream
 from ipydoc.proxy.eager import run_eagerly
 from ipydoc.proxy.gate import Forward, Gate, Reply
@@ -71,6 +72,7 @@ class Proxy:
             if forward is not None and request.uri[:1] == b"/" \
                     and not dot_segment(request.path):
                 setattr(request, START_ATTR, forward.start_url)
+                metrics.recalled[0] += 1
                 self.http.forward(request, forward)
                 return None
         return run_eagerly(self._handle(request),

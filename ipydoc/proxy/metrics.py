@@ -31,11 +31,14 @@ _by_class = [0] * len(CLASSES)
 _in_bucket = [0] * (len(BUCKETS) + 1)  # the last: above every bound (+Inf only)
 _seconds = [0.0]
 _bytes = [0, 0]  # to the server, to the client
+#: Forwarded requests whose verdict the gate recalled from memory (the handler adds).
+recalled = [0]
 
 
 class ProxyCollector(Collector):
     """The per-request tallies as ``ipydoc_proxy_requests_total``,
-    ``ipydoc_proxy_request_duration_seconds`` and ``ipydoc_proxy_bytes_total``."""
+    ``ipydoc_proxy_request_duration_seconds``, ``ipydoc_proxy_recalled_verdicts_total``
+    and ``ipydoc_proxy_bytes_total``."""
 
     def collect(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -55,6 +58,12 @@ class ProxyCollector(Collector):
             "gate's verdict to the last byte of the answer (streams included)")
         duration.add_metric([], cumulative, sum_value=_seconds[0])
         yield duration
+        memory = CounterMetricFamily(
+            "ipydoc_proxy_recalled_verdicts", "Forwarded HTTP requests the gate let through "
+            "on a verdict recalled from memory (the same header lines as the request before "
+            "on a keep-alive connection) instead of climbing its ladder")
+        memory.add_metric([], recalled[0])
+        yield memory
         carried = CounterMetricFamily(
             "ipydoc_proxy_bytes", "Bytes carried between clients and users' servers "
             "(bodies and WebSocket streams; not the HTTP heads)", labels=["direction"])

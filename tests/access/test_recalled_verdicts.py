@@ -16,16 +16,29 @@ import re
 import socket
 
 import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 
-from support import follow_progress, login, running_site, wait_for
+from support import follow_progress, free_port, login, running_site, wait_for
 
 PW = "alice-recall-pw"
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, notebook_image):
-    yield from running_site(tmp_path_factory.mktemp("recall"), {},
-                            {"alice": PW, "bob": "bob-recall-pw"})
+    port = free_port()
+    for d in running_site(tmp_path_factory.mktemp("recall"),
+                          {"metrics": {"listen": f"tcp:{port}:interface=127.0.0.1"}},
+                          {"alice": PW, "bob": "bob-recall-pw"}):
+        d.metrics_url = f"http://127.0.0.1:{port}/metrics"
+        yield d
+
+
+def recalled(site) -> float:
+    """``ipydoc_proxy_recalled_verdicts_total``: requests let through from memory."""
+    text = requests.get(site.metrics_url, timeout=10).text
+    return next(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                if s.name == "ipydoc_proxy_recalled_verdicts_total")
 
 
 def read_answer(sock: socket.socket, buf: bytearray) -> tuple[int, bytes]:
@@ -90,9 +103,11 @@ def alice_logged_in(site) -> str:
 
 def test_a_recalled_verdict_follows_the_path_a_pause_and_a_revocation(site):
     with Browser(site, alice_logged_in(site)) as browser:
+        before = recalled(site)
         for _ in range(3):
             status, body = browser.get("/user/alice/api/status")
             assert status == 200 and b'"started"' in body
+        assert recalled(site) == before + 2  # the first climbed the ladder, not the others
         assert browser.get("/user/bob/api/status")[0] == 403  # another user's server
         assert browser.get("/user/alice/api/contents")[0] == 200
         assert site.cli("server", "pause", "alice").returncode == 0
