@@ -338,7 +338,9 @@ class _Relay(Exchange):
         self._stop_timer()
         self._code = head.code
         token = self._token = self._fwd.token.encode()
-        if not token or token not in body:  # (else scrubbed: a new length, the usual way)
+        # Else the usual way: the token in the body (scrubbed, a new length), or a body
+        # too long to scrub whole (streamed); a whole answer came in one read, so rarely.
+        if (not token or token not in body) and len(body) <= SMALL_BODY:
             lines = client_lines(head, self._fwd, token, request.isSecure())
             if lines is not None and request.respond_lines(
                     head.code, head.phrase, lines, head.length is not None, body):

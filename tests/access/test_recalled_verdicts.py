@@ -77,10 +77,12 @@ def read_answer(sock: socket.socket, buf: bytearray) -> tuple[int, bytes]:
 class Browser:
     """One keep-alive connection that sends the same header lines every time."""
 
-    def __init__(self, site, cookie: str) -> None:
+    def __init__(self, site, cookie: str, host: str = "") -> None:
+        """``cookie``: the ``Cookie`` header's value; ``host``: the ``Host`` (the daemon's
+        address if empty)."""
         self.sock = socket.create_connection(("127.0.0.1", site.port), timeout=60)
-        self.lines = (f"Host: 127.0.0.1:{site.port}\r\nAccept: application/json\r\n"
-                      f"Cookie: ipydoc-session={cookie}\r\n\r\n").encode()
+        self.lines = (f"Host: {host or f'127.0.0.1:{site.port}'}\r\n"
+                      f"Accept: application/json\r\nCookie: {cookie}\r\n\r\n").encode()
         self.buf = bytearray()
 
     def get(self, path: str) -> tuple[int, bytes]:
@@ -102,7 +104,7 @@ def alice_logged_in(site) -> str:
 
 
 def test_a_recalled_verdict_follows_the_path_a_pause_and_a_revocation(site):
-    with Browser(site, alice_logged_in(site)) as browser:
+    with Browser(site, f"ipydoc-session={alice_logged_in(site)}") as browser:
         before = recalled(site)
         for _ in range(3):
             status, body = browser.get("/user/alice/api/status")
@@ -122,7 +124,7 @@ def test_a_recalled_verdict_follows_the_path_a_pause_and_a_revocation(site):
 
 
 def test_a_recalled_verdict_ends_with_its_server(site):
-    with Browser(site, alice_logged_in(site)) as browser:
+    with Browser(site, f"ipydoc-session={alice_logged_in(site)}") as browser:
         assert browser.get("/user/alice/api/status")[0] == 200
         assert browser.get("/user/alice/api/status")[0] == 200
         assert site.cli("server", "stop", "alice").returncode == 0

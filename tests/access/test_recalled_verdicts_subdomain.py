@@ -7,10 +7,9 @@ host's own pages under ``/_ipydoc/``, and never past the end of the session.
 
 from __future__ import annotations
 
-import socket
-
 import pytest
-from test_recalled_verdicts import read_answer, recalled
+from test_recalled_verdicts import Browser as KeptAlive
+from test_recalled_verdicts import recalled
 
 from subdomain_support import Browser, hand_off, login, subdomain_site, wait_running
 from support import free_port
@@ -27,29 +26,14 @@ def site(tmp_path_factory, notebook_image):
         yield d
 
 
-class HostBrowser:
-    """One keep-alive connection to a user's host, the same header lines every time."""
-
-    def __init__(self, site, host: str, cookies: dict[str, str]) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", site.port), timeout=60)
-        cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
-        self.lines = (f"Host: {host}\r\nAccept: application/json\r\n"
-                      f"Cookie: {cookie}\r\n\r\n").encode()
-        self.buf = bytearray()
-
-    def get(self, path: str) -> tuple[int, bytes]:
-        self.sock.sendall(f"GET {path} HTTP/1.1\r\n".encode() + self.lines)
-        return read_answer(self.sock, self.buf)
-
-
 def test_a_recalled_verdict_on_a_user_host_ends_with_its_session(site):
     b = Browser(site.port)
     assert login(b, "alice", PW).status_code == 303
     wait_running(b, "alice")
     assert b.go(hand_off(b, "alice", "/api/status")).status_code == 302
     host = b.host("alice")
-    browser = HostBrowser(site, host, b.jar[host])
-    try:
+    cookie = "; ".join(f"{k}={v}" for k, v in b.jar[host].items())
+    with KeptAlive(site, cookie, host) as browser:
         before = recalled(site)
         for _ in range(3):
             status, body = browser.get("/api/status")
@@ -63,5 +47,3 @@ def test_a_recalled_verdict_on_a_user_host_ends_with_its_session(site):
         status, body = browser.get("/api/status")
         assert status == 401 and b"not logged in" in body
         assert recalled(site) == before + 3
-    finally:
-        browser.sock.close()
