@@ -186,14 +186,7 @@ class LeanRequest:
             self.end_response()
             return
         self.startedWriting = True
-        head = self._head(channel)  # (not chunked: a length, or no body)
-        if no_body:
-            self._no_body = True
-            body = b""
-        self.sentLength = len(body)
-        self.finished = True
-        channel.send(head + body, last=True)
-        self._done(channel)
+        self._send_whole(channel, self._head(channel), body, no_body)  # (not chunked)
 
     def respond_lines(self, code: int, phrase: bytes, lines: bytes, framed: bool,
                       body: bytes) -> bool:
@@ -225,14 +218,21 @@ class LeanRequest:
         if site.hsts is not None and self.isSecure():
             lines += b"Strict-Transport-Security: " + site.hsts + b"\r\n"
         self.startedWriting = True
+        self._send_whole(channel, b"HTTP/1.1 %d %s\r\n%s\r\n" % (code, phrase, lines), body,
+                         no_body)
+        return True
+
+    def _send_whole(self, channel: LeanChannel, head: bytes, body: bytes,
+                    no_body: bool) -> None:
+        """The last step of :meth:`respond_whole` and :meth:`respond_lines`: head and
+        body (none for HEAD, 204, 304) in one ``send``, and the request is done."""
         if no_body:
             self._no_body = True
             body = b""
         self.sentLength = len(body)
         self.finished = True
-        channel.send(b"HTTP/1.1 %d %s\r\n%s\r\n%s" % (code, phrase, lines, body), last=True)
+        channel.send(head + body, last=True)
         self._done(channel)
-        return True
 
     def _done(self, channel: LeanChannel) -> None:
         for d in self._notifications:

@@ -83,9 +83,8 @@ def add_checked(headers: Headers, lines: Iterable[tuple[bytes, bytes]]) -> None:
     Twisted's private ``Headers._rawHeaders`` and ``_nameEncoder`` (checked in
     tests/edge/test_twisted_private_api.py)."""
     raw = headers._rawHeaders
-    known = _CANONICAL.get
     for name, value in lines:
-        raw.setdefault(known(name) or _nameEncoder.encode(name), []).append(value)
+        raw.setdefault(canonical_name(name), []).append(value)
 
 
 class FastHeaders(Headers):
