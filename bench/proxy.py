@@ -52,6 +52,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import nginx_conf  # noqa: E402
 import spawn  # noqa: E402  (Daemon, login, free_port, docker)
+import stats  # noqa: E402
 import tools  # noqa: E402
 
 CHP = "/tmp/peer-chp/node_modules/.bin/configurable-http-proxy"
@@ -516,7 +517,7 @@ def summarize(rows: dict, ws: dict | None, names: list[str]) -> dict:
     ref = [t for t in ("direct", "chp", "nginx") if t in has]
     lines = ["| conns | target | req/s | req/s each rep | p50 ms | p90 ms | p99 ms | "
              + " | ".join(f"req/s vs {t}" for t in ref)
-             + " | vs direct, same rep: median (each) | vs direct, adjacent run: median (each)"
+             + " | vs direct, same rep: median [95% interval] (each) | vs direct, adjacent run: median [95% interval] (each)"
              + " | CPU (cores, median) | errors |",
              "|---|---|---|---|---|---|---|" + "---|" * len(ref) + "---|---|---|---|"]
     for c in sorted({c for c, _ in rows}):
@@ -535,11 +536,13 @@ def summarize(rows: dict, ws: dict | None, names: list[str]) -> dict:
             if paired:
                 med["vs_direct_paired"] = statistics.median(paired)
                 med["vs_direct_each_rep"] = paired
+                med["vs_direct_paired_ci95"] = stats.median_interval(paired)
             # --adjacent: each run against the direct run right next to it (seconds apart)
             adjacent = [r["rps"] / r["direct_adjacent"] for r in rs if r.get("direct_adjacent")]
             if adjacent:
                 med["vs_direct_adjacent"] = statistics.median(adjacent)
                 med["vs_direct_each_adjacent"] = adjacent
+                med["vs_direct_adjacent_ci95"] = stats.median_interval(adjacent)
             wrk[f"c{c}-{t}"] = {**med, "reps": rs}
             errs = ";".join(r["errors"] for r in rs if r["errors"]) or "none"
             cpu = {k: statistics.median([r["cpu_cores"].get(k, 0) for r in rs]) for k in rs[0].get("cpu_cores", {})}
@@ -569,12 +572,8 @@ def summarize(rows: dict, ws: dict | None, names: list[str]) -> dict:
             lines.append(f"| {c} | {LABEL[t]} | {med['rps']:.0f} | {', '.join('%.0f' % r['rps'] for r in rs)} | "
                          f"{med['p50_ms']:.2f} | {med['p90_ms']:.2f} | {med['p99_ms']:.2f} | "
                          + " | ".join(f"{med[f'vs_{b}']:.2f}" for b in ref)
-                         + (f" | {med['vs_direct_paired']:.2f} ("
-                            + ", ".join(f"{x:.2f}" for x in med["vs_direct_each_rep"]) + ")"
-                            if "vs_direct_paired" in med else " | –")
-                         + (f" | {med['vs_direct_adjacent']:.2f} ("
-                            + ", ".join(f"{x:.2f}" for x in med["vs_direct_each_adjacent"]) + ")"
-                            if "vs_direct_adjacent" in med else " | –")
+                         + _ratio_cell(med, "vs_direct_paired", "vs_direct_each_rep")
+                         + _ratio_cell(med, "vs_direct_adjacent", "vs_direct_each_adjacent")
                          + f" | {cpu_txt} | {errs} |")
     if ws:
         lines += ["", "| WebSocket (kernel `1+1` round trip) | msgs | p50 ms | p99 ms | mean ms | p50 per rep |",
@@ -586,6 +585,16 @@ def summarize(rows: dict, ws: dict | None, names: list[str]) -> dict:
                 lines.append(f"| {LABEL[t]} | {s['n']} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | "
                              f"{s['mean_ms']:.2f} | {reps} |")
     return {"wrk": wrk, "md": "\n".join(lines)}
+
+
+def _ratio_cell(med: dict, key: str, each: str) -> str:
+    """A paired ratio's cell: the median, its 95% interval when there are enough pairs
+    (``bench/stats.py``), and each pair's ratio."""
+    if key not in med:
+        return " | –"
+    ci = med.get(f"{key}_ci95")
+    return (f" | {med[key]:.2f}" + (f" [{ci[0]:.2f}–{ci[1]:.2f}]" if ci else "")
+            + " (" + ", ".join(f"{x:.2f}" for x in med[each]) + ")")
 
 
 def speedscope_top(path: Path, n: int = 25) -> dict:
