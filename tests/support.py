@@ -210,6 +210,18 @@ def remove_networks(label_filter: str) -> None:
                 subprocess.run(argv, capture_output=True)
 
 
+def plant_firewall_chain(bridge: str) -> None:
+    """What a daemon leaves on the host for ``bridge``: its chain and the INPUT jump to it,
+    IPv4 and IPv6 (as a network removed while no daemon ran leaves them)."""
+    from ipydoc.backends.docker_network import FAMILIES, chain_rules, jump_rule
+
+    for f in FAMILIES:
+        subprocess.run([f.restore, "-w", "--noflush"], input=chain_rules(bridge, [], f),
+                       text=True, check=True)
+        subprocess.run([f.iptables, "-w", "-I", *jump_rule(bridge)[:1], "1",
+                        *jump_rule(bridge)[1:]], check=True)
+
+
 def login(base: str, name: str, password: str, next: str | None = None) -> tuple[requests.Session, requests.Response]:
     """Log in through the form as a browser does; returns the session and the POST's answer."""
     s = requests.Session()

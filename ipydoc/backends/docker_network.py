@@ -22,11 +22,16 @@ listens on all interfaces) and to every service of the host.  Two things close t
   ``etc/ipydoc.service`` grants it).  When it cannot, it logs the commands to run.
 
 Both outlive the daemon on purpose: servers keep running (and stay isolated) across a
-daemon restart.  :func:`teardown_commands` lists what removes the rules of a bridge.
+daemon restart.  :func:`teardown_commands` lists what removes the rules of a bridge.  A
+chain whose bridge is gone (the network removed while no daemon ran, e.g. by ``docker
+network prune``) matches nothing any more; the daemon removes such chains when it first
+installs its own (:meth:`HostFirewall.sweep`), so none pile up over the years.
 """
 
 from __future__ import annotations
 
+import re
+import socket
 import subprocess
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -94,10 +99,10 @@ def install_commands(bridge: str, ports: Sequence[int]) -> list[str]:
     return out
 
 
-def teardown_commands(bridge: str) -> list[list[str]]:
+def teardown_commands(bridge: str, families: Sequence[_Family] = FAMILIES) -> list[list[str]]:
     """Commands that remove the rules of ``bridge`` (after its network is removed)."""
     out = []
-    for f in FAMILIES:
+    for f in families:
         out += [[f.iptables, "-w", "-D", *jump_rule(bridge)],
                 [f.iptables, "-w", "-F", chain_name(bridge)],
                 [f.iptables, "-w", "-X", chain_name(bridge)]]
@@ -108,7 +113,8 @@ Runner = Callable[[list[str], str | None], tuple[int, str]]
 
 
 def run_command(argv: list[str], stdin: str | None = None) -> tuple[int, str]:
-    """(exit status, stderr) of a command; a missing program is status 127."""
+    """(exit status, output) of a command: its stdout when it succeeded (a listing),
+    else what it said on stderr; a missing program is status 127."""
     try:
         p = subprocess.run(argv, input=stdin, capture_output=True, text=True,
                            timeout=RUN_TIMEOUT, check=False)
@@ -116,6 +122,8 @@ def run_command(argv: list[str], stdin: str | None = None) -> tuple[int, str]:
         return 127, f"{argv[0]}: command not found"
     except subprocess.TimeoutExpired:
         return 124, f"{argv[0]}: no answer within {RUN_TIMEOUT:g} s"
+    if p.returncode == 0:
+        return 0, p.stdout.strip()
     return p.returncode, (p.stderr or p.stdout).strip()
 
 
@@ -179,3 +187,38 @@ class HostFirewall:
         """Drop the rules of a bridge that is going away; absent rules are fine."""
         for argv in teardown_commands(bridge):
             await self._run(argv)
+
+    async def sweep(self) -> list[str]:
+        """Remove the chains (and their ``INPUT`` jumps) of bridges that no longer exist on
+        this host; the bridges whose rules went, per family (``"IPv6 br-…"``).
+
+        Such a chain is left when a network goes while no daemon runs; it matches no
+        packet, so removing it changes nothing but the clutter.  Only chains named as
+        ours, for an interface absent from this network namespace (where the rules are),
+        are touched: another instance's bridge exists, so its rules stay."""
+        present = {name for _, name in socket.if_nameindex()}
+        removed = []
+        for f in FAMILIES:
+            code, out = await self._run([f.iptables, "-w", "-S"])
+            if code != 0:
+                continue  # not allowed or not installed: install() says so
+            for bridge in _our_chains(out):
+                if bridge in present:
+                    continue
+                for argv in teardown_commands(bridge, [f]):
+                    await self._run(argv)
+                removed.append(f"{f.name} {bridge}")
+        if removed:
+            log.info("removed the host firewall rules of bridges that no longer exist: "
+                     "{removed}", removed=", ".join(removed))
+        return removed
+
+
+#: ``-N IPYDOC-<interface>`` in ``iptables -S``; an interface name has at most 15 of
+#: these characters (as the kernel allows them, without "/" and blanks).
+_OUR_CHAIN = re.compile(r"^-N IPYDOC-([A-Za-z0-9_.:@+-]{1,15})$", re.MULTILINE)
+
+
+def _our_chains(listing: str) -> list[str]:
+    """The bridges named by our chains in an ``iptables -S`` listing."""
+    return _OUR_CHAIN.findall(listing)

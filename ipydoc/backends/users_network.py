@@ -39,6 +39,7 @@ class UsersNetwork:
         self._stop = stop
         self._lock = DeferredLock()
         self._firewalled: str | None = None  # the bridge whose host rules are in place
+        self._swept = False  # rules of bridges gone before this daemon started removed
 
     def _labels(self) -> dict[str, str]:
         return {**self.body.extra_labels, MANAGED_LABEL: "1", NETWORK_LABEL: "users"}
@@ -85,6 +86,9 @@ class UsersNetwork:
         if self._firewalled is not None:  # our network was removed and made again
             await self.firewall.remove(self._firewalled)
             self._firewalled = None
+        elif not self._swept:  # the first install of this daemon: older bridges' leftovers
+            self._swept = True
+            await self.firewall.sweep()
         if await self.firewall.install(bridge):
             self._firewalled = bridge
 

@@ -25,8 +25,10 @@ import pytest
 import pytest_twisted
 import requests
 
+from ipydoc.backends.docker_network import teardown_commands
+
 from kernel_client import connect, execute, start_kernel
-from support import docker, follow_progress, login
+from support import docker, follow_progress, login, plant_firewall_chain
 
 PW = "isolation-pw-1"
 
@@ -227,10 +229,19 @@ def alice_and_bob(d):
 
 
 # -- the isolated layout ----------------------------------------------------------------
+#: A bridge that no longer exists, whose host rules a daemon left behind.
+STALE = "ipyd-stale0"
+
+
 @pytest.fixture(scope="module")
 def isolated(tmp_path_factory, host_ports, notebook_image):
-    yield from alice_and_bob(new_daemon(tmp_path_factory, "iso",
-                                        docker={"host_access": [host_ports[1]]}))
+    plant_firewall_chain(STALE)  # as a network removed while no daemon ran leaves them
+    try:
+        yield from alice_and_bob(new_daemon(tmp_path_factory, "iso",
+                                            docker={"host_access": [host_ports[1]]}))
+    finally:
+        for argv in teardown_commands(STALE):
+            subprocess.run(argv, capture_output=True)
 
 
 def test_servers_are_on_the_users_network_with_nothing_published(isolated):
@@ -243,6 +254,17 @@ def test_servers_are_on_the_users_network_with_nothing_published(isolated):
         assert list(info["NetworkSettings"]["Networks"]) == [f"{d.instance}-users"]
         assert not any(info["NetworkSettings"]["Ports"].values())
     assert "host firewall for br-" in d.log()
+
+
+def test_rules_of_bridges_gone_before_the_start_are_removed(isolated):
+    d, _ = isolated
+    bridge = "br-" + json.loads(docker("network", "inspect", f"{d.instance}-users"))[0]["Id"][:12]
+    for tool in ("iptables", "ip6tables"):
+        rules = subprocess.run([tool, "-w", "-S"], capture_output=True, text=True,
+                               check=True).stdout
+        assert f"IPYDOC-{STALE}" not in rules
+        assert f"-A INPUT -i {bridge} -j IPYDOC-{bridge}" in rules  # its own, installed
+    assert f"IPv4 {STALE}" in d.log() and f"IPv6 {STALE}" in d.log()
 
 
 def test_alice_cannot_reach_bob_nor_the_host(isolated, host_ports, outside):
