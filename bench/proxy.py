@@ -239,9 +239,9 @@ def main() -> None:
                     help="scheduling policy of every proxy under test (daemons, CHP, nginx, the "
                          "relay; never the container): batch = SCHED_BATCH, no wakeup preemption")
     ap.add_argument("--adjacent", action="store_true",
-                    help="measure direct right before or after each other target (alternately) "
-                         "and pair each run with that one: on a machine whose speed drifts "
-                         "within a repetition, the ratio of two runs seconds apart")
+                    help="measure direct before and after each other target (D t1 D t2 D ...) "
+                         "and compare each run with the geometric mean of those two: on a "
+                         "machine whose speed drifts within a repetition, runs seconds apart")
     ap.add_argument("--hog", action="store_true",
                     help="a CPU-bound process on the servers' CPU during the measured runs "
                          "(another user's computation): what a proxy's latency is then")
@@ -441,14 +441,20 @@ def main() -> None:
                 k = r % len(names)
                 order = names[k:] + names[:k]
                 for c in a.conns:
-                    for i, t in enumerate(order):
-                        if not a.adjacent:
+                    if not a.adjacent:
+                        for t in order:
                             measure(t, c, r)
-                        elif t != "direct":  # direct runs next to each of the others
-                            pair = ["direct", t] if (r + i) % 2 == 0 else [t, "direct"]
-                            got = {u: measure(u, c, r, "" if u == t else f"-next-to-{t}")
-                                   for u in pair}
-                            got[t]["direct_adjacent"] = got["direct"]["rps"]
+                        continue
+                    # direct before and after each of the others (D t1 D t2 D ...): each
+                    # run is compared with both direct runs seconds away from it, so a
+                    # steady drift cancels out and a jump in speed counts half
+                    before = measure("direct", c, r, "-first")
+                    for t in (u for u in order if u != "direct"):
+                        row = measure(t, c, r)
+                        after = measure("direct", c, r, f"-after-{t}")
+                        row["direct_before"], row["direct_after"] = before["rps"], after["rps"]
+                        row["direct_adjacent"] = (before["rps"] * after["rps"]) ** 0.5
+                        before = after
         if not a.skip_ws:
             ws_targets = [{"name": t, "http": targets[t]["url"] + base,
                            "ws": targets[t]["url"].replace("http://", "ws://") + base,
@@ -517,7 +523,7 @@ def summarize(rows: dict, ws: dict | None, names: list[str]) -> dict:
     ref = [t for t in ("direct", "chp", "nginx") if t in has]
     lines = ["| conns | target | req/s | req/s each rep | p50 ms | p90 ms | p99 ms | "
              + " | ".join(f"req/s vs {t}" for t in ref)
-             + " | vs direct, same rep: median [95% interval] (each) | vs direct, adjacent run: median [95% interval] (each)"
+             + " | vs direct, same rep: median [95% interval] (each) | vs direct, runs on both sides: median [95% interval] (each)"
              + " | CPU (cores, median) | errors |",
              "|---|---|---|---|---|---|---|" + "---|" * len(ref) + "---|---|---|---|"]
     for c in sorted({c for c, _ in rows}):
@@ -537,7 +543,7 @@ def summarize(rows: dict, ws: dict | None, names: list[str]) -> dict:
                 med["vs_direct_paired"] = statistics.median(paired)
                 med["vs_direct_each_rep"] = paired
                 med["vs_direct_paired_ci95"] = stats.median_interval(paired)
-            # --adjacent: each run against the direct run right next to it (seconds apart)
+            # --adjacent: each run against the direct runs right before and after it
             adjacent = [r["rps"] / r["direct_adjacent"] for r in rs if r.get("direct_adjacent")]
             if adjacent:
                 med["vs_direct_adjacent"] = statistics.median(adjacent)
