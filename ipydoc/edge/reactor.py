@@ -24,6 +24,7 @@ private names it uses (``_poller``, ``_selectables``, ``_doReadOrWrite``, ``_top
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from twisted.internet.base import _topHandler
 from twisted.internet.epollreactor import EPollReactor
@@ -38,6 +39,11 @@ class LeanEPollReactor(EPollReactor):
 
     #: Socket events (readable or writable descriptors) handled so far.
     events = 0
+    #: When :attr:`events` reaches this, :attr:`on_events` is called once and this is
+    #: reset: :mod:`ipydoc.edge.scheduling` acts the moment a rate is certain, not at
+    #: the end of its window (one comparison per round).
+    events_alarm = sys.maxsize
+    on_events: Callable[[], None] | None = None
 
     def mainLoop(self) -> None:
         """Twisted's loop, with its handler of unexpected errors entered once, not on
@@ -60,7 +66,11 @@ class LeanEPollReactor(EPollReactor):
                                        len(self._selectables))
         except InterruptedError:
             return
-        self.events += len(events)
+        self.events = seen = self.events + len(events)
+        if seen >= self.events_alarm:
+            self.events_alarm = sys.maxsize
+            if self.on_events is not None:
+                self.on_events()
         handle = self._doReadOrWrite
         selectables = self._selectables
         for fd, event in events:

@@ -15,7 +15,10 @@ So in ``"adaptive"`` mode :class:`BusyScheduling` looks every :data:`WINDOW` sec
 many socket events the reactor handled (:attr:`ipydoc.edge.reactor.LeanEPollReactor.events`:
 an event is one readable or writable socket, about two per proxied request, whatever the
 policy) and switches to ``SCHED_BATCH`` at ``busy_events`` a second, back to normal
-below half of that.  ``"normal"`` never switches, ``"batch"`` always runs so.
+below half of that.  The switch to batch does not wait for the end of a window: the
+reactor calls back as soon as a window holds ``busy_events × WINDOW`` events (a rate at
+the line or above, for certain), so a burst is served in batch within a fraction of a
+second.  ``"normal"`` never switches, ``"batch"`` always runs so.
 
 Only the reactor thread's policy changes (``sched_setscheduler(0, ...)`` applies to the
 calling thread), and any user may switch between these two policies: no privilege is
@@ -26,6 +29,7 @@ most); the policy goes back to normal when the service stops.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from prometheus_client import Gauge
@@ -83,6 +87,7 @@ class BusyScheduling(Service):
             return
         if self.mode == "adaptive":
             self._seen, self._at = self.reactor.events, self.reactor.seconds()
+            self._arm()
             self._loop = LoopingCall(self._look)
             self._loop.clock = self.reactor
             self._loop.start(WINDOW, now=False)
@@ -91,6 +96,7 @@ class BusyScheduling(Service):
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
+        self._disarm()
         if self.batch:
             self._apply(False)
         return super().stopService()
@@ -98,14 +104,40 @@ class BusyScheduling(Service):
     def _look(self) -> None:
         seen, now = self.reactor.events, self.reactor.seconds()
         elapsed = now - self._at
-        if elapsed <= 0:
+        if elapsed < WINDOW / 2:  # just after the alarm: too short a while to judge by
             return
         rate = (seen - self._seen) / elapsed
         self._seen, self._at = seen, now
-        batch = next_batch(self.batch, rate, self.busy)
+        self._switch(next_batch(self.batch, rate, self.busy), rate)
+        self._arm()
+
+    def _busy_now(self) -> None:
+        """The reactor's alarm: this window already holds ``busy × WINDOW`` events, in
+        less than ``WINDOW`` seconds, so the rate is at the line or above."""
+        seen, now = self.reactor.events, self.reactor.seconds()
+        elapsed = max(now - self._at, 1e-3)
+        rate = (seen - self._seen) / elapsed
+        self._seen, self._at = seen, now  # the next look measures from here
+        self._switch(True, rate)
+
+    def _switch(self, batch: bool, rate: float) -> None:
         if batch != self.batch and self._apply(batch):
             _log.info("proxy scheduling: {policy} at {rate:.0f} socket events/s",
                       policy="batch (busy)" if batch else "normal", rate=rate)
+
+    def _arm(self) -> None:
+        """While normal, have the reactor call :meth:`_busy_now` when this window reaches
+        the line; in batch the looks alone decide (the way back waits for a window)."""
+        if self.batch:
+            self._disarm()
+            return
+        self.reactor.events_alarm = self._seen + max(1, int(self.busy * WINDOW))
+        self.reactor.on_events = self._busy_now
+
+    def _disarm(self) -> None:
+        if hasattr(self.reactor, "events_alarm"):
+            self.reactor.events_alarm = sys.maxsize
+            self.reactor.on_events = None
 
     def _apply(self, batch: bool) -> bool:
         """Set the policy; False (and adapting stops) if the system refuses."""
@@ -116,6 +148,7 @@ class BusyScheduling(Service):
                       "scheduled normally", e=e)
             if self._loop is not None and self._loop.running:
                 self._loop.stop()
+            self._disarm()
             return False
         self.batch = batch
         _batch_gauge.set(1 if batch else 0)

@@ -129,3 +129,52 @@ def test_normal_never_switches_and_batch_always_is(tmp_path: Path) -> None:
         assert policy(batch.proc.pid) == os.SCHED_BATCH
     finally:
         batch.stop()
+
+
+class _Reader:
+    """A readable socket for the reactor: every byte sent to it is one event."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def doRead(self) -> None:
+        self.sock.recv(4096)
+
+    def logPrefix(self) -> str:
+        return "reader"
+
+    def connectionLost(self, reason: object) -> None:
+        pass
+
+
+def test_the_switch_to_batch_comes_as_soon_as_a_window_holds_the_line() -> None:
+    """The reactor counts events and calls back at the window's line: the switch needs no
+    look at the end of a window (none runs here: this reactor is driven by hand)."""
+    from ipydoc.edge.reactor import LeanEPollReactor
+
+    reactor = LeanEPollReactor()
+    a, b = socket.socketpair()
+    reader = _Reader(a)
+    reactor.addReader(reader)
+    busy = scheduling.BusyScheduling(reactor, "adaptive", busy_events=100)
+    busy.startService()
+    try:
+        line = int(100 * scheduling.WINDOW)
+        start = reactor.events
+        while reactor.events - start < line - 1:
+            b.send(b"x")
+            reactor.doPoll(1)
+        assert (busy.batch, policy(0)) == (False, os.SCHED_OTHER)  # one event short
+        b.send(b"x")
+        reactor.doPoll(1)
+        assert reactor.events - start == line
+        assert (busy.batch, policy(0)) == (True, os.SCHED_BATCH)
+    finally:
+        busy.stopService()
+        reactor.removeReader(reader)
+        a.close()
+        b.close()
+    assert policy(0) == os.SCHED_OTHER  # stopping sets it back
