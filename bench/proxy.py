@@ -536,7 +536,11 @@ def summarize(rows: dict, ws: dict | None, names: list[str]) -> dict:
                 med[f"vs_{b}"] = med["rps"] / statistics.median([r["rps"] for r in rows[(c, b)]])
             # The same ratio within each repetition (the two runs minutes apart at most):
             # the machine's drift between repetitions cancels out of it.
-            direct = {r["rep"]: r["rps"] for r in rows.get((c, "direct"), [])}
+            # (with --adjacent a repetition has several direct runs: their median)
+            by_rep: dict[int, list[float]] = {}
+            for r in rows.get((c, "direct"), []):
+                by_rep.setdefault(r["rep"], []).append(r["rps"])
+            direct = {rep: statistics.median(v) for rep, v in by_rep.items()}
             paired = [r["rps"] / direct[r["rep"]] for r in rs if direct.get(r["rep"])] \
                 if t != "direct" else []
             if paired:
