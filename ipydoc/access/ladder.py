@@ -327,7 +327,7 @@ class Ladder:
             return None
         path = request.path
         if (request.method not in _RECALLED or not path.startswith(memo.prefix)
-                or b"static/" in path or request.uri.endswith(b"/lab")
+                or path.find(b"static/") != -1 or request.uri.endswith(b"/lab")
                 or path.startswith(_RESERVED)):  # (subdomain mode's own pages)
             return None
         rest = path[len(memo.prefix):]
@@ -386,7 +386,7 @@ class Ladder:
     def _static_file(self, request: IRequest, name: str) -> tuple[str, str | None] | None:
         """(file name, ``?v=``) when a GET/HEAD asks for a file of ``static/lab`` or of
         an extension's ``lab/extensions/<package>/static``."""
-        if request.method not in (b"GET", b"HEAD") or b"static/" not in request.path:
+        if request.method not in (b"GET", b"HEAD") or request.path.find(b"static/") == -1:
             return None  # (both patterns need "static/": most requests stop here)
         prefix = self.routing.base_url(name).encode()
         if not request.path.startswith(prefix):

@@ -107,7 +107,7 @@ def read_head(buffer: bytes | bytearray, max_size: int, max_headers: int,
         if not colon or not name or not _TCHAR.issuperset(name):
             return HAND_OVER  # obs-fold (leading SP/HT), a space before ':', junk
         value = value.strip(b" \t")
-        if b"\x00" in value:
+        if value.find(b"\x00") != -1:  # (``find``, not ``in``: docs/front_end.md)
             return HAND_OVER
         lower = name.lower()
         if lower in _HANDED_OVER:

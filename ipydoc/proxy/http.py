@@ -63,6 +63,8 @@ SMALL_BODY = 64 * 1024
 #: Methods whose request may be sent again when a reused connection turns out closed.
 _RETRYABLE = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE"})
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
+#: Bytes a request target must not hold (it goes into the request line as is).
+_NOT_IN_TARGET = b" \r\n\x00"
 
 
 class HttpForwarder:
@@ -287,7 +289,7 @@ class _Relay(Exchange):
     def _scrubbed(self, body: bytes) -> bytes:
         """A small body scrubbed whole, with its new length (if the token was in it; else
         the server's ``Content-Length`` stands, framed exact)."""
-        if self._token in body:
+        if body.find(self._token) != -1:  # (``find``, not ``in``: docs/front_end.md)
             body = scrub_whole(body, self._token)
             self._request.responseHeaders.setRawHeaders(b"content-length",
                                                         [b"%d" % len(body)])
@@ -314,7 +316,7 @@ class _Relay(Exchange):
                     continue
                 if secure and lower == b"set-cookie":
                     value = secure_cookie(value)
-            if token and token in value:
+            if token and value.find(token) != -1:
                 value = value.replace(token, b"")
             kept.append((name, value))
         add_checked(request.responseHeaders, kept)  # parse_head checked them: no CR, LF, NUL
@@ -340,7 +342,8 @@ class _Relay(Exchange):
         token = self._token = self._fwd.token.encode()
         # Else the usual way: the token in the body (scrubbed, a new length), or a body
         # too long to scrub whole (streamed); a whole answer came in one read, so rarely.
-        if (not token or token not in body) and len(body) <= SMALL_BODY:
+        # (``find``, not ``in``: docs/front_end.md, "bytes in bytes")
+        if (not token or body.find(token) == -1) and len(body) <= SMALL_BODY:
             lines = client_lines(head, self._fwd, token, request.isSecure())
             if lines is not None and request.respond_lines(
                     head.code, head.phrase, lines, head.length is not None, body):
@@ -493,8 +496,8 @@ def _all_or_timeout(waits: list[Deferred[Any]], reactor: Any, seconds: float) ->
 def request_head(request: IRequest, token: str, body: BodyStream) -> bytes:
     """The request line and headers for the user's server, framing included."""
     method, uri = request.method, request.uri
-    if not uri.startswith(b"/") or b" " in uri or b"\r" in uri or b"\n" in uri \
-            or b"\x00" in uri:
+    # (one ``translate`` rather than four ``in``: docs/front_end.md, "bytes in bytes")
+    if not uri.startswith(b"/") or len(uri.translate(None, _NOT_IN_TARGET)) != len(uri):
         raise ValueError("bad request target")
     lines = [b"%s %s HTTP/1.1" % (method, uri), forwarded_lines(request, token)]
     if body.has_body:
