@@ -56,7 +56,21 @@ def client_lines(head: ResponseHead, fwd: Forward, token: bytes, secure: bool) -
     None when the answer takes the usual way: a name sent twice (Twisted groups the
     values of a name), a ``Connection`` naming other headers, the server token anywhere
     in the head (scrubbed value by value), or a server's own HSTS (the front end
-    replaces it in place).  ``secure``: the client's request was https."""
+    replaces it in place).  ``secure``: the client's request was https.
+
+    The answer depends on nothing else, so it is kept on ``head`` for the next answer
+    with the same head (:meth:`ipydoc.proxy.backend.BackendConnection._got_head`)."""
+    own_origin = fwd.own_origin
+    memo = head.client_memo
+    if memo is not None and memo[0] == token and memo[1] == own_origin and memo[2] == secure:
+        return memo[3]
+    lines = _client_lines(head, fwd, token, secure)
+    head.client_memo = (token, own_origin, secure, lines)
+    return lines
+
+
+def _client_lines(head: ResponseHead, fwd: Forward, token: bytes, secure: bool) -> bytes | None:
+    """:func:`client_lines`, made."""
     lowers = head.lowers
     # (``find``, not ``in``: docs/front_end.md, "bytes in bytes")
     if head.connection or (token and head.raw.find(token) != -1) \

@@ -35,6 +35,8 @@ from ipydoc.proxy.sendnow import send_now
 
 #: Largest response head (status line and headers) a backend may send.
 MAX_HEAD = 64 * 1024
+#: A connection remembers its last answer's head up to this size (see ``_got_head``).
+_HEAD_KEPT = 4096
 #: Largest chunk-size line (with extensions) or trailer section.
 MAX_CHUNK_LINE = 4096
 MAX_TRAILERS = 16 * 1024
@@ -67,6 +69,10 @@ class ResponseHead:
     connection: frozenset[bytes] = frozenset()
     #: The body's length when the framing says it (``Content-Length``), else None.
     length: int | None = None
+    #: :func:`ipydoc.proxy.answer_head.client_lines`'s last answer for this head, with
+    #: what it depended on (token, own origin, https).  A head may serve several answers
+    #: (:meth:`BackendConnection._got_head`), so nobody changes one once parsed.
+    client_memo: tuple[bytes, bool, bool, bytes | None] | None = None
 
 
 class Exchange:
@@ -135,6 +141,8 @@ class BackendConnection(Protocol):
 
     #: Reading paused by the client's side (its send buffer was full).
     paused = False
+    #: The last head parsed here: (raw, no_body, what parse_head gave).
+    _last: tuple[bytes, bool, tuple[ResponseHead, int, int]] | None = None
 
     def __init__(self, pool: BackendPool, key: tuple[str, int]) -> None:
         self._pool = pool
@@ -320,7 +328,16 @@ class BackendConnection(Protocol):
                 raise BadResponse("bytes after the end of the response")
 
     def _got_head(self, raw: bytes) -> None:
-        head, framing, length = parse_head(raw, self._no_body)
+        # A server answering the same request again within the second its ``Date`` holds
+        # sends the same head byte for byte (a poller, a burst, the bench): the parse of
+        # those bytes is the same, so the last one is used again (one comparison; a
+        # different head costs nothing more).  Per connection, so per server.
+        last = self._last
+        if last is not None and last[0] == raw and last[1] == self._no_body:
+            head, framing, length = last[2]
+        else:
+            parsed = head, framing, length = parse_head(raw, self._no_body)
+            self._last = (raw, self._no_body, parsed) if len(raw) <= _HEAD_KEPT else None
         if 100 <= head.code < 200:
             if head.code == 101:
                 raise BadResponse("unexpected protocol switch")

@@ -181,7 +181,7 @@ class _Collect(Exchange):
         if self.d.called or self._head is None:
             return
         body, self._chunks = b"".join(self._chunks), []
-        self.d.callback(FetchResponse(self._head.code, self._head.headers, body))
+        self.d.callback(FetchResponse(self._head.code, list(self._head.headers), body))
         if self.conn is not None and self.conn.transport is not None:
             self.conn.transport.loseConnection()
 

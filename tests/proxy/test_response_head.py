@@ -71,3 +71,42 @@ def test_the_memory_is_bounded_when_every_line_is_new() -> None:
     head, _, _ = parse_head(b"HTTP/1.1 204 No Content\r\n" + long_line, False)
     assert head.headers == [(b"X-Long", b"v" * backend._LINE_KEPT)]
     assert not backend._LINES  # checked, not kept
+
+
+@pytest.mark.parametrize("bad", [b"\r", b"\n", b"\x00"])
+def test_a_bare_cr_lf_or_nul_is_refused_in_the_reason_phrase_and_in_values(bad: bytes) -> None:
+    """The reason phrase is written back to the client as is: the one look at the whole
+    head covers it as it covers every header value."""
+    backend._LINES.clear()
+    fields(HEAD)  # every line remembered: the look does not depend on checking lines
+    with pytest.raises(BadResponse, match="bad header value"):
+        parse_head(HEAD.replace(b"200 OK", b"200 O" + bad + b"K"), False)
+    with pytest.raises(BadResponse, match="bad header value"):
+        parse_head(HEAD.replace(b"nosniff", b"no" + bad + b"sniff"), False)
+
+
+def test_the_client_lines_kept_on_a_head_are_those_made_afresh_in_every_context() -> None:
+    """``client_lines`` keeps its answer on the head with what it depended on (token, own
+    origin, https): switching between those gives what a freshly parsed head gives."""
+    from ipydoc.proxy.answer_head import client_lines
+    from ipydoc.proxy.gate import Forward
+
+    token = b"tok-2718"
+    plain = HEAD.replace(b"Connection: keep-alive, X-Private\r\n", b"")
+    heads = [HEAD, plain,  # (HEAD names a header in Connection: always the usual way)
+             plain.replace(b"Set-Cookie: _xsrf=abc; Path=/user/alice/",
+                           b"Service-Worker-Allowed: /"),
+             plain + b"\r\nX-T: " + token]
+    contexts = [(Forward("alice", "http://s:1", token.decode(), own_origin=own), tok, secure)
+                for own in (False, True) for tok in (token, b"other-token", b"")
+                for secure in (False, True)]
+    for raw in heads:
+        afresh = {(id(fwd), tok, secure): client_lines(parse_head(raw, False)[0], fwd, tok,
+                                                       secure)
+                  for fwd, tok, secure in contexts}
+        assert len(set(afresh.values())) > 1 or raw == heads[0]  # the context matters
+        for first in contexts:  # every context right after every other, on one head
+            for fwd, tok, secure in contexts:
+                head, _, _ = parse_head(raw, False)
+                client_lines(head, *first)
+                assert client_lines(head, fwd, tok, secure) == afresh[id(fwd), tok, secure]

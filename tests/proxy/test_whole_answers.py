@@ -278,3 +278,45 @@ async def test_on_a_kept_alive_connection_one_pass_answers_alike(site_port, one_
     assert one_pass[paths[0]] is True and b"Connection" not in whole
     assert (b"\r\nStrict-Transport-Security: max-age=63072000\r\n" in whole) is https
     assert whole == pieces
+
+
+def _in_turn(port: int, names: list[str]) -> list[bytes]:
+    """GET, GET, HEAD, HEAD, GET of each answer (a few also in pieces), in turn: the
+    backend connection (pooled) gets the same head again and again, and other heads
+    between."""
+    got = []
+    for name in names:
+        modes = (b"whole", b"pieces") if name in ("tornado", "headers") else (b"whole",)
+        for method in (b"GET", b"GET", b"HEAD", b"HEAD", b"GET"):
+            for mode in modes:
+                got.append(dechunked(exchange(port, method,
+                                              b"/user/alice/%s/%s" % (mode, name.encode()))))
+    return got
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_head_parsed_before_on_the_connection_answers_as_parsed_afresh(
+        site_port, monkeypatch):
+    """A backend connection keeps its last head's parse (and the client's lines made from
+    it) for the same bytes again: the client gets exactly what parsing afresh gives."""
+    from ipydoc.proxy import backend
+
+    parsed = []
+    real = backend.parse_head
+
+    def counted(raw, no_body):
+        parsed.append(raw)
+        return real(raw, no_body)
+
+    monkeypatch.setattr(backend, "parse_head", counted)
+    names = sorted(ANSWERS)
+    monkeypatch.setattr(backend, "_HEAD_KEPT", -1)  # nothing kept: every head parsed
+    afresh = await threads.deferToThread(_in_turn, site_port, names)
+    assert len(parsed) == len(afresh)
+    monkeypatch.setattr(backend, "_HEAD_KEPT", 4096)
+    parsed.clear()
+    again = await threads.deferToThread(_in_turn, site_port, names)
+    assert again == afresh
+    # the same head again (and the same method) was not parsed again: twice per answer
+    # but for the one whose server closes the connection after it
+    assert len(again) - len(parsed) >= 2 * (len(names) - 1)
