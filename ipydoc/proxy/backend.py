@@ -35,8 +35,11 @@ from ipydoc.proxy.sendnow import send_now
 
 #: Largest response head (status line and headers) a backend may send.
 MAX_HEAD = 64 * 1024
-#: A connection remembers its last answer's head up to this size (see ``_got_head``).
-_HEAD_KEPT = 4096
+#: A connection remembers its last answer's head up to this size and this many header
+#: lines (see ``_got_head``): jupyter_server's are under 1 KiB and 15 lines.  With the
+#: parse, some 10 KiB at most per idle connection (``pool_size`` of them per server).
+_HEAD_KEPT = 2048
+_HEADERS_KEPT = 32
 #: Largest chunk-size line (with extensions) or trailer section.
 MAX_CHUNK_LINE = 4096
 MAX_TRAILERS = 16 * 1024
@@ -337,7 +340,8 @@ class BackendConnection(Protocol):
             head, framing, length = last[2]
         else:
             parsed = head, framing, length = parse_head(raw, self._no_body)
-            self._last = (raw, self._no_body, parsed) if len(raw) <= _HEAD_KEPT else None
+            self._last = (raw, self._no_body, parsed) if len(raw) <= _HEAD_KEPT \
+                and len(head.headers) <= _HEADERS_KEPT else None
         if 100 <= head.code < 200:
             if head.code == 101:
                 raise BadResponse("unexpected protocol switch")
